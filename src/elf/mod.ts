@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The ELF engine: a bounds-checked read-only view (ElfView), an editable
+ * object model (ElfObject), one layout step and one writer, for x86_64 ELF64
+ * relocatable objects (`.o`, `.ko`).
+ */
+export * from './constants.js';
+export { ElfError, hex, sectionLabel, type ElfLocation } from './errors.js';
+export {
+  ElfView,
+  decodeLatin1,
+  type ElfHeader,
+  type SectionHeader,
+  type SymbolEntry,
+  type RelocationEntry,
+  type GroupEntry,
+  type FileRegion,
+  type FileGap,
+  type ParseOptions,
+} from './view.js';
+export { readModinfo, parseModinfo, modinfoValue, type ModinfoEntry } from './modinfo.js';
