@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Exit codes: the one place that maps error kinds to process exit statuses.
+ * Documented in README.md ("Exit codes"); keep the two in step.
+ */
+import type { ErrorKind } from '../util/errors.js';
+
+export const EXIT = {
+  ok: 0,
+  /** A check failed (e.g. a guest command in `vm run` without its own status). */
+  failure: 1,
+  usage: 2,
+  notFound: 10,
+  invalidInput: 11,
+  environment: 12,
+  archive: 13,
+  build: 14,
+  guestCrash: 20,
+  guestTimeout: 21,
+  guestRefused: 22,
+  internal: 70,
+  interrupted: 130,
+} as const;
+
+export function exitCodeFor(kind: ErrorKind): number {
+  switch (kind) {
+    case 'usage':
+      return EXIT.usage;
+    case 'not-found':
+      return EXIT.notFound;
+    case 'invalid-input':
+      return EXIT.invalidInput;
+    case 'environment':
+      return EXIT.environment;
+    case 'archive':
+      return EXIT.archive;
+    case 'build':
+      return EXIT.build;
+    case 'guest-crash':
+      return EXIT.guestCrash;
+    case 'guest-timeout':
+      return EXIT.guestTimeout;
+    case 'guest-refused':
+      return EXIT.guestRefused;
+    case 'internal':
+      return EXIT.internal;
+  }
+}

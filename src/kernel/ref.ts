@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Kernel references as users type them: `debian:6.1.0-56-amd64`.
+ * The part after the colon is the kernel release (`uname -r`), which is also
+ * the Debian ABI name used in the image and headers package names.
+ */
+import { SutureError } from '../util/errors.js';
+
+export interface KernelRef {
+  distro: 'debian';
+  /** `uname -r` of the kernel: 6.1.0-56-amd64, 6.12.48+deb12-amd64 */
+  release: string;
+  /** Release without the flavour: 6.1.0-56, 6.12.48+deb12 */
+  abi: string;
+  /** amd64, cloud-amd64, rt-amd64 */
+  flavour: string;
+  /** Upstream series, which names the source and kbuild packages: 6.1, 6.12 */
+  series: string;
+}
+
+const FLAVOURS = ['cloud-amd64', 'rt-amd64', 'amd64'] as const;
+
+export function parseKernelRef(text: string): KernelRef {
+  const m = /^([a-z]+):(.+)$/.exec(text.trim());
+  if (!m) {
+    throw new SutureError('usage', `"${text}" is not a kernel name`, {
+      hint: 'name a kernel as debian:<release>, e.g. debian:6.1.0-56-amd64 (see `suture kernel list`)',
+    });
+  }
+  const [, distro, release] = m as unknown as [string, string, string];
+  if (distro !== 'debian') {
+    throw new SutureError('usage', `unknown distribution "${distro}" in "${text}"`, {
+      hint: 'suture knows Debian kernels for now: debian:<release>, e.g. debian:6.1.0-56-amd64',
+    });
+  }
+  const flavour = FLAVOURS.find((f) => release.endsWith(`-${f}`));
+  const abi = flavour ? release.slice(0, -(flavour.length + 1)) : '';
+  const series = /^(\d+\.\d+)[.]/.exec(abi)?.[1];
+  if (!flavour || !series || !/^[0-9][0-9a-z.+~-]*$/.test(abi)) {
+    throw new SutureError('usage', `"${release}" is not a Debian kernel release`, {
+      hint: `a release looks like 6.1.0-56-amd64 (ABI 6.1.0-56, flavour amd64); flavours: ${FLAVOURS.join(', ')}`,
+    });
+  }
+  return { distro: 'debian', release, abi, flavour, series };
+}
+
+export function formatKernelRef(ref: KernelRef): string {
+  return `${ref.distro}:${ref.release}`;
+}
