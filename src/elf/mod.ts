@@ -19,3 +19,30 @@ export {
   type ParseOptions,
 } from './view.js';
 export { readModinfo, parseModinfo, modinfoValue, type ModinfoEntry } from './modinfo.js';
+export {
+  ElfObject,
+  Section,
+  DataSection,
+  NoBitsSection,
+  StringTableSection,
+  SymbolTableSection,
+  SymtabShndxSection,
+  RelocationSection,
+  GroupSection,
+  ElfSymbol,
+  Relocation,
+  type SectionOrigin,
+  type NameOrigin,
+  type ObjectHeader,
+  type ObjectOrigin,
+} from './model.js';
+export {
+  layout,
+  MAX_FILE_ALIGN,
+  type Layout,
+  type LayoutMode,
+  type LayoutOptions,
+  type SectionPlacement,
+  type SymbolTableLayout,
+} from './layout.js';
+export { writeElf } from './write.js';
