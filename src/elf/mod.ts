@@ -46,3 +46,20 @@ export {
   type SymbolTableLayout,
 } from './layout.js';
 export { writeElf } from './write.js';
+export {
+  X86_64_RELOCS,
+  relocType,
+  relocTypeByName,
+  relocTypeName,
+  R_X86_64_NONE,
+  R_X86_64_64,
+  R_X86_64_PC32,
+  R_X86_64_PLT32,
+  R_X86_64_GOTPCREL,
+  R_X86_64_32,
+  R_X86_64_32S,
+  R_X86_64_PC64,
+  R_X86_64_GOTPCRELX,
+  R_X86_64_REX_GOTPCRELX,
+  type RelocType,
+} from './x86_64.js';

@@ -39,13 +39,16 @@ export function lineReporter(write: (s: string) => void): Reporter {
       const t0 = performance.now();
       let skipped: string | undefined;
       let lastDetail = '';
+      let lastAt = 0;
       write(`==> ${title}\n`);
       try {
         const r = await fn({
           update(d) {
-            // Plain mode: report a detail only when it says something new, at most every line.
-            if (d !== lastDetail) {
+            // Plain mode: a detail when it says something new, at most one every 2 s.
+            const now = performance.now();
+            if (d !== lastDetail && now - lastAt >= 2000) {
               lastDetail = d;
+              lastAt = now;
               write(`    ${d}\n`);
             }
           },

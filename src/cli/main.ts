@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** The suture command line. The only layer that prints or picks exit codes. */
+import { Command, CommanderError } from 'commander';
+import { createRequire } from 'node:module';
+import { EXIT } from './exit-codes.js';
+import { kernelCommand } from './kernel.js';
+import { reportError } from './output.js';
+import { vmCommand } from './vm.js';
+
+const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+export function program(): Command {
+  const p = new Command('suture')
+    .description('open-source live patching for Linux: build a livepatch from a fix, prove it in a VM, apply it')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  p.addCommand(kernelCommand());
+  p.addCommand(vmCommand());
+  for (const c of p.commands) {
+    c.exitOverride();
+    for (const s of c.commands) s.exitOverride();
+  }
+  return p;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  process.exitCode = undefined;
+  try {
+    await program().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit 0; everything commander rejects is a usage error
+      return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    return reportError(e, json);
+  }
+}

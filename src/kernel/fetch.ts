@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `suture kernel fetch`: bring a Debian kernel's packages, unpack them without
+ * installing, prepare its source tree with the kernel's own config and
+ * compiler, and capture its exact symbol table by booting it once.
+ *
+ * Each step leaves a stamp in .steps/ when it completes; a step without a stamp
+ * is redone from scratch, so an interrupted fetch resumes cleanly. The
+ * workspace counts as ready only when kernel.json is written, last.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, closeSync, openSync, unlinkSync, lstatSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { SutureError, fsError } from '../util/errors.js';
+import { runChecked } from '../util/exec.js';
+import type { Reporter } from '../util/progress.js';
+import { runVm, type VmResult } from '../vm/run.js';
+import { findMirrors, openApt, type Apt, type PackageRecord } from './apt.js';
+import { compilerText, parseKconfig } from './config.js';
+import { formatKernelRef, type KernelRef } from './ref.js';
+import { ensureToolchain, type Toolchain } from './toolchain.js';
+import { WORKSPACE_SCHEMA, workspacePaths, workspaceState, writeMetadata, type KernelMetadata, type PackageInfo, type WorkspacePaths } from './workspace.js';
+
+/** Free space a fetch needs: packages (~250 MB), unpacked image and headers (~500 MB), source tree (~1.5 GB). */
+const NEEDED_BYTES = 2.5 * 1024 ** 3;
+
+export interface FetchOptions {
+  home: string;
+  reporter: Reporter;
+  /** Refresh package lists even if they are recent. */
+  refresh?: boolean;
+}
+
+export interface FetchResult {
+  meta: KernelMetadata;
+  /** True when the kernel was already ready and nothing was done. */
+  cached: boolean;
+}
+
+/** The Debian packages that make up a kernel workspace. */
+export interface PackagePlan {
+  image: PackageRecord;
+  headers: PackageRecord;
+  common: PackageRecord;
+  kbuild: PackageRecord;
+  source: PackageRecord;
+}
+
+/** Which releases of a kind the archive has (linux-image-<release> names). */
+export async function archiveReleases(apt: Apt): Promise<string[]> {
+  const names = await apt.names('linux-image-');
+  return names
+    .map((n) => /^linux-image-(\d[\w.+~-]*-(?:amd64|cloud-amd64|rt-amd64))$/.exec(n)?.[1])
+    .filter((r): r is string => !!r && !/-dbg$|-unsigned$/.test(r))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+}
+
+function newest(records: PackageRecord[]): PackageRecord | undefined {
+  return [...records].sort((a, b) => b.version.localeCompare(a.version, 'en', { numeric: true }))[0];
+}
+
+/** Resolve the five packages of a kernel release, all of one source version. */
+export async function planPackages(apt: Apt, ref: KernelRef): Promise<PackagePlan> {
+  const name = formatKernelRef(ref);
+  const headers = newest(await apt.show(`linux-headers-${ref.release}`));
+  const image = newest(await apt.show(`linux-image-${ref.release}`)) ?? newest(await apt.show(`linux-image-${ref.release}-unsigned`));
+  if (!headers || !image) {
+    const all = await archiveReleases(apt);
+    const same = all.filter((r) => r.startsWith(`${ref.series}.`) && r.endsWith(`-${ref.flavour}`));
+    const range = same.length ? `${same[0]} … ${same[same.length - 1]}` : 'none';
+    throw new SutureError(
+      'not-found',
+      same.length
+        ? `${name} is not in the archive (no longer, or not yet); this series has ${same.length} releases there: ${range}`
+        : `${name} is not a kernel the archive has`,
+      { hint: `pick one of: ${(same.length ? same : all.filter((r) => r.endsWith('-amd64'))).slice(-8).join(', ')} (as debian:<release>)` },
+    );
+  }
+  const v = headers.version;
+  const pick = async (pkg: string): Promise<PackageRecord> => {
+    const rec = (await apt.show(pkg)).find((r) => r.version === v);
+    if (!rec) {
+      throw new SutureError('archive', `${pkg} ${v} (the version of ${name}'s headers) is not in the archive`, {
+        hint: 'the archive may have moved on; fetch a newer release of this series',
+      });
+    }
+    return rec;
+  };
+  const abi = ref.abi;
+  return {
+    image,
+    headers,
+    common: await pick(`linux-headers-${abi}-common`),
+    kbuild: await pick(`linux-kbuild-${ref.series}`),
+    source: await pick(`linux-source-${ref.series}`),
+  };
+}
+
+class Lock {
+  private constructor(private readonly file: string) {}
+  static take(file: string, what: string): Lock {
+    mkdirSync(dirname(file), { recursive: true });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(file, 'wx');
+        writeFileSync(fd, String(process.pid));
+        closeSync(fd);
+        return new Lock(file);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(e, `locking ${what}`, file);
+        const pid = Number(readFileSync(file, 'utf8'));
+        if (pid && pid !== process.pid && alive(pid)) {
+          throw new SutureError('environment', `another suture (pid ${pid}) is working on ${what}`, {
+            hint: `wait for it to finish, or remove ${file} if that process is gone`,
+          });
+        }
+        unlinkSync(file); // stale: its process is gone
+      }
+    }
+    throw new SutureError('environment', `could not lock ${what} (${file})`);
+  }
+  release(): void {
+    rmSync(this.file, { force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function checkWritable(home: string): void {
+  try {
+    mkdirSync(join(home, 'kernels'), { recursive: true });
+    const probe = join(home, 'kernels', `.write-test-${process.pid}`);
+    writeFileSync(probe, '');
+    unlinkSync(probe);
+  } catch (e) {
+    throw fsError(e, 'the suture cache', home);
+  }
+}
+
+function checkSpace(dir: string, needed: number): void {
+  const s = statfsSync(dir);
+  const free = Number(s.bavail) * Number(s.bsize);
+  if (free < needed) {
+    throw new SutureError(
+      'environment',
+      `not enough disk space under ${dir}: a kernel workspace needs about ${(needed / 1024 ** 3).toFixed(1)} GB, ${(free / 1024 ** 3).toFixed(1)} GB are free`,
+      { hint: 'free some space, or set SUTURE_HOME to a larger filesystem' },
+    );
+  }
+}
+
+function du(p: string): number {
+  let total = 0;
+  const stack = [p];
+  while (stack.length) {
+    const cur = stack.pop()!;
+    const st = lstatSync(cur);
+    total += st.blocks * 512;
+    if (st.isDirectory()) for (const e of readdirSync(cur)) stack.push(join(cur, e));
+  }
+  return total;
+}
+
+/** A step that runs once: skipped when its stamp exists, its outputs wiped before it runs again. */
+async function once<T extends object | void>(
+  paths: WorkspacePaths,
+  reporter: Reporter,
+  timings: Record<string, number>,
+  id: string,
+  title: string,
+  outputs: string[],
+  fn: (update: (d: string) => void) => Promise<T>,
+): Promise<T | undefined> {
+  const stamp = join(paths.steps, id);
+  if (existsSync(stamp)) {
+    await reporter.step(title, async (s) => s.skip('done earlier'));
+    const saved = readFileSync(stamp, 'utf8');
+    return saved ? (JSON.parse(saved) as T) : undefined;
+  }
+  const t0 = performance.now();
+  return reporter.step(title, async (s) => {
+    for (const o of outputs) rmSync(o, { recursive: true, force: true });
+    const r = await fn((d) => s.update(d));
+    mkdirSync(paths.steps, { recursive: true });
+    writeFileSync(stamp, r === undefined ? '' : JSON.stringify(r));
+    timings[id] = Math.round((performance.now() - t0) / 100) / 10;
+    return r;
+  });
+}
+
+export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<FetchResult> {
+  const { home, reporter } = opts;
+  const st = workspaceState(home, ref);
+  if (st.state === 'ready') return { meta: st.meta, cached: true };
+  checkWritable(home);
+  const paths = workspacePaths(home, ref);
+  const name = formatKernelRef(ref);
+  const lock = Lock.take(join(paths.root, '.lock'), name);
+  try {
+    if (st.state === 'absent') checkSpace(join(home, 'kernels'), NEEDED_BYTES);
+    return { meta: await fetchSteps(ref, paths, opts), cached: false };
+  } finally {
+    lock.release();
+  }
+}
+
+async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOptions): Promise<KernelMetadata> {
+  const { home, reporter } = opts;
+  const timings: Record<string, number> = {};
+  const mirrors = findMirrors();
+  const apt = openApt(join(home, 'apt'), mirrors);
+
+  const plan = await reporter.step(`Resolving ${formatKernelRef(ref)} in the archive`, async (s) => {
+    s.update('refreshing package lists');
+    await apt.update(opts.refresh ? 0 : undefined);
+    const p = await planPackages(apt, ref);
+    s.update(`${p.headers.version}`);
+    return p;
+  });
+  const records = [plan.image, plan.headers, plan.common, plan.kbuild, plan.source];
+  const totalMb = records.reduce((n, r) => n + (r.size ?? 0), 0) / 1e6;
+
+  const packages = (await once(paths, reporter, timings, 'download', `Downloading 5 packages (${totalMb.toFixed(0)} MB)`, [], async (update) => {
+    const out: PackageInfo[] = [];
+    const partial = join(paths.debs, '.partial');
+    for (const r of records) {
+      const final = join(paths.debs, `${r.package}_${r.version.replace(/:/g, '%3a')}_amd64.deb`);
+      if (!(existsSync(final) && r.size !== undefined && statSync(final).size === r.size)) {
+        update(`${r.package} ${r.version} (${((r.size ?? 0) / 1e6).toFixed(0)} MB)`);
+        rmSync(partial, { recursive: true, force: true });
+        const got = await apt.download(r.package, r.version, partial);
+        mkdirSync(paths.debs, { recursive: true });
+        renameSync(got, final);
+      }
+      out.push({ name: r.package, version: r.version, file: final, size: statSync(final).size });
+    }
+    rmSync(partial, { recursive: true, force: true });
+    return out;
+  }))!;
+  const deb = (pkg: string) => packages.find((p) => p.name === pkg)!.file;
+
+  await once(paths, reporter, timings, 'unpack', 'Unpacking image and headers', [paths.image, join(paths.root, 'headers')], async (update) => {
+    update(plan.image.package);
+    await runChecked(['dpkg-deb', '-x', deb(plan.image.package), paths.image], { kind: 'environment', what: 'dpkg-deb' });
+    for (const r of [plan.headers, plan.common, plan.kbuild]) {
+      update(r.package);
+      await runChecked(['dpkg-deb', '-x', deb(r.package), join(paths.root, 'headers')], { kind: 'environment', what: 'dpkg-deb' });
+    }
+    if (!existsSync(paths.vmlinuz)) throw new SutureError('archive', `${plan.image.package} has no ${basename(paths.vmlinuz)}`);
+    relocateHeaders(paths, ref);
+    update('depmod');
+    // Debian generates modules.dep at install time; the package does not carry it.
+    await runChecked(['depmod', '-b', paths.image, ref.release], { kind: 'environment', what: 'depmod' });
+  });
+
+  const sourceRoot = dirname(paths.source);
+  await once(paths, reporter, timings, 'source', `Extracting linux-source-${ref.series}`, [sourceRoot], async (update) => {
+    const tmp = join(paths.root, '.source-deb');
+    rmSync(tmp, { recursive: true, force: true });
+    update('unpacking the package');
+    await runChecked(['dpkg-deb', '-x', deb(plan.source.package), tmp], { kind: 'environment', what: 'dpkg-deb' });
+    const srcDir = join(tmp, 'usr', 'src');
+    const tarball = readdirSync(srcDir).find((f) => /^linux-source-.*\.tar\.(xz|gz|bz2|zst)$/.test(f));
+    if (!tarball) throw new SutureError('archive', `${plan.source.package} carries no linux-source tarball in /usr/src`);
+    mkdirSync(sourceRoot, { recursive: true });
+    update(`extracting ${tarball}`);
+    await runChecked(['tar', '-I', 'xz -T0', '-xf', join(srcDir, tarball), '-C', sourceRoot], {
+      kind: 'environment',
+      what: 'extracting the kernel source',
+    });
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(join(paths.source, 'Makefile'))) {
+      throw new SutureError('archive', `${tarball} did not unpack to ${paths.source}`);
+    }
+  });
+
+  const config = parseKconfig(readFileSync(paths.config, 'utf8'));
+  const ccText = compilerText(config);
+  if (!ccText) throw new SutureError('invalid-input', `${paths.config} has no CONFIG_CC_VERSION_TEXT`);
+  let toolchain!: Toolchain;
+  await reporter.step(`Finding the kernel's compiler (${ccText})`, async (s) => {
+    toolchain = await ensureToolchain({ ccVersionText: ccText, series: ref.series, home, mirrors, onProgress: (l) => s.update(l) });
+    s.update(toolchain.info.via === 'host' ? 'the host compiler matches' : `build root ${toolchain.info.buildroot}`);
+  });
+
+  await once(paths, reporter, timings, `prepare-${toolchain.info.via}`, 'Preparing the source tree (olddefconfig, modules_prepare)', [], async (update) => {
+    const cc = toolchain.info.command;
+    const jobs = String(Math.max(1, cpus().length));
+    const make = ['make', `-j${jobs}`, `CC=${cc}`, `HOSTCC=${cc}`, `KERNELRELEASE=${ref.release}`];
+    // A prepare done by another toolchain must not be mixed with this one.
+    await toolchain.run(['make', 'mrproper'], paths.source);
+    cpSync(paths.config, join(paths.source, '.config'));
+    update('olddefconfig');
+    await checked(toolchain, [...make, 'olddefconfig'], paths.source, 'make olddefconfig');
+    const after = parseKconfig(readFileSync(join(paths.source, '.config'), 'utf8'));
+    const changed = [...config.keys()].filter((k) => after.get(k) !== config.get(k));
+    if (changed.length) {
+      throw new SutureError(
+        'build',
+        `olddefconfig changed ${changed.length} options of the shipped config (first: ${changed.slice(0, 5).join(', ')})`,
+        { hint: 'the source package and the image disagree, or the compiler differs from the one that built the kernel' },
+      );
+    }
+    update('modules_prepare');
+    await checked(toolchain, [...make, 'modules_prepare'], paths.source, 'make modules_prepare', (l) => update(l.trim().slice(0, 100)));
+    cpSync(join(paths.headers, 'Module.symvers'), join(paths.source, 'Module.symvers'));
+  });
+
+  const sym = (await once(paths, reporter, timings, 'symbols', 'Capturing the symbol table (booting the kernel once, nokaslr)', [paths.symbols], async (update) => {
+    const r = await runVm({
+      kernelImage: paths.vmlinuz,
+      kaslr: false,
+      stateDir: join(home, 'vm'),
+      commands: [
+        { label: 'gzip /proc/kallsyms', script: 'gzip -1 -c /proc/kallsyms' },
+        { label: 'cat /proc/version', script: 'cat /proc/version' },
+      ],
+      onEvent: (e) => {
+        if (e.type === 'ready') update(`booted in ${(e.bootMs / 1000).toFixed(1)} s, reading /proc/kallsyms`);
+      },
+    });
+    expectVmOk(r, 'booting the kernel to read its symbols');
+    const text = gunzipSync(r.commands[0]!.raw).toString('utf8');
+    const count = text.split('\n').filter(Boolean).length;
+    // Addresses read as zero when kptr_restrict hides them; _stext is never at zero.
+    const stext = /^([0-9a-f]{16}) [Tt] _stext$/m.exec(text)?.[1];
+    if (count < 10_000 || !stext || /^0+$/.test(stext)) {
+      throw new SutureError('internal', `the captured kallsyms looks wrong (${count} lines, _stext at ${stext ?? 'nowhere'})`);
+    }
+    mkdirSync(paths.symbols, { recursive: true });
+    writeFileSync(paths.kallsyms, text);
+    return { count, procVersion: r.commands[1]!.output.trim() };
+  }))!;
+
+  return reporter.step('Recording the workspace', async () => {
+    const makefile = readFileSync(join(paths.source, 'Makefile'), 'utf8');
+    const mk = (k: string) => new RegExp(`^${k} = (\\S*)`, 'm').exec(makefile)?.[1] ?? '';
+    const meta: KernelMetadata = {
+      schema: WORKSPACE_SCHEMA,
+      name: formatKernelRef(ref),
+      distro: ref.distro,
+      release: ref.release,
+      series: ref.series,
+      packageVersion: plan.headers.version,
+      upstreamVersion: `${mk('VERSION')}.${mk('PATCHLEVEL')}.${mk('SUBLEVEL')}`,
+      procVersion: sym.procVersion,
+      compiler: toolchain.info,
+      packages,
+      paths,
+      symbols: { count: sym.count, source: '/proc/kallsyms of the kernel booted with nokaslr' },
+      sizeBytes: du(paths.root),
+      fetchedAt: new Date().toISOString(),
+      timings,
+    };
+    writeMetadata(meta);
+    return meta;
+  });
+}
+
+/**
+ * Debian's linux-headers-<release>/Makefile includes the -common tree by its
+ * installed path (/usr/src/...). Point it at the unpacked copy instead.
+ */
+function relocateHeaders(paths: WorkspacePaths, ref: KernelRef): void {
+  const makefile = join(paths.headers, 'Makefile');
+  const common = join(dirname(paths.headers), `linux-headers-${ref.abi}-common`);
+  const text = readFileSync(makefile, 'utf8');
+  const fixed = text.replace(/^include \/usr\/src\/(linux-headers-[^/\s]+-common)\/Makefile$/m, (_m, dir: string) => {
+    if (join(dirname(paths.headers), dir) !== common) throw new SutureError('archive', `${makefile} includes an unexpected tree: ${dir}`);
+    return `include ${common}/Makefile`;
+  });
+  if (!existsSync(join(common, 'Makefile'))) throw new SutureError('archive', `${common}/Makefile is missing from the headers packages`);
+  writeFileSync(makefile, fixed);
+}
+
+async function checked(tc: Toolchain, argv: string[], cwd: string, what: string, onLine?: (l: string) => void): Promise<void> {
+  const r = await tc.run(argv, cwd, { onLine: onLine ? (l) => onLine(l) : undefined });
+  if (r.code !== 0) {
+    throw new SutureError('build', `${what} failed in ${cwd} (exit ${r.code})`, {
+      details: (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-15).join('\n'),
+    });
+  }
+}
+
+/** Turn a VM result that is not ok into the matching error. */
+export function expectVmOk(r: VmResult, what: string): void {
+  if (r.outcome === 'ok') return;
+  const kind = r.outcome === 'crash' ? 'guest-crash' : r.outcome === 'timeout' ? 'guest-timeout' : r.outcome === 'refused' ? 'guest-refused' : 'internal';
+  throw new SutureError(kind, `${what}: ${r.reason}`, { details: r.consoleTail.slice(-20).join('\n') });
+}

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** Building external modules against a kernel workspace's headers, with the kernel's own compiler. */
+import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { SutureError } from '../util/errors.js';
+import { buildrootToolchain, hostToolchain, type Toolchain } from './toolchain.js';
+import type { KernelMetadata } from './workspace.js';
+
+/** The toolchain recorded for a workspace at fetch time. */
+export function toolchainFor(meta: KernelMetadata, home: string): Toolchain {
+  return meta.compiler.via === 'buildroot'
+    ? buildrootToolchain(meta.compiler.text, meta.compiler.buildroot!, home)
+    : hostToolchain(meta.compiler.text);
+}
+
+export interface KbuildOptions {
+  /** Extra make variables (NAME=value). */
+  vars?: Record<string, string>;
+  onLine?: (line: string) => void;
+}
+
+/**
+ * `make -C <headers> M=<dir> modules` with the kernel's compiler. The module
+ * sources (and their Kbuild file) are copied from srcDir into buildDir first,
+ * so the source tree stays clean. Returns the .ko files built.
+ */
+export async function buildExternalModule(
+  meta: KernelMetadata,
+  home: string,
+  srcDir: string,
+  buildDir: string,
+  opts: KbuildOptions = {},
+): Promise<string[]> {
+  mkdirSync(buildDir, { recursive: true });
+  cpSync(srcDir, buildDir, { recursive: true });
+  const tc = toolchainFor(meta, home);
+  const cc = meta.compiler.command;
+  const vars = Object.entries(opts.vars ?? {}).map(([k, v]) => `${k}=${v}`);
+  const argv = ['make', `-j${Math.max(1, cpus().length)}`, '-C', meta.paths.headers, `M=${buildDir}`, `CC=${cc}`, `HOSTCC=${cc}`, ...vars, 'modules'];
+  const r = await tc.run(argv, buildDir, { onLine: opts.onLine ? (l) => opts.onLine!(l) : undefined });
+  if (r.code !== 0) {
+    const log = (r.stdout + r.stderr).trim().split('\n');
+    const errors = log.filter((l) => /error|undefined!/i.test(l)).slice(0, 10);
+    throw new SutureError('build', `building the module in ${buildDir} failed (make exit ${r.code})`, {
+      details: (errors.length ? errors : log.slice(-15)).join('\n'),
+    });
+  }
+  const kos = readdirSync(buildDir).filter((f) => f.endsWith('.ko')).map((f) => join(buildDir, f));
+  if (!kos.length || !kos.every(existsSync)) throw new SutureError('build', `make succeeded but left no .ko in ${buildDir}`);
+  return kos;
+}

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** The target kernel's own modules, from the unpacked image package: names, files, dependencies. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SutureError } from '../util/errors.js';
+
+/** Kernel module names treat '-' and '_' alike (kernel/params.c parameqn). */
+export function moduleName(fileOrName: string): string {
+  const base = fileOrName.split('/').pop()!;
+  return base.replace(/\.ko(\.xz|\.zst|\.gz)?$/, '').replace(/-/g, '_');
+}
+
+export interface ModuleIndex {
+  /** name → path relative to the modules dir */
+  files: Map<string, string>;
+  /** name → names it depends on */
+  deps: Map<string, string[]>;
+  builtin: Set<string>;
+}
+
+/** Read modules.dep and modules.builtin of a lib/modules/<release> directory. */
+export function readModuleIndex(modulesDir: string): ModuleIndex {
+  const depFile = join(modulesDir, 'modules.dep');
+  if (!existsSync(depFile)) {
+    throw new SutureError('not-found', `${depFile} is missing`, { hint: 'fetch the kernel again (depmod runs when it is unpacked)' });
+  }
+  const files = new Map<string, string>();
+  const deps = new Map<string, string[]>();
+  for (const line of readFileSync(depFile, 'utf8').split('\n')) {
+    const m = /^([^:]+):\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const name = moduleName(m[1]!);
+    files.set(name, m[1]!);
+    deps.set(name, m[2]!.split(/\s+/).filter(Boolean).map(moduleName));
+  }
+  const builtinFile = join(modulesDir, 'modules.builtin');
+  const builtin = new Set(
+    existsSync(builtinFile) ? readFileSync(builtinFile, 'utf8').split('\n').filter(Boolean).map(moduleName) : [],
+  );
+  return { files, deps, builtin };
+}
+
+export interface ModuleLoad {
+  name: string;
+  path: string;
+}
+
+/**
+ * The modules to insmod, in order, for the names asked for: each one's
+ * dependencies first, every module once. Built-in names are skipped (reported
+ * in `builtin`).
+ */
+export function resolveModules(index: ModuleIndex, modulesDir: string, names: readonly string[]): { loads: ModuleLoad[]; builtin: string[] } {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const builtin: string[] = [];
+  const visit = (name: string, chain: string[]) => {
+    if (seen.has(name)) return;
+    if (chain.includes(name)) throw new SutureError('invalid-input', `module dependency cycle: ${[...chain, name].join(' → ')}`);
+    for (const d of index.deps.get(name) ?? []) visit(d, [...chain, name]);
+    seen.add(name);
+    order.push(name);
+  };
+  for (const raw of names) {
+    const name = moduleName(raw);
+    if (index.builtin.has(name)) {
+      builtin.push(name);
+      continue;
+    }
+    if (!index.files.has(name)) {
+      const close = [...index.files.keys()].filter((n) => n.includes(name) || name.includes(n)).slice(0, 8);
+      throw new SutureError('not-found', `the kernel has no module named ${raw}`, {
+        hint: close.length ? `did you mean: ${close.join(', ')}` : `list them with: ls ${modulesDir}/kernel`,
+      });
+    }
+    visit(name, []);
+  }
+  return { loads: order.map((n) => ({ name: n, path: join(modulesDir, index.files.get(n)!) })), builtin };
+}

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The compiler a kernel was built with, exactly: the host's when its version
+ * text matches CONFIG_CC_VERSION_TEXT to the last digit, otherwise a Debian
+ * build root that suture makes once per suite with debootstrap.
+ */
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SutureError } from '../util/errors.js';
+import { run, runChecked, which, type RunOptions, type RunResult } from '../util/exec.js';
+import type { Mirrors } from './apt.js';
+import { compilerCommand } from './config.js';
+import type { CompilerInfo } from './workspace.js';
+
+/** Runs kernel build commands with the kernel's own compiler. */
+export interface Toolchain {
+  info: CompilerInfo;
+  /** Run argv in cwd with this toolchain (inside the build root when there is one). */
+  run(argv: readonly string[], cwd: string, opts?: RunOptions): Promise<RunResult>;
+}
+
+/** Packages a build root needs to prepare a tree and build modules, besides the compiler. */
+const BUILDROOT_PACKAGES = ['make', 'flex', 'bison', 'bc', 'libelf-dev', 'libssl-dev', 'libc6-dev', 'kmod', 'xz-utils', 'cpio', 'python3'];
+
+/** The first line of `<cc> --version`, or undefined if cc is not there. */
+export async function compilerVersionText(cc: string, wrap?: (argv: string[]) => string[]): Promise<string | undefined> {
+  const argv = wrap ? wrap([cc, '--version']) : [cc, '--version'];
+  if (!wrap && !which(cc)) return undefined;
+  const r = await run(argv);
+  return r.code === 0 ? r.stdout.split('\n')[0]!.trim() : undefined;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** libexec/in-buildroot.sh, from dist/kernel/ or src/kernel/. */
+function inBuildrootScript(): string {
+  const p = join(here, '..', '..', 'libexec', 'in-buildroot.sh');
+  if (!existsSync(p)) throw new SutureError('internal', `${p} is missing from this suture installation`);
+  return p;
+}
+
+export function hostToolchain(text: string): Toolchain {
+  const info: CompilerInfo = { text, command: compilerCommand(text), via: 'host' };
+  return { info, run: (argv, cwd, opts = {}) => run(argv, { ...opts, cwd }) };
+}
+
+export function buildrootToolchain(text: string, root: string, home: string): Toolchain {
+  const info: CompilerInfo = { text, command: compilerCommand(text), via: 'buildroot', buildroot: root };
+  const wrap = (argv: readonly string[], cwd: string) => [
+    'unshare', '--mount', '--propagation', 'private', '--',
+    'sh', inBuildrootScript(), root, home, cwd, '--', ...argv,
+  ];
+  return {
+    info,
+    run: (argv, cwd, opts = {}) =>
+      run(wrap(argv, cwd), { ...opts, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' } }),
+  };
+}
+
+/** The Debian suite whose gcc built a kernel of this series (bookworm for 6.1 and the 6.12 backports). */
+export function buildrootSuite(_series: string): string {
+  return 'bookworm';
+}
+
+/**
+ * Pick the toolchain for a kernel: the host's compiler if it matches exactly,
+ * else the build root (made now if missing).
+ */
+export async function ensureToolchain(opts: {
+  ccVersionText: string;
+  series: string;
+  home: string;
+  mirrors: Mirrors;
+  onProgress?: (line: string) => void;
+}): Promise<Toolchain> {
+  const cc = compilerCommand(opts.ccVersionText);
+  const hostText = await compilerVersionText(cc);
+  if (hostText === opts.ccVersionText) return hostToolchain(opts.ccVersionText);
+  const suite = buildrootSuite(opts.series);
+  const root = join(opts.home, 'buildroots', suite);
+  const tc = buildrootToolchain(opts.ccVersionText, root, opts.home);
+  const ready = join(root, '.suture-ready');
+  if (!existsSync(ready)) {
+    opts.onProgress?.(
+      `host ${cc} is ${hostText ? `"${hostText}"` : 'missing'}; making a ${suite} build root with "${opts.ccVersionText}"`,
+    );
+    await makeBuildroot(root, suite, cc, opts.mirrors, opts.onProgress);
+  }
+  const inside = (await tc.run([cc, '--version'], '/')).stdout.split('\n')[0]?.trim();
+  if (inside !== opts.ccVersionText) {
+    throw new SutureError(
+      'environment',
+      `the ${suite} build root at ${root} has "${inside ?? 'no compiler'}", the kernel was built with "${opts.ccVersionText}"`,
+      { hint: `remove ${root} and fetch again; if the archive moved on, this kernel's compiler is no longer downloadable` },
+    );
+  }
+  return tc;
+}
+
+async function makeBuildroot(
+  root: string,
+  suite: string,
+  cc: string,
+  mirrors: Mirrors,
+  onProgress?: (line: string) => void,
+): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new SutureError('environment', `making a build root needs root (debootstrap, chroot); the host's ${cc} does not match the kernel's`, {
+      hint: `run the fetch as root once, or install the kernel's exact compiler on the host`,
+    });
+  }
+  for (const tool of ['debootstrap', 'unshare', 'chroot']) {
+    if (!which(tool)) {
+      throw new SutureError('environment', `${tool} is not installed; it is needed to make a ${suite} build root`, {
+        hint: 'install it: apt-get install debootstrap (unshare and chroot come with util-linux and coreutils)',
+      });
+    }
+  }
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(dirname(root), { recursive: true });
+  const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
+  const include = [cc, ...BUILDROOT_PACKAGES].join(',');
+  await runChecked(
+    [
+      'debootstrap',
+      '--variant=minbase',
+      `--include=${include}`,
+      ...(existsSync(keyring) ? [`--keyring=${keyring}`] : []),
+      suite,
+      root,
+      mirrors.main,
+    ],
+    { kind: 'environment', what: `debootstrap of a ${suite} build root`, timeoutMs: 60 * 60_000, onLine: (l) => onProgress?.(l) },
+  );
+  // The security suite carries the newest point release of the compiler (deb12uN).
+  writeFileSync(
+    join(root, 'etc', 'apt', 'sources.list'),
+    `deb ${mirrors.main} ${suite} main\ndeb ${mirrors.main} ${suite}-updates main\ndeb ${mirrors.security} ${suite}-security main\n`,
+  );
+  mkdirSync(join(root, 'tmp'), { recursive: true });
+  writeFileSync(join(root, '.suture-ready'), new Date().toISOString());
+}
