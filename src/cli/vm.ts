@@ -109,7 +109,6 @@ export function vmCommand(): Command {
       steps = [];
       const ref = parseKernelRef(o.kernel);
       const home = sutureHome();
-      const meta = requireWorkspace(home, ref);
       // Validate every file before booting anything.
       for (const m of o.module) readModuleFile(m);
       for (const m of o.load) {
@@ -120,6 +119,7 @@ export function vmCommand(): Command {
           });
         }
       }
+      const meta = requireWorkspace(home, ref);
       const { loads: kmods, builtin } = o.kmod.length
         ? resolveModules(readModuleIndex(meta.paths.modules), meta.paths.modules, o.kmod)
         : { loads: [], builtin: [] };

@@ -166,11 +166,23 @@ export class SymtabShndxSection extends Section {
   }
 }
 
+/**
+ * Relocation entries exactly as read, kept undecoded until someone looks at
+ * them. `symbols[k]` is the symbol that input index k named (null for 0).
+ */
+export interface RawRelocations {
+  readonly bytes: Uint8Array;
+  readonly rela: boolean;
+  readonly count: number;
+  readonly symbols: readonly (ElfSymbol | null)[];
+}
+
 /** SHT_RELA or SHT_REL: relocations that apply to `target`, naming symbols of `symtab`. */
 export class RelocationSection extends Section {
   symtab: SymbolTableSection | null;
   target: Section | null;
-  relocations: Relocation[] = [];
+  #relocations: Relocation[] | null = [];
+  #raw: RawRelocations | null = null;
 
   constructor(name: string, symtab: SymbolTableSection | null, target: Section | null, type = SHT_RELA) {
     super(name, type);
@@ -188,6 +200,52 @@ export class RelocationSection extends Section {
   get isRela(): boolean {
     return this.type === SHT_RELA;
   }
+
+  /** The relocations, in order. Read from the input on first access; edit the array freely. */
+  get relocations(): Relocation[] {
+    if (this.#relocations === null) {
+      this.#relocations = decodeRelocations(this.#raw!);
+      this.#raw = null;
+    }
+    return this.#relocations;
+  }
+  set relocations(list: Relocation[]) {
+    this.#relocations = list;
+    this.#raw = null;
+  }
+
+  /** Number of relocations, without decoding them. */
+  get relocationCount(): number {
+    return this.#relocations === null ? this.#raw!.count : this.#relocations.length;
+  }
+
+  /** The undecoded input entries while nobody has read `relocations`, else null. Used by layout and writer. */
+  get raw(): RawRelocations | null {
+    return this.#relocations === null ? this.#raw : null;
+  }
+
+  /** Set the undecoded input entries (used when reading a file). */
+  setRaw(raw: RawRelocations): void {
+    this.#raw = raw;
+    this.#relocations = null;
+  }
+}
+
+function decodeRelocations(raw: RawRelocations): Relocation[] {
+  const { bytes, rela, count, symbols } = raw;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const size = rela ? RELA_SIZE : REL_SIZE;
+  const out: Relocation[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const at = i * size;
+    out[i] = new Relocation(
+      dv.getBigUint64(at, true),
+      dv.getUint32(at + 8, true),
+      symbols[dv.getUint32(at + 12, true)]!,
+      rela ? dv.getBigInt64(at + 16, true) : 0n,
+    );
+  }
+  return out;
 }
 
 /** SHT_GROUP: a section group (COMDAT) named by a signature symbol. */
@@ -450,7 +508,7 @@ function buildFromView(view: ElfView): ElfObject {
   }
   const at = (i: number): Section => byIndex[i]!;
   // Pass 2a: symbol tables (relocations and groups need their symbols).
-  const symbolsOf = new Map<number, ElfSymbol[]>(); // symtab index -> symbols by input index (0 = null)
+  const symbolsOf = new Map<number, (ElfSymbol | null)[]>(); // symtab index -> symbols by input index (0 = null)
   for (let i = 1; i < n; i++) {
     const s = headers[i]!;
     if (s.type !== SHT_SYMTAB) continue;
@@ -458,8 +516,8 @@ function buildFromView(view: ElfView): ElfObject {
     const symtab = new SymbolTableSection(s.name, strtab);
     byIndex[i] = symtab;
     const entries = view.symbols(s);
-    const list: ElfSymbol[] = new Array(entries.length);
-    list[0] = nullSymbol;
+    const list: (ElfSymbol | null)[] = new Array(entries.length);
+    list[0] = null;
     for (let k = 1; k < entries.length; k++) {
       const e = entries[k]!;
       const sym = new ElfSymbol(e.name, {
@@ -473,7 +531,7 @@ function buildFromView(view: ElfView): ElfObject {
       sym.originIndex = k;
       list[k] = sym;
     }
-    symtab.symbols = list.slice(1);
+    symtab.symbols = list.slice(1) as ElfSymbol[];
     symbolsOf.set(i, list);
   }
   // Pass 2b: create the remaining typed sections, so that every index has its object...
@@ -486,8 +544,8 @@ function buildFromView(view: ElfView): ElfObject {
         byIndex[i] = new RelocationSection(s.name, s.link === 0 ? null : (at(s.link) as SymbolTableSection), null, s.type);
         break;
       case SHT_GROUP: {
-        const sig = symbolsOf.get(s.link)![s.info]!;
-        if (sig === nullSymbol) {
+        const sig = symbolsOf.get(s.link)![s.info];
+        if (sig === null || sig === undefined) {
           throw view.error('group signature is the null symbol', {
             sectionIndex: i,
             sectionName: s.name,
@@ -510,14 +568,14 @@ function buildFromView(view: ElfView): ElfObject {
     const sec = at(i);
     if (sec instanceof RelocationSection) {
       sec.target = s.info === 0 ? null : at(s.info);
-      const syms = s.link === 0 ? [nullSymbol] : symbolsOf.get(s.link)!;
-      const entries = view.relocations(s);
-      const relocs: Relocation[] = new Array(entries.length);
-      for (let k = 0; k < entries.length; k++) {
-        const e = entries[k]!;
-        relocs[k] = new Relocation(e.offset, e.type, e.symbol === 0 ? null : syms[e.symbol]!, e.addend);
-      }
-      sec.relocations = relocs;
+      view.checkRelocations(s);
+      const syms = s.link === 0 ? [null] : symbolsOf.get(s.link)!;
+      sec.setRaw({
+        bytes: bytes.subarray(s.offset, s.offset + s.fileSize),
+        rela: s.type === SHT_RELA,
+        count: s.fileSize / (s.type === SHT_RELA ? RELA_SIZE : REL_SIZE),
+        symbols: syms,
+      });
     } else if (sec instanceof GroupSection) {
       sec.members = groups.get(i)!.members.map(at);
     }
@@ -555,5 +613,4 @@ function buildFromView(view: ElfView): ElfObject {
   return obj;
 }
 
-const nullSymbol = new ElfSymbol('');
 const placeholder = new DataSection('', 0);

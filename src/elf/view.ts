@@ -678,6 +678,28 @@ export class ElfView {
     return out;
   }
 
+  /** Check the symbol index of every entry of a REL or RELA section without decoding the rest. */
+  checkRelocations(sec: SectionHeader | number): void {
+    const s = typeof sec === 'number' ? this.section(sec) : sec;
+    if (s.type !== SHT_RELA && s.type !== SHT_REL) {
+      throw this.sectionError(s.index, `is a ${typeName(s.type)} section, not RELA or REL`);
+    }
+    const entsize = s.type === SHT_RELA ? RELA_SIZE : REL_SIZE;
+    const nsyms = s.link === 0 ? 1 : this.sections[s.link]!.fileSize / SYM_SIZE;
+    const dv = this.dv;
+    const end = s.offset + s.fileSize;
+    for (let at = s.offset; at < end; at += entsize) {
+      const symbol = dv.getUint32(at + 12, true);
+      if (symbol >= nsyms) {
+        throw this.sectionError(
+          s.index,
+          `relocation ${(at - s.offset) / entsize}: symbol index ${symbol} is out of range (${nsyms} symbols)`,
+          at + 12,
+        );
+      }
+    }
+  }
+
   /** Decode a GROUP section: flag word and member section indices. */
   group(sec: SectionHeader | number): GroupEntry {
     const s = typeof sec === 'number' ? this.section(sec) : sec;

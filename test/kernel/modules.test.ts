@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0-only
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { moduleName, readModuleIndex, resolveModules } from '../../src/kernel/modules.js';
+
+// The shape of Debian 6.1's modules.dep for ext4 (deps listed so the last loads first).
+const dir = mkdtempSync(join(tmpdir(), 'suture-modules-'));
+writeFileSync(
+  join(dir, 'modules.dep'),
+  [
+    'kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko',
+    'kernel/lib/crc16.ko:',
+    'kernel/fs/mbcache.ko:',
+    'kernel/fs/jbd2/jbd2.ko:',
+    'kernel/drivers/block/virtio_blk.ko:',
+    'kernel/fs/binfmt_misc.ko:',
+  ].join('\n'),
+);
+writeFileSync(join(dir, 'modules.builtin'), 'kernel/fs/proc/proc.ko\nkernel/drivers/tty/serial/8250/8250.ko\n');
+const index = readModuleIndex(dir);
+
+describe('resolveModules', () => {
+  it('resolveModules() puts dependencies first and loads each module once', () => {
+    const { loads } = resolveModules(index, dir, ['ext4', 'jbd2', 'binfmt-misc']);
+    expect(loads.map((l) => l.name)).toEqual(['crc16', 'mbcache', 'jbd2', 'ext4', 'binfmt_misc']);
+    expect(loads[3]!.path).toBe(join(dir, 'kernel/fs/ext4/ext4.ko'));
+  });
+  it('resolveModules() reports built-in modules instead of loading them', () => {
+    expect(resolveModules(index, dir, ['8250'])).toEqual({ loads: [], builtin: ['8250'] });
+  });
+  it('resolveModules() rejects an unknown name and suggests close ones', () => {
+    expect(() => resolveModules(index, dir, ['ext'])).toThrow(/no module named ext/);
+    try {
+      resolveModules(index, dir, ['ext']);
+    } catch (e) {
+      expect((e as { hint: string }).hint).toContain('ext4');
+    }
+  });
+  it('moduleName() treats - and _ alike and strips compression suffixes', () => {
+    expect(moduleName('kernel/fs/binfmt-misc.ko.xz')).toBe('binfmt_misc');
+  });
+});
