@@ -36,6 +36,7 @@ import {
   NoBitsSection,
   RelocationSection,
   Section,
+  type RawRelocations,
   StringTableSection,
   SymbolTableSection,
   SymtabShndxSection,
@@ -150,9 +151,12 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
     if (indexOf.has(sec)) fail(obj, `section ${sec} appears twice in the section list`);
     indexOf.set(sec, indexOf.size + 1);
   }
-  const idx = (sec: Section, what: () => string): number => {
+  /** Index of `sec`, which `user` refers to through `field`. */
+  const idx = (sec: Section, user: { toString(): string }, field = ''): number => {
     const i = indexOf.get(sec);
-    if (i === undefined) fail(obj, `${what()} refers to section ${sec}, which is not in the object`);
+    if (i === undefined) {
+      fail(obj, `${field === '' ? '' : `${field} of `}${String(user)} refers to section ${sec}, which is not in the object`);
+    }
     return i;
   };
 
@@ -177,7 +181,7 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
         }
         shndx[i] = s;
       } else {
-        const n = idx(s, () => `symbol ${sym} of ${sec}`);
+        const n = idx(s, sym, 'st_shndx of symbol');
         shndx[i] = n;
         if (n >= SHN_LORESERVE) needsXindex = true;
       }
@@ -207,16 +211,22 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
     if (sec.entsize !== expected) fail(obj, `relocation section ${sec} has sh_entsize ${hex(sec.entsize)}, expected ${hex(expected)}`);
     const st = sec.symtab === null ? undefined : symbolTables.get(sec.symtab);
     if (sec.symtab !== null && st === undefined) fail(obj, `relocation section ${sec} uses symbol table ${sec.symtab}, which is not in the object`);
-    const relocs = sec.relocations;
-    const out = new Uint32Array(relocs.length);
-    for (let i = 0; i < relocs.length; i++) {
-      const sym = relocs[i]!.symbol;
-      if (sym === null) continue;
-      const n = st?.index.get(sym);
-      if (n === undefined) {
-        fail(obj, `relocation ${i} of ${sec} refers to symbol ${sym}, which is not in ${sec.symtab ?? 'any symbol table'}`);
+    const raw = sec.raw;
+    let out: Uint32Array;
+    if (raw !== null) {
+      out = rawSymbolIndices(obj, sec, raw, st);
+    } else {
+      const relocs = sec.relocations;
+      out = new Uint32Array(relocs.length);
+      for (let i = 0; i < relocs.length; i++) {
+        const sym = relocs[i]!.symbol;
+        if (sym === null) continue;
+        const n = st?.index.get(sym);
+        if (n === undefined) {
+          fail(obj, `relocation ${i} of ${sec} refers to symbol ${sym}, which is not in ${sec.symtab ?? 'any symbol table'}`);
+        }
+        out[i] = n;
       }
-      out[i] = n;
     }
     relocationSymbols.set(sec, out);
   }
@@ -243,19 +253,14 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
   for (const sec of sections) if (sec instanceof StringTableSection) builder(sec);
   const placements: SectionPlacement[] = new Array(sections.length);
   const shstr = obj.shstrtab;
-  if (shstr !== null) idx(shstr, () => 'e_shstrndx');
+  if (shstr !== null) idx(shstr, 'the ELF header', 'e_shstrndx');
   for (let i = 0; i < sections.length; i++) {
     const sec = sections[i]!;
     let nameOffset = 0;
     if (shstr === null) {
       if (sec.name !== '') fail(obj, `section ${sec} has a name but the object has no section name table`);
     } else {
-      const o = sec.origin;
-      nameOffset = builder(shstr).offsetOf(
-        sec.name,
-        o !== null && o.nameTable !== null ? { table: o.nameTable, name: o.name, offset: o.nameOffset } : null,
-        () => `section ${sec}`,
-      );
+      nameOffset = builder(shstr).offsetOf(sec.name, sec.origin?.nameOrigin ?? null, sec);
     }
     placements[i] = {
       section: sec,
@@ -272,26 +277,25 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
   }
   for (const [symtab, st] of symbolTables) {
     const b = builder(symtab.strtab);
-    idx(symtab.strtab, () => `symbol table ${symtab}`);
+    idx(symtab.strtab, `symbol table ${symtab}`);
     for (let i = 0; i < st.order.length; i++) {
       const sym = st.order[i]!;
-      st.nameOffsets[i] = b.offsetOf(sym.name, sym.nameOrigin, () => `symbol ${sym}`);
+      st.nameOffsets[i] = b.offsetOf(sym.name, sym.nameOrigin, sym);
     }
   }
 
   // 5. Sizes, links, infos.
   for (const p of placements) {
     const sec = p.section;
-    const where = (field: string) => () => `${field} of section ${sec}`;
     if (sec instanceof DataSection) {
       p.fileSize = sec.data.length;
       p.size = BigInt(p.fileSize);
-      p.link = sec.link === null ? 0 : idx(sec.link, where('sh_link'));
-      p.info = typeof sec.info === 'number' ? sec.info : idx(sec.info, where('sh_info'));
+      p.link = sec.link === null ? 0 : idx(sec.link, sec, 'sh_link');
+      p.info = typeof sec.info === 'number' ? sec.info : idx(sec.info, sec, 'sh_info');
     } else if (sec instanceof NoBitsSection) {
       p.size = sec.size;
-      p.link = sec.link === null ? 0 : idx(sec.link, where('sh_link'));
-      p.info = typeof sec.info === 'number' ? sec.info : idx(sec.info, where('sh_info'));
+      p.link = sec.link === null ? 0 : idx(sec.link, sec, 'sh_link');
+      p.info = typeof sec.info === 'number' ? sec.info : idx(sec.info, sec, 'sh_info');
     } else if (sec instanceof StringTableSection) {
       p.content = builders.get(sec)!.bytes();
       p.fileSize = p.content.length;
@@ -300,28 +304,28 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
       const st = symbolTables.get(sec)!;
       p.fileSize = (st.order.length + 1) * SYM_SIZE;
       p.size = BigInt(p.fileSize);
-      p.link = idx(sec.strtab, where('sh_link'));
+      p.link = idx(sec.strtab, sec, 'sh_link');
       p.info = st.firstGlobal;
     } else if (sec instanceof SymtabShndxSection) {
       const st = symbolTables.get(sec.symtab);
       if (st === undefined) fail(obj, `SYMTAB_SHNDX section ${sec} belongs to symbol table ${sec.symtab}, which is not in the object`);
       p.fileSize = (st.order.length + 1) * 4;
       p.size = BigInt(p.fileSize);
-      p.link = idx(sec.symtab, where('sh_link'));
+      p.link = idx(sec.symtab, sec, 'sh_link');
     } else if (sec instanceof RelocationSection) {
-      p.fileSize = sec.relocations.length * (sec.isRela ? RELA_SIZE : REL_SIZE);
+      p.fileSize = sec.relocationCount * (sec.isRela ? RELA_SIZE : REL_SIZE);
       p.size = BigInt(p.fileSize);
-      p.link = sec.symtab === null ? 0 : idx(sec.symtab, where('sh_link'));
-      p.info = sec.target === null ? 0 : idx(sec.target, where('sh_info'));
+      p.link = sec.symtab === null ? 0 : idx(sec.symtab, sec, 'sh_link');
+      p.info = sec.target === null ? 0 : idx(sec.target, sec, 'sh_info');
     } else if (sec instanceof GroupSection) {
       const st = symbolTables.get(sec.symtab);
       if (st === undefined) fail(obj, `group section ${sec} uses symbol table ${sec.symtab}, which is not in the object`);
       const sig = st.index.get(sec.signature);
       if (sig === undefined) fail(obj, `group section ${sec} has signature ${sec.signature}, which is not in ${sec.symtab}`);
-      for (const m of sec.members) idx(m, () => `group section ${sec}`);
+      for (const m of sec.members) idx(m, `group section ${sec}`, 'a member');
       p.fileSize = 4 + 4 * sec.members.length;
       p.size = BigInt(p.fileSize);
-      p.link = idx(sec.symtab, where('sh_link'));
+      p.link = idx(sec.symtab, sec, 'sh_link');
       p.info = sig;
     } else {
       fail(obj, `section ${sec} has an unknown model class`);
@@ -423,6 +427,35 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
     fileSize: dataEnd + obj.trailer.length,
     gaps,
   };
+}
+
+/**
+ * Output symbol indices for relocations that were never decoded: the input
+ * index unchanged when the symbol table is exactly as read, else mapped
+ * through the symbol objects.
+ */
+function rawSymbolIndices(obj: ElfObject, sec: RelocationSection, raw: RawRelocations, st: SymbolTableLayout | undefined): Uint32Array {
+  const { bytes, rela, count, symbols } = raw;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const size = rela ? RELA_SIZE : REL_SIZE;
+  const out = new Uint32Array(count);
+  const unchanged =
+    st !== undefined && st.order.length === symbols.length - 1 && st.order.every((s, i) => s === symbols[i + 1]);
+  for (let i = 0; i < count; i++) {
+    const k = dv.getUint32(i * size + 12, true);
+    if (k === 0) continue;
+    if (unchanged) {
+      out[i] = k;
+      continue;
+    }
+    const sym = symbols[k]!;
+    const n = st?.index.get(sym);
+    if (n === undefined) {
+      fail(obj, `relocation ${i} of ${sec} refers to symbol ${sym}, which is not in ${sec.symtab ?? 'any symbol table'}`);
+    }
+    out[i] = n;
+  }
+  return out;
 }
 
 /** The symbols with locals first, keeping relative order (the array itself when already so). */

@@ -41,10 +41,8 @@ export interface SectionOrigin {
   readonly offset: number;
   /** Bytes it occupied in the input (0 for NOBITS). */
   readonly fileSize: number;
-  /** The name, its offset in the input's section name table, and that table. */
-  readonly name: string;
-  readonly nameOffset: number;
-  readonly nameTable: StringTableSection | null;
+  /** The name as it was in the input's section name table (null when the input had none). */
+  readonly nameOrigin: NameOrigin | null;
 }
 
 /** A name as it was in the input string table (lets layout reuse the same offset). */
@@ -594,9 +592,7 @@ function buildFromView(view: ElfView): ElfObject {
       index: i,
       offset: s.offset,
       fileSize: s.fileSize,
-      name: s.name,
-      nameOffset: s.nameOffset,
-      nameTable: obj.shstrtab,
+      nameOrigin: obj.shstrtab === null ? null : { table: obj.shstrtab, name: s.name, offset: s.nameOffset },
     };
     if (sec instanceof DataSection || sec instanceof NoBitsSection) {
       sec.link = s.link === 0 ? null : at(s.link);

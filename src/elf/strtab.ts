@@ -29,7 +29,7 @@ export class StringTableBuilder {
    * The offset of `name` in the table. A name whose origin is this table and
    * that is unchanged keeps its input offset.
    */
-  offsetOf(name: string, origin: NameOrigin | null, owner: () => string): number {
+  offsetOf(name: string, origin: NameOrigin | null, owner: { toString(): string }): number {
     if (this.keepOriginal) {
       if (origin !== null && origin.table === this.table && origin.name === name) return origin.offset;
       if (name === '' && this.base.length > 0 && this.base[0] === 0) return 0;
@@ -68,12 +68,12 @@ export class StringTableBuilder {
   }
 }
 
-function checkName(name: string, owner: () => string): void {
+function checkName(name: string, owner: { toString(): string }): void {
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (c === 0 || c > 0xff) {
       throw new ElfError(
-        `the name of ${owner()} contains ${c === 0 ? 'a NUL' : `the character U+${c.toString(16)}`}, which a string table cannot hold (names are byte strings)`,
+        `the name of ${String(owner)} contains ${c === 0 ? 'a NUL' : `the character U+${c.toString(16)}`}, which a string table cannot hold (names are byte strings)`,
         {},
         'internal',
       );

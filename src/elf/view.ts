@@ -314,75 +314,78 @@ export class ElfView {
     const { shoff, shnum, shstrndx } = this.header;
     const dv = this.dv;
     const len = this.bytes.length;
-    const raw: Array<Omit<SectionHeader, 'name'>> = new Array(shnum);
-    for (let i = 0; i < shnum; i++) {
-      const at = shoff + i * SHDR_SIZE;
-      const type = dv.getUint32(at + 4, true);
-      const offsetBig = dv.getBigUint64(at + 0x18, true);
-      const size = dv.getBigUint64(at + 0x20, true);
-      if (i !== 0 && offsetBig > BigInt(len)) {
-        throw this.error(`sh_offset ${hex(offsetBig)} is past the end of the file (size ${hex(len)})`, {
-          sectionIndex: i,
-          offset: at + 0x18,
-        });
-      }
-      const offset = i === 0 ? 0 : Number(offsetBig);
-      let fileSize = 0;
-      if (i !== 0 && type !== SHT_NOBITS) {
-        if (size > BigInt(len - offset)) {
-          throw this.error(
-            `section data (sh_offset ${hex(offset)}, sh_size ${hex(size)}) runs past the end of the file (size ${hex(len)})`,
-            { sectionIndex: i, offset: at + 0x20 },
-          );
-        }
-        fileSize = Number(size);
-      }
-      raw[i] = {
-        index: i,
-        nameOffset: dv.getUint32(at, true),
-        type,
-        flags: dv.getBigUint64(at + 8, true),
-        addr: dv.getBigUint64(at + 0x10, true),
-        offset,
-        size,
-        link: dv.getUint32(at + 0x28, true),
-        info: dv.getUint32(at + 0x2c, true),
-        addralign: dv.getBigUint64(at + 0x30, true),
-        entsize: dv.getBigUint64(at + 0x38, true),
-        fileSize,
-      };
-    }
-    // Names need the name table, which is itself a section.
-    let names: ((off: number) => string) | undefined;
+    const bigLen = BigInt(len);
+    // The names live in a section: find and check the name table first.
+    let names = { start: 0, end: 0 };
     if (shstrndx !== SHN_UNDEF) {
-      const st = raw[shstrndx]!;
-      if (st.type !== SHT_STRTAB) {
-        throw this.error(`e_shstrndx ${shstrndx} names a ${typeName(st.type)} section, not a STRTAB`, {
+      const r = this.readOneHeader(shstrndx, bigLen);
+      if (r.type !== SHT_STRTAB) {
+        throw this.error(`e_shstrndx ${shstrndx} names a ${typeName(r.type)} section, not a STRTAB`, {
           sectionIndex: shstrndx,
           offset: 0x3e,
         });
       }
-      const table = this.bytes.subarray(st.offset, st.offset + st.fileSize);
-      names = (off) => this.stringIn(table, off, shstrndx, '', st.offset);
+      names = { start: r.offset, end: r.offset + r.fileSize };
     }
     const out: SectionHeader[] = new Array(shnum);
     for (let i = 0; i < shnum; i++) {
-      const r = raw[i]!;
+      const r = this.readOneHeader(i, bigLen);
       let name = '';
-      if (names !== undefined && i !== 0) {
-        try {
-          name = names(r.nameOffset);
-        } catch (e) {
-          if (!(e instanceof ElfError)) throw e;
-          throw this.error(`sh_name ${hex(r.nameOffset)} is not a valid offset in the section name table`, {
+      if (shstrndx !== SHN_UNDEF && i !== 0) {
+        const at = names.start + r.nameOffset;
+        const end = r.nameOffset < names.end - names.start ? this.bytes.indexOf(0, at) : -1;
+        if (end < 0 || end >= names.end) {
+          throw this.error(`sh_name ${hex(r.nameOffset)} is not a valid offset in the section name table [${shstrndx}]`, {
             sectionIndex: i,
             offset: shoff + i * SHDR_SIZE,
           });
         }
+        name = this.buf.toString('latin1', at, end);
       }
-      out[i] = { ...r, name };
+      r.name = name;
+      out[i] = r;
     }
     return out;
+  }
+
+  private readOneHeader(i: number, bigLen: bigint): { -readonly [K in keyof SectionHeader]: SectionHeader[K] } {
+    const dv = this.dv;
+    const at = this.header.shoff + i * SHDR_SIZE;
+    const type = dv.getUint32(at + 4, true);
+    const offsetBig = dv.getBigUint64(at + 0x18, true);
+    const size = dv.getBigUint64(at + 0x20, true);
+    if (i !== 0 && offsetBig > bigLen) {
+      throw this.error(`sh_offset ${hex(offsetBig)} is past the end of the file (size ${hex(bigLen)})`, {
+        sectionIndex: i,
+        offset: at + 0x18,
+      });
+    }
+    const offset = i === 0 ? 0 : Number(offsetBig);
+    let fileSize = 0;
+    if (i !== 0 && type !== SHT_NOBITS) {
+      if (size > bigLen - offsetBig) {
+        throw this.error(
+          `section data (sh_offset ${hex(offset)}, sh_size ${hex(size)}) runs past the end of the file (size ${hex(bigLen)})`,
+          { sectionIndex: i, offset: at + 0x20 },
+        );
+      }
+      fileSize = Number(size);
+    }
+    return {
+      index: i,
+      nameOffset: dv.getUint32(at, true),
+      name: '',
+      type,
+      flags: dv.getBigUint64(at + 8, true),
+      addr: dv.getBigUint64(at + 0x10, true),
+      offset,
+      size,
+      link: dv.getUint32(at + 0x28, true),
+      info: dv.getUint32(at + 0x2c, true),
+      addralign: dv.getBigUint64(at + 0x30, true),
+      entsize: dv.getBigUint64(at + 0x38, true),
+      fileSize,
+    };
   }
 
   /** Check sh_link/sh_info/sh_entsize/sh_addralign of every section against its type. */

@@ -121,9 +121,16 @@ function writeShndx(l: Layout, sec: SymtabShndxSection, dv: DataView, offset: nu
 
 function writeRelocations(l: Layout, sec: RelocationSection, dv: DataView, offset: number): void {
   const syms = l.relocationSymbols.get(sec)!;
-  const relocs = sec.relocations;
   const rela = sec.isRela;
   const size = rela ? RELA_SIZE : REL_SIZE;
+  const raw = sec.raw;
+  if (raw !== null && raw.rela === rela) {
+    // Never decoded: copy the input entries and patch only the symbol indices.
+    new Uint8Array(dv.buffer, offset, raw.bytes.length).set(raw.bytes);
+    for (let i = 0; i < raw.count; i++) dv.setUint32(offset + i * size + 12, syms[i]!, true);
+    return;
+  }
+  const relocs = sec.relocations;
   for (let i = 0; i < relocs.length; i++) {
     const r = relocs[i]!;
     const at = offset + i * size;
