@@ -40,6 +40,7 @@ export function guestInit(plan: GuestPlan): string {
   add('mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null');
   add('stty -F /dev/ttyS1 raw -echo');
   add('exec 3>/dev/ttyS1');
+  add('set -o pipefail');
   add(`M=${shQuote(plan.marker)}`);
   // /proc/uptime in centiseconds, with shell builtins only (no fork under TCG).
   add('cs() { read u _ < /proc/uptime; echo "${u%.*}${u#*.}"; }');
@@ -47,7 +48,8 @@ export function guestInit(plan: GuestPlan): string {
   add('  id=$1; shift');
   add('  printf \'%s begin %s\\n\' "$M" "$id" >&3');
   add('  t0=$(cs)');
-  add('  "$@" </dev/null >&3 2>&1');
+  // Through a pipe, so commands see no terminal (plain `ls`, no colours), as in a script on a host.
+  add('  "$@" </dev/null 2>&1 | cat >&3');
   add('  rc=$?');
   add('  printf \'\\n%s end %s %d %s %s\\n\' "$M" "$id" "$rc" "$t0" "$(cs)" >&3');
   add('  return $rc');
