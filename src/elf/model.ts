@@ -31,7 +31,7 @@ import {
   isSpecialShndx,
 } from './constants.js';
 import { ElfError } from './errors.js';
-import { ElfView, type GroupEntry, type ParseOptions } from './view.js';
+import { ElfView, type ParseOptions } from './view.js';
 
 /** Where a section was in the input file. */
 export interface SectionOrigin {
@@ -479,8 +479,9 @@ function buildFromView(view: ElfView): ElfObject {
   const headers = view.sections;
   const n = headers.length;
 
-  // Pass 1: one object per section, by type.
-  const byIndex: (Section | null)[] = new Array(n).fill(null);
+  // Pass 1: one object per section, by type, with references still unset, so
+  // that every index has its object before anything refers to it.
+  const byIndex: Section[] = new Array(n);
   for (let i = 1; i < n; i++) {
     const s = headers[i]!;
     const data = bytes.subarray(s.offset, s.offset + s.fileSize);
@@ -493,11 +494,17 @@ function buildFromView(view: ElfView): ElfObject {
         sec = new NoBitsSection(s.name, s.size);
         break;
       case SHT_SYMTAB:
+        sec = new SymbolTableSection(s.name, unsetStrtab);
+        break;
       case SHT_RELA:
       case SHT_REL:
+        sec = new RelocationSection(s.name, null, null, s.type);
+        break;
       case SHT_GROUP:
+        sec = new GroupSection(s.name, unsetSymtab, unsetSymbol, 0);
+        break;
       case SHT_SYMTAB_SHNDX:
-        sec = placeholder; // built in pass 2, once every section object exists
+        sec = new SymtabShndxSection(s.name, unsetSymtab);
         break;
       default:
         sec = new DataSection(s.name, s.type, data);
@@ -505,14 +512,14 @@ function buildFromView(view: ElfView): ElfObject {
     byIndex[i] = sec;
   }
   const at = (i: number): Section => byIndex[i]!;
-  // Pass 2a: symbol tables (relocations and groups need their symbols).
+  // Pass 2: symbol tables (relocations and groups need their symbols).
   const symbolsOf = new Map<number, (ElfSymbol | null)[]>(); // symtab index -> symbols by input index (0 = null)
   for (let i = 1; i < n; i++) {
     const s = headers[i]!;
     if (s.type !== SHT_SYMTAB) continue;
+    const symtab = at(i) as SymbolTableSection;
     const strtab = at(s.link) as StringTableSection;
-    const symtab = new SymbolTableSection(s.name, strtab);
-    byIndex[i] = symtab;
+    symtab.strtab = strtab;
     const entries = view.symbols(s);
     const list: (ElfSymbol | null)[] = new Array(entries.length);
     list[0] = null;
@@ -532,50 +539,36 @@ function buildFromView(view: ElfView): ElfObject {
     symtab.symbols = list.slice(1) as ElfSymbol[];
     symbolsOf.set(i, list);
   }
-  // Pass 2b: create the remaining typed sections, so that every index has its object...
-  const groups = new Map<number, GroupEntry>();
-  for (let i = 1; i < n; i++) {
-    const s = headers[i]!;
-    switch (s.type) {
-      case SHT_RELA:
-      case SHT_REL:
-        byIndex[i] = new RelocationSection(s.name, s.link === 0 ? null : (at(s.link) as SymbolTableSection), null, s.type);
-        break;
-      case SHT_GROUP: {
-        const sig = symbolsOf.get(s.link)![s.info];
-        if (sig === null || sig === undefined) {
-          throw view.error('group signature is the null symbol', {
-            sectionIndex: i,
-            sectionName: s.name,
-            offset: h.shoff + i * 64 + 0x2c,
-          });
-        }
-        const g = view.group(s);
-        groups.set(i, g);
-        byIndex[i] = new GroupSection(s.name, at(s.link) as SymbolTableSection, sig, g.flags);
-        break;
-      }
-      case SHT_SYMTAB_SHNDX:
-        byIndex[i] = new SymtabShndxSection(s.name, at(s.link) as SymbolTableSection);
-        break;
-    }
-  }
-  // ...then (2c) resolve what refers to sections: relocation targets, group members, relocations.
+  // Pass 3: relocation sections, groups, extended index tables.
   for (let i = 1; i < n; i++) {
     const s = headers[i]!;
     const sec = at(i);
     if (sec instanceof RelocationSection) {
+      sec.symtab = s.link === 0 ? null : (at(s.link) as SymbolTableSection);
       sec.target = s.info === 0 ? null : at(s.info);
       view.checkRelocations(s);
-      const syms = s.link === 0 ? [null] : symbolsOf.get(s.link)!;
       sec.setRaw({
         bytes: bytes.subarray(s.offset, s.offset + s.fileSize),
         rela: s.type === SHT_RELA,
         count: s.fileSize / (s.type === SHT_RELA ? RELA_SIZE : REL_SIZE),
-        symbols: syms,
+        symbols: s.link === 0 ? [null] : symbolsOf.get(s.link)!,
       });
     } else if (sec instanceof GroupSection) {
-      sec.members = groups.get(i)!.members.map(at);
+      const sig = symbolsOf.get(s.link)![s.info];
+      if (sig === null || sig === undefined) {
+        throw view.error('group signature is the null symbol', {
+          sectionIndex: i,
+          sectionName: s.name,
+          offset: h.shoff + i * 64 + 0x2c,
+        });
+      }
+      const g = view.group(s);
+      sec.symtab = at(s.link) as SymbolTableSection;
+      sec.signature = sig;
+      sec.groupFlags = g.flags;
+      sec.members = g.members.map(at);
+    } else if (sec instanceof SymtabShndxSection) {
+      sec.symtab = at(s.link) as SymbolTableSection;
     }
   }
   // Pass 3: common header fields, links, origins.
@@ -609,4 +602,7 @@ function buildFromView(view: ElfView): ElfObject {
   return obj;
 }
 
-const placeholder = new DataSection('', 0);
+// Stand-ins for references that pass 1 leaves unset; buildFromView replaces all of them.
+const unsetStrtab = new StringTableSection('');
+const unsetSymtab = new SymbolTableSection('', unsetStrtab);
+const unsetSymbol = new ElfSymbol('');

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Long fuzz campaign for the ELF engine.
+ *
+ *   npx tsx bench/elf-fuzz.ts [--cases N] [--seed S] [--dir DIR]...
+ *
+ * Mutates the test fixtures (built into a temp dir with
+ * test/fixtures/elf/build.sh) and every .o/.ko under each --dir, and checks
+ * that each input is either accepted (and writes back stably) or rejected
+ * with an ElfError that names a location. Prints a failing case's mutation
+ * and saves its bytes, then exits 1.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { mutate, rng, runCase } from '../test/elf/mutate.js';
+
+function parseArgs(argv: string[]): { cases: number; seed: number; dirs: string[]; maxFiles: number } {
+  const out = { cases: 100_000, seed: Date.now() % 1_000_000, dirs: [] as string[], maxFiles: 50 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--cases') out.cases = Number(next());
+    else if (a === '--seed') out.seed = Number(next());
+    else if (a === '--dir') out.dirs.push(next());
+    else if (a === '--max-files') out.maxFiles = Number(next());
+    else throw new Error(`unknown option ${a} (use --cases N --seed S --dir DIR --max-files N)`);
+  }
+  if (!Number.isInteger(out.cases) || out.cases <= 0) throw new Error('--cases must be a positive integer');
+  if (!Number.isInteger(out.seed)) throw new Error('--seed must be an integer');
+  return out;
+}
+
+function walk(dir: string, out: string[]): string[] {
+  for (const e of readdirSync(dir).sort()) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (p.endsWith('.o') || p.endsWith('.ko')) out.push(p);
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const tmp = mkdtempSync(join(tmpdir(), 'suture-elf-fuzz-'));
+try {
+  execFileSync('bash', [resolve(import.meta.dirname, '../test/fixtures/elf/build.sh'), tmp], { stdio: 'inherit' });
+  const files = walk(tmp, []);
+  for (const d of args.dirs) {
+    // A deterministic sample: every k-th file.
+    const all = walk(d, []);
+    const step = Math.max(1, Math.floor(all.length / args.maxFiles));
+    for (let i = 0; i < all.length && files.length < args.maxFiles + 4; i += step) files.push(all[i]!);
+  }
+  const inputs = files.map((f) => ({ f, b: new Uint8Array(readFileSync(f)) }));
+  console.log(`fuzz: ${args.cases} cases, seed ${args.seed}, ${inputs.length} inputs`);
+  const r = rng(args.seed);
+  const counts = { accepted: 0, rejected: 0 };
+  const t0 = performance.now();
+  let slowest = { ms: 0, what: '' };
+  for (let i = 0; i < args.cases; i++) {
+    const input = inputs[Math.floor(r() * inputs.length)]!;
+    const m = mutate(input.b, r);
+    const c0 = performance.now();
+    try {
+      counts[runCase(m.bytes)]++;
+    } catch (e) {
+      const saved = join(process.cwd(), `elf-fuzz-failure-${args.seed}-${i}.bin`);
+      writeFileSync(saved, m.bytes);
+      console.error(`FAIL case ${i}: ${input.f}: ${m.what}\n  saved ${saved}\n  ${(e as Error).stack ?? String(e)}`);
+      process.exitCode = 1;
+      break;
+    }
+    const ms = performance.now() - c0;
+    if (ms > slowest.ms) slowest = { ms, what: `${input.f}: ${m.what}` };
+    if ((i + 1) % 10_000 === 0) {
+      console.log(`  ${i + 1} cases, ${counts.accepted} accepted, ${counts.rejected} rejected, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  }
+  const s = (performance.now() - t0) / 1000;
+  console.log(
+    `done: ${counts.accepted + counts.rejected} cases in ${s.toFixed(1)} s (${((counts.accepted + counts.rejected) / s).toFixed(0)}/s), ` +
+      `${counts.accepted} accepted, ${counts.rejected} rejected; slowest case ${slowest.ms.toFixed(1)} ms (${slowest.what})`,
+  );
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
