@@ -318,7 +318,7 @@ export class ElfView {
     // The names live in a section: find and check the name table first.
     let names = { start: 0, end: 0 };
     if (shstrndx !== SHN_UNDEF) {
-      const r = this.readOneHeader(shstrndx, bigLen);
+      const r = this.readOneHeader(shstrndx, bigLen, names);
       if (r.type !== SHT_STRTAB) {
         throw this.error(`e_shstrndx ${shstrndx} names a ${typeName(r.type)} section, not a STRTAB`, {
           sectionIndex: shstrndx,
@@ -329,7 +329,7 @@ export class ElfView {
     }
     const out: SectionHeader[] = new Array(shnum);
     for (let i = 0; i < shnum; i++) {
-      const r = this.readOneHeader(i, bigLen);
+      const r = this.readOneHeader(i, bigLen, names);
       let name = '';
       if (shstrndx !== SHN_UNDEF && i !== 0) {
         const at = names.start + r.nameOffset;
@@ -348,15 +348,27 @@ export class ElfView {
     return out;
   }
 
-  private readOneHeader(i: number, bigLen: bigint): { -readonly [K in keyof SectionHeader]: SectionHeader[K] } {
+  private readOneHeader(
+    i: number,
+    bigLen: bigint,
+    names: { start: number; end: number },
+  ): { -readonly [K in keyof SectionHeader]: SectionHeader[K] } {
     const dv = this.dv;
     const at = this.header.shoff + i * SHDR_SIZE;
     const type = dv.getUint32(at + 4, true);
     const offsetBig = dv.getBigUint64(at + 0x18, true);
     const size = dv.getBigUint64(at + 0x20, true);
+    // For messages only: the name, when the name table has already been checked.
+    const nameFor = (): string | undefined => {
+      const off = dv.getUint32(at, true);
+      if (off >= names.end - names.start) return undefined;
+      const end = this.bytes.indexOf(0, names.start + off);
+      return end < 0 || end >= names.end ? undefined : this.buf.toString('latin1', names.start + off, end);
+    };
     if (i !== 0 && offsetBig > bigLen) {
       throw this.error(`sh_offset ${hex(offsetBig)} is past the end of the file (size ${hex(bigLen)})`, {
         sectionIndex: i,
+        sectionName: nameFor(),
         offset: at + 0x18,
       });
     }
@@ -366,7 +378,7 @@ export class ElfView {
       if (size > bigLen - offsetBig) {
         throw this.error(
           `section data (sh_offset ${hex(offset)}, sh_size ${hex(size)}) runs past the end of the file (size ${hex(bigLen)})`,
-          { sectionIndex: i, offset: at + 0x20 },
+          { sectionIndex: i, sectionName: nameFor(), offset: at + 0x20 },
         );
       }
       fileSize = Number(size);
