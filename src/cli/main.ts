@@ -2,6 +2,7 @@
 /** The suture command line. The only layer that prints or picks exit codes. */
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
+import { killChildren } from '../util/exec.js';
 import { EXIT } from './exit-codes.js';
 import { kernelCommand } from './kernel.js';
 import { reportError } from './output.js';
@@ -26,6 +27,14 @@ export function program(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      // Children first, so nothing keeps writing into the cache; the step stamps make the next run resume.
+      killChildren('SIGTERM');
+      process.stderr.write(`\nsuture: interrupted (${sig}); run the same command again to resume\n`);
+      process.exit(EXIT.interrupted);
+    });
+  }
   process.exitCode = undefined;
   try {
     await program().parseAsync(argv);

@@ -8,7 +8,7 @@
  * is redone from scratch, so an interrupted fetch resumes cleanly. The
  * workspace counts as ready only when kernel.json is written, last.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, closeSync, openSync, unlinkSync, lstatSync } from 'node:fs';
+import { accessSync, constants as fsConstants, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, closeSync, openSync, unlinkSync, lstatSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -141,6 +141,14 @@ function checkWritable(home: string): void {
     writeFileSync(probe, '');
     unlinkSync(probe);
   } catch (e) {
+    // A recursive mkdir on a read-only filesystem can report ENOENT: ask the nearest existing ancestor why.
+    let dir = home;
+    while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+    try {
+      accessSync(dir, fsConstants.W_OK);
+    } catch (why) {
+      throw fsError(why, 'the suture cache', home);
+    }
     throw fsError(e, 'the suture cache', home);
   }
 }
@@ -155,6 +163,10 @@ function checkSpace(dir: string, needed: number): void {
       { hint: 'free some space, or set SUTURE_HOME to a larger filesystem' },
     );
   }
+}
+
+function hasFiles(dir: string): boolean {
+  return existsSync(dir) && readdirSync(dir).some((f) => !f.startsWith('.'));
 }
 
 function du(p: string): number {
@@ -203,10 +215,14 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
   checkWritable(home);
   const paths = workspacePaths(home, ref);
   const name = formatKernelRef(ref);
-  const lock = Lock.take(join(paths.root, '.lock'), name);
+  if (st.state === 'absent') checkSpace(join(home, 'kernels'), NEEDED_BYTES);
+  const lock = Lock.take(join(home, 'kernels', `.${basename(paths.root)}.lock`), name);
   try {
-    if (st.state === 'absent') checkSpace(join(home, 'kernels'), NEEDED_BYTES);
     return { meta: await fetchSteps(ref, paths, opts), cached: false };
+  } catch (e) {
+    // Nothing worth resuming (no step done, no package downloaded): leave no trace in the cache.
+    if (!existsSync(paths.steps) && !hasFiles(paths.debs)) rmSync(paths.root, { recursive: true, force: true });
+    throw e;
   } finally {
     lock.release();
   }

@@ -136,6 +136,7 @@ export function listWorkspaces(home: string): { dir: string; name: string; meta?
   const dir = join(home, 'kernels');
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
+    .filter((d) => !d.startsWith('.'))
     .sort()
     .map((d) => {
       const m = /^([a-z]+)-(.+)$/.exec(d);

@@ -42,6 +42,15 @@ export interface RunRecord {
 }
 
 const history: RunRecord[] = [];
+const live = new Set<ChildProcess>();
+
+/**
+ * Stop every child still running (on Ctrl-C or SIGTERM): a fetch or build that
+ * is interrupted must not leave a tar or make writing into the cache behind it.
+ */
+export function killChildren(signal: NodeJS.Signals = 'SIGTERM'): void {
+  for (const c of live) c.kill(signal);
+}
 /** What ran in this process, oldest first (for --verbose and error reports). */
 export function runHistory(): readonly RunRecord[] {
   return history;
@@ -101,6 +110,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       reject(e);
       return;
     }
+    live.add(child);
     const out = new Tail(max);
     const err = new Tail(max);
     const outLines = opts.onLine ? lineSplitter((l) => opts.onLine!(l, 'stdout')) : undefined;
@@ -124,6 +134,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     const onAbort = () => child.kill('SIGTERM');
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e: NodeJS.ErrnoException) => {
+      live.delete(child);
       if (timer) clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (e.code === 'ENOENT') {
@@ -136,6 +147,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       } else reject(e);
     });
     child.on('close', (code, signal) => {
+      live.delete(child);
       if (timer) clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       outLines?.end();

@@ -106,6 +106,22 @@ describe('suture vm run', () => {
     expect(json.commands.map((c: { output: string }) => c.output)).toEqual(['first\n', 'livepatch-cmdline.ko\n0\n']);
   });
 
+  it('vm run --load of an ordinary module (not a livepatch) is refused before booting (exit 11)', async () => {
+    const meta = await ensureKernel();
+    const binfmt = join(meta.paths.modules, 'kernel/fs/binfmt_misc.ko');
+    const r = suture(['vm', 'run', ...K, '--load', binfmt]);
+    expect(r.status).toBe(11);
+    expect(r.stderr).toContain('binfmt_misc.ko is not a livepatch module (its .modinfo has no livepatch=Y)');
+    expect(r.stderr).not.toContain('booting');
+  });
+
+  it('vm run --kmod of a module the kernel does not have is refused before booting (exit 10)', () => {
+    const r = suture(['vm', 'run', ...K, '--kmod', 'ext5']);
+    expect(r.status).toBe(10);
+    expect(r.stderr).toContain('the kernel has no module named ext5');
+    expect(r.stderr).toMatch(/hint: did you mean: .*ext4/);
+  });
+
   it('vm run without qemu installed says how to install it', () => {
     const r = suture(['vm', 'run', ...K, '--exec', 'true'], { env: { ...process.env, PATH: '/nonexistent' } });
     expect(r.status).toBe(12);
