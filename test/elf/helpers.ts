@@ -3,7 +3,7 @@
  * Test helpers for the ELF engine: build the C fixtures at test time, run
  * readelf/objdump, and parse `readelf -W -S -s -r` into plain records.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -39,9 +39,14 @@ export function readBytes(path: string): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** Run a binutils tool and return stdout (throws on a non-zero exit). */
+/** Run a binutils tool and return stdout. Throws on a non-zero exit and on any warning it prints. */
 export function tool(name: 'readelf' | 'objdump', args: string[]): string {
-  return execFileSync(name, args, { encoding: 'latin1', maxBuffer: 1 << 30, env: { ...process.env, LC_ALL: 'C' } });
+  const r = spawnSync(name, args, { encoding: 'latin1', maxBuffer: 1 << 30, env: { ...process.env, LC_ALL: 'C' } });
+  if (r.error !== undefined) throw r.error;
+  if (r.status !== 0 || r.stderr.trim() !== '') {
+    throw new Error(`${name} ${args.join(' ')} exited ${r.status}: ${r.stderr.slice(0, 2000)}`);
+  }
+  return r.stdout;
 }
 
 export interface ReadelfSection {
