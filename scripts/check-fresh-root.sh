@@ -16,7 +16,7 @@ root=${FRESH_ROOT_DIR:-/var/tmp/suture-fresh-$suite}
 [ "$(id -u)" -eq 0 ] || { echo "run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 
 # The Debian mirror this host uses (the first .../debian URI in its apt sources).
-mirror=$(grep -rhoE '(https?|file)://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -n1 | tr -d ' ')
+mirror=$( { grep -rhoE '(https?|file)://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true; } | head -n1 | tr -d ' ')
 [ -n "$mirror" ] || { echo "no Debian mirror in this host's apt sources" >&2; exit 1; }
 
 if [ ! -x "$root/usr/bin/apt-get" ]; then
