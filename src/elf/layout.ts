@@ -22,7 +22,13 @@ import {
   SHN_LORESERVE,
   SHN_UNDEF,
   SHN_XINDEX,
+  SHT_GROUP,
+  SHT_NOBITS,
+  SHT_REL,
   SHT_RELA,
+  SHT_STRTAB,
+  SHT_SYMTAB,
+  SHT_SYMTAB_SHNDX,
   STB_LOCAL,
   SYM_SIZE,
   isSpecialShndx,
@@ -203,8 +209,10 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
     indexOf.set(x, sections.length);
   }
 
-  // 3. Relocation symbol indices and group checks.
+  // 3. Relocation symbol indices.
   const relocationSymbols = new Map<RelocationSection, Uint32Array>();
+  // Per (input symbol list, output symbol table): is the output order exactly the input order?
+  const unchangedTables = new Map<readonly (ElfSymbol | null)[], Map<SymbolTableLayout | undefined, boolean>>();
   for (const sec of sections) {
     if (!(sec instanceof RelocationSection)) continue;
     const expected = BigInt(sec.type === SHT_RELA ? RELA_SIZE : REL_SIZE);
@@ -214,7 +222,14 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
     const raw = sec.raw;
     let out: Uint32Array;
     if (raw !== null) {
-      out = rawSymbolIndices(obj, sec, raw, st);
+      let perTable = unchangedTables.get(raw.symbols);
+      if (perTable === undefined) unchangedTables.set(raw.symbols, (perTable = new Map()));
+      let unchanged = perTable.get(st);
+      if (unchanged === undefined) {
+        unchanged = st !== undefined && st.order.length === raw.symbols.length - 1 && st.order.every((s, i) => s === raw.symbols[i + 1]);
+        perTable.set(st, unchanged);
+      }
+      out = rawSymbolIndices(obj, sec, raw, st, unchanged);
     } else {
       const relocs = sec.relocations;
       out = new Uint32Array(relocs.length);
@@ -287,6 +302,7 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
   // 5. Sizes, links, infos.
   for (const p of placements) {
     const sec = p.section;
+    checkType(obj, sec);
     if (sec instanceof DataSection) {
       p.fileSize = sec.data.length;
       p.size = BigInt(p.fileSize);
@@ -429,18 +445,41 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
   };
 }
 
+const MODELED_TYPES = new Set([SHT_NOBITS, SHT_STRTAB, SHT_SYMTAB, SHT_RELA, SHT_REL, SHT_GROUP, SHT_SYMTAB_SHNDX]);
+
+/** A section's sh_type must fit its model class, or the file would not read back. */
+function checkType(obj: ElfObject, sec: Section): void {
+  let want: number | undefined;
+  if (sec instanceof NoBitsSection) want = SHT_NOBITS;
+  else if (sec instanceof StringTableSection) want = SHT_STRTAB;
+  else if (sec instanceof SymbolTableSection) want = SHT_SYMTAB;
+  else if (sec instanceof GroupSection) want = SHT_GROUP;
+  else if (sec instanceof SymtabShndxSection) want = SHT_SYMTAB_SHNDX;
+  if (sec instanceof RelocationSection) {
+    if (sec.type !== SHT_RELA && sec.type !== SHT_REL) fail(obj, `relocation section ${sec} has sh_type ${hex(sec.type)}, not SHT_RELA or SHT_REL`);
+  } else if (want !== undefined) {
+    if (sec.type !== want) fail(obj, `section ${sec} is a ${sec.constructor.name} but has sh_type ${hex(sec.type)} instead of ${hex(want)}`);
+  } else if (MODELED_TYPES.has(sec.type)) {
+    fail(obj, `data section ${sec} has sh_type ${hex(sec.type)}; use the model class for that type`);
+  }
+}
+
 /**
  * Output symbol indices for relocations that were never decoded: the input
  * index unchanged when the symbol table is exactly as read, else mapped
  * through the symbol objects.
  */
-function rawSymbolIndices(obj: ElfObject, sec: RelocationSection, raw: RawRelocations, st: SymbolTableLayout | undefined): Uint32Array {
+function rawSymbolIndices(
+  obj: ElfObject,
+  sec: RelocationSection,
+  raw: RawRelocations,
+  st: SymbolTableLayout | undefined,
+  unchanged: boolean,
+): Uint32Array {
   const { bytes, rela, count, symbols } = raw;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const size = rela ? RELA_SIZE : REL_SIZE;
   const out = new Uint32Array(count);
-  const unchanged =
-    st !== undefined && st.order.length === symbols.length - 1 && st.order.every((s, i) => s === symbols[i + 1]);
   for (let i = 0; i < count; i++) {
     const k = dv.getUint32(i * size + 12, true);
     if (k === 0) continue;
