@@ -10,17 +10,23 @@ import {
   Relocation,
   RelocationSection,
   SHF_ALLOC,
+  SHF_EXECINSTR,
   SHF_INFO_LINK,
   SHF_RELA_LIVEPATCH,
+  SHN_ABS,
   SHN_LIVEPATCH,
   SHT_PROGBITS,
   SHT_REL,
   STB_GLOBAL,
   STB_LOCAL,
+  STT_FILE,
   STT_FUNC,
   STT_NOTYPE,
   STT_OBJECT,
   R_X86_64_64,
+  R_X86_64_PLT32,
+  StringTableSection,
+  SymbolTableSection,
   layout,
   writeElf,
   type Section,
@@ -238,3 +244,38 @@ function writeTemp(dir: string, name: string, bytes: Uint8Array): string {
   writeFileSync(p, bytes);
   return p;
 }
+
+describe('writeElf() of objects built in memory', () => {
+  let fx: ReturnType<typeof buildFixtures>;
+  beforeAll(() => {
+    fx = buildFixtures([]);
+  });
+  afterAll(() => fx.cleanup());
+
+  test('writeElf() of an object built from scratch is read back by readelf, objdump and ElfObject.parse()', () => {
+    const obj = new ElfObject();
+    const shstrtab = new StringTableSection('.shstrtab');
+    const strtab = new StringTableSection('.strtab');
+    const symtab = new SymbolTableSection('.symtab', strtab);
+    // call ext; ret  (e8 rel32, c3)
+    const text = new DataSection('.text', SHT_PROGBITS, Uint8Array.of(0xe8, 0, 0, 0, 0, 0xc3));
+    text.flags = SHF_ALLOC | SHF_EXECINSTR;
+    text.addralign = 16n;
+    const rela = new RelocationSection('.rela.text', symtab, text);
+    for (const s of [text, rela, symtab, strtab, shstrtab]) obj.addSection(s);
+    obj.shstrtab = shstrtab;
+    symtab.add(new ElfSymbol('scratch.c', { bind: STB_LOCAL, type: STT_FILE, section: SHN_ABS }));
+    const fn = symtab.add(new ElfSymbol('entry', { bind: STB_GLOBAL, type: STT_FUNC, section: text, size: 6n }));
+    const ext = symtab.add(new ElfSymbol('ext', { bind: STB_GLOBAL }));
+    rela.relocations.push(new Relocation(1n, R_X86_64_PLT32, ext, -4n));
+    const l = layout(obj);
+    const out = writeElf(obj, l);
+    expect(compareWithReadelf(obj, l, out, fx.dir, 'scratch')).toEqual([]);
+    const dis = tool('objdump', ['-dr', writeTemp(fx.dir, 'scratch.o', out)]);
+    expect(dis).toMatch(/<entry>:/);
+    expect(dis).toMatch(/R_X86_64_PLT32\s+ext-0x4/);
+    const back = ElfObject.parse(out);
+    expect(back.symtab!.find('entry')!.size).toBe(fn.size);
+    expect(sameBytes(writeElf(back), out)).toBe(true);
+  });
+});
