@@ -407,8 +407,8 @@ export function layout(obj: ElfObject, opts: LayoutOptions = {}): Layout {
   }
   let dataEnd = Math.max(cursor, shoff + shtSize);
   for (const p of placements) if (p.fileSize > 0) dataEnd = Math.max(dataEnd, p.offset + p.fileSize);
-  // A section that occupies nothing must not point past the end of the file.
-  for (const p of placements) if (p.fileSize === 0 && p.offset > dataEnd) p.offset = dataEnd;
+  // A new section that occupies nothing must not point past the end of the file.
+  for (const p of placements) if (p.fileSize === 0 && p.moved && p.offset > dataEnd) p.offset = dataEnd;
 
   // 7. Input gaps that are still free.
   const gaps: Array<{ offset: number; bytes: Uint8Array }> = [];

@@ -71,7 +71,7 @@ export interface SectionHeader {
   readonly type: number;
   readonly flags: bigint;
   readonly addr: bigint;
-  /** sh_offset; always <= file size. */
+  /** sh_offset; inside the file for a section that occupies bytes. */
   readonly offset: number;
   readonly size: bigint;
   readonly link: number;
@@ -365,7 +365,10 @@ export class ElfView {
       const end = this.bytes.indexOf(0, names.start + off);
       return end < 0 || end >= names.end ? undefined : this.buf.toString('latin1', names.start + off, end);
     };
-    if (i !== 0 && offsetBig > bigLen) {
+    // A section that occupies bytes must lie inside the file; one that occupies
+    // none (NOBITS, empty) may point anywhere, as long as the offset is a safe integer.
+    const occupies = i !== 0 && type !== SHT_NOBITS && size !== 0n;
+    if (i !== 0 && (occupies ? offsetBig > bigLen : offsetBig > BigInt(Number.MAX_SAFE_INTEGER))) {
       throw this.error(`sh_offset ${hex(offsetBig)} is past the end of the file (size ${hex(bigLen)})`, {
         sectionIndex: i,
         sectionName: nameFor(),
@@ -374,7 +377,7 @@ export class ElfView {
     }
     const offset = i === 0 ? 0 : Number(offsetBig);
     let fileSize = 0;
-    if (i !== 0 && type !== SHT_NOBITS) {
+    if (occupies) {
       if (size > bigLen - offsetBig) {
         throw this.error(
           `section data (sh_offset ${hex(offset)}, sh_size ${hex(size)}) runs past the end of the file (size ${hex(bigLen)})`,

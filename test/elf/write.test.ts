@@ -82,6 +82,18 @@ describe('writeElf', () => {
     expect(sameBytes(writeElf(obj), bytes)).toBe(true);
   });
 
+  test('writeElf() keeps the sh_offset of a NOBITS section even when it points past the end of the file', () => {
+    const bytes = readBytes(fx.path('basic')).slice();
+    const view = ElfObject.parse(bytes);
+    const bss = view.sections.find((s) => s instanceof NoBitsSection)!;
+    const dv = new DataView(bytes.buffer, bytes.byteOffset);
+    dv.setBigUint64(view.origin!.shoff + bss.origin!.index * 64 + 0x18, BigInt(bytes.length + 0x1000), true);
+    const obj = ElfObject.parse(bytes);
+    expect(sameBytes(writeElf(obj), bytes)).toBe(true);
+    const l = layout(obj, { mode: 'fresh' });
+    expect(l.placements.find((p) => p.section.name === bss.name)!.offset).toBeLessThanOrEqual(l.fileSize);
+  });
+
   test('writeElf() keeps non-zero padding between sections when nothing claims it', () => {
     const bytes = readBytes(fx.path('basic')).slice();
     const obj0 = ElfObject.parse(bytes);
