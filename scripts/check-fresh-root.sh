@@ -35,6 +35,11 @@ ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
 for f in /etc/npmrc /usr/etc/npmrc /root/.npmrc; do [ -f "$f" ] && install -D -m 0600 "$f" "$root$f"; done
 for f in /etc/apt/apt.conf.d/*; do grep -qiE 'proxy|Check-Valid|Check-Date' "$f" 2>/dev/null && cp "$f" "$root/etc/apt/apt.conf.d/"; done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The machine's trust store (a proxy in between may sign with a local CA), and the files its variables name.
+mkdir -p "$root/usr/local/share/ca-certificates" "$root/etc/ssl/certs"
+cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
+[ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+for f in "${NODE_EXTRA_CA_CERTS:-}" "${SSL_CERT_FILE:-}"; do [ -n "$f" ] && [ -f "$f" ] && install -D "$f" "$root$f"; done
 
 rm -rf "$root/root/suture"
 git clone -q "$repo" "$root/root/suture"
@@ -50,7 +55,8 @@ done
 
 in_root() {
   chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 CI=true bash -c "cd /root/suture && $1"
+    LANG=C.UTF-8 CI=true ${NODE_EXTRA_CA_CERTS:+NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS} \
+    bash -c "cd /root/suture && $1"
 }
 rc=0
 if [ "$what" = demo ] || [ "$what" = both ]; then
