@@ -4,14 +4,14 @@
  * .ko files under kernel/fs and kernel/net of the reference kernel must
  * write back byte-identical, and readelf must agree with the model on a few.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ElfObject, layout, modinfoValue, readModinfo, writeElf } from '../../src/elf/mod.js';
 import { ensureKernel } from '../helpers/kernel.js';
-import { compareWithReadelf } from './helpers.js';
+import { buildFixtures, compareWithReadelf, tool } from './helpers.js';
 
 const SAMPLE = 300;
 const READELF_CHECKS = 6;
@@ -36,8 +36,10 @@ describe('Debian kernel modules', () => {
   let modules: string[] = [];
   let release = '';
   let tmp = '';
+  let sourceDir = '';
   beforeAll(async () => {
-    const { modulesDir } = await ensureKernel();
+    const { modulesDir, paths } = await ensureKernel();
+    sourceDir = paths.source;
     release = basename(modulesDir);
     const all = [...walk(join(modulesDir, 'kernel', 'fs'), []), ...walk(join(modulesDir, 'kernel', 'net'), [])];
     modules = sample(all, SAMPLE);
@@ -84,6 +86,27 @@ describe('Debian kernel modules', () => {
       const out = writeElf(obj, l);
       expect(compareWithReadelf(obj, l, out, tmp, `${basename(path, '.ko')}-fresh`), path).toEqual([]);
       expect(Buffer.compare(Buffer.from(writeElf(ElfObject.parse(out))), Buffer.from(out)), path).toBe(0);
+    }
+  });
+
+  test('writeElf() of an object annotated by the kernel\'s objtool (rewritten through libelf) is byte-identical', () => {
+    const objtool = join(sourceDir, 'tools', 'objtool', 'objtool');
+    expect(existsSync(objtool), `${objtool} (built by modules_prepare)`).toBe(true);
+    const fx = buildFixtures(['basic-kernel']);
+    try {
+      const path = join(fx.dir, 'objtool.o');
+      copyFileSync(fx.path('basic-kernel'), path);
+      const r = spawnSync(objtool, ['--orc', '--mcount', '--static-call', path], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expect(tool('readelf', ['-W', '-S', path])).toMatch(/\.orc_unwind_ip/);
+      const bytes = new Uint8Array(readFileSync(path));
+      const obj = ElfObject.parse(bytes, { file: path });
+      const l = layout(obj);
+      const out = writeElf(obj, l);
+      expect(Buffer.compare(Buffer.from(out), Buffer.from(bytes))).toBe(0);
+      expect(compareWithReadelf(obj, l, out, fx.dir, 'objtool')).toEqual([]);
+    } finally {
+      fx.cleanup();
     }
   });
 });
