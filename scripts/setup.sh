@@ -9,7 +9,7 @@ packages=(
   qemu-system-x86      # the throwaway VM that proves a patch in the exact kernel
   busybox-static       # the VM's userspace
   debootstrap          # build roots with a kernel's exact compiler when the host's differs
-  gcc make flex bison bc libelf-dev libssl-dev dwarves   # kbuild: prepare trees, build modules
+  gcc make flex bison bc libelf-dev libssl-dev dwarves python3   # kbuild: prepare trees (objtool, resolve_btfids), build modules
   cpio xz-utils zstd kmod binutils                     # unpack packages, depmod, readelf/objdump
   debian-archive-keyring ca-certificates
 )

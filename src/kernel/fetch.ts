@@ -13,7 +13,7 @@ import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { SutureError, fsError } from '../util/errors.js';
-import { runChecked } from '../util/exec.js';
+import { requireTool, runChecked } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { runVm, type VmResult } from '../vm/run.js';
 import { findMirrors, openApt, type Apt, type PackageRecord } from './apt.js';
@@ -231,6 +231,8 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
 async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOptions): Promise<KernelMetadata> {
   const { home, reporter } = opts;
   const timings: Record<string, number> = {};
+  // Every tool the steps run, checked before anything is downloaded.
+  for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb', 'tar', 'xz', 'depmod', 'qemu-system-x86_64']) requireTool(tool);
   const mirrors = findMirrors();
   const apt = openApt(join(home, 'apt'), mirrors);
 

@@ -39,6 +39,9 @@ function inBuildrootScript(): string {
   return p;
 }
 
+/** What kbuild runs on the host besides the compiler to prepare a tree (checked before preparing). */
+export const HOST_BUILD_TOOLS = ['make', 'flex', 'bison', 'bc', 'python3', 'perl'];
+
 export function hostToolchain(text: string): Toolchain {
   const info: CompilerInfo = { text, command: compilerCommand(text), via: 'host' };
   return { info, run: (argv, cwd, opts = {}) => run(argv, { ...opts, cwd }) };
@@ -75,7 +78,15 @@ export async function ensureToolchain(opts: {
 }): Promise<Toolchain> {
   const cc = compilerCommand(opts.ccVersionText);
   const hostText = await compilerVersionText(cc);
-  if (hostText === opts.ccVersionText) return hostToolchain(opts.ccVersionText);
+  if (hostText === opts.ccVersionText) {
+    const missing = HOST_BUILD_TOOLS.filter((t) => !which(t));
+    if (missing.length) {
+      throw new SutureError('environment', `preparing the kernel tree needs ${missing.join(', ')}, not installed here`, {
+        hint: 'run scripts/setup.sh, or: apt-get install make flex bison bc python3 perl libelf-dev libssl-dev',
+      });
+    }
+    return hostToolchain(opts.ccVersionText);
+  }
   const suite = buildrootSuite(opts.series);
   const root = join(opts.home, 'buildroots', suite);
   const tc = buildrootToolchain(opts.ccVersionText, root, opts.home);
