@@ -13,11 +13,27 @@ import type { Mirrors } from './apt.js';
 import { compilerCommand } from './config.js';
 import type { CompilerInfo } from './workspace.js';
 
+/**
+ * An overlay of a kernel tree: `merged` shows `lower` with every write going to
+ * `upper`, so a prepared tree can be patched and built in without changing it.
+ */
+export interface Overlay {
+  lower: string;
+  upper: string;
+  work: string;
+  merged: string;
+}
+
+export interface ToolchainRunOptions extends RunOptions {
+  /** Mount this overlay (in a private mount namespace) for the duration of the command. */
+  overlay?: Overlay;
+}
+
 /** Runs kernel build commands with the kernel's own compiler. */
 export interface Toolchain {
   info: CompilerInfo;
   /** Run argv in cwd with this toolchain (inside the build root when there is one). */
-  run(argv: readonly string[], cwd: string, opts?: RunOptions): Promise<RunResult>;
+  run(argv: readonly string[], cwd: string, opts?: ToolchainRunOptions): Promise<RunResult>;
 }
 
 /** Packages a build root needs to prepare a tree and build modules, besides the compiler. */
@@ -32,11 +48,23 @@ export async function compilerVersionText(cc: string, wrap?: (argv: string[]) =>
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** libexec/in-buildroot.sh, from dist/kernel/ or src/kernel/. */
-function inBuildrootScript(): string {
-  const p = join(here, '..', '..', 'libexec', 'in-buildroot.sh');
+/** A script of libexec/, from dist/kernel/ or src/kernel/. */
+function libexec(name: string): string {
+  const p = join(here, '..', '..', 'libexec', name);
   if (!existsSync(p)) throw new SutureError('internal', `${p} is missing from this suture installation`);
   return p;
+}
+
+/** A private mount namespace (with a user namespace when not root, where the kernel allows it). */
+function unshareMount(): string[] {
+  return process.getuid?.() === 0
+    ? ['unshare', '--mount', '--propagation', 'private', '--']
+    : ['unshare', '--user', '--map-root-user', '--mount', '--propagation', 'private', '--'];
+}
+
+function overlayArgs(o: Overlay): string[] {
+  for (const d of [o.upper, o.work, o.merged]) mkdirSync(d, { recursive: true });
+  return ['sh', libexec('in-overlay.sh'), o.lower, o.upper, o.work, o.merged, '--'];
 }
 
 /** What kbuild runs on the host besides the compiler to prepare a tree (checked before preparing). */
@@ -44,19 +72,27 @@ export const HOST_BUILD_TOOLS = ['make', 'flex', 'bison', 'bc', 'python3', 'perl
 
 export function hostToolchain(text: string): Toolchain {
   const info: CompilerInfo = { text, command: compilerCommand(text), via: 'host' };
-  return { info, run: (argv, cwd, opts = {}) => run(argv, { ...opts, cwd }) };
+  return {
+    info,
+    run: (argv, cwd, opts = {}) => {
+      if (!opts.overlay) return run(argv, { ...opts, cwd });
+      return run([...unshareMount(), ...overlayArgs(opts.overlay), 'env', `--chdir=${cwd}`, ...argv], opts);
+    },
+  };
 }
 
 export function buildrootToolchain(text: string, root: string, home: string): Toolchain {
   const info: CompilerInfo = { text, command: compilerCommand(text), via: 'buildroot', buildroot: root };
-  const wrap = (argv: readonly string[], cwd: string) => [
+  // The overlay (under $SUTURE_HOME) is mounted first; in-buildroot.sh then binds $SUTURE_HOME, submounts included.
+  const wrap = (argv: readonly string[], cwd: string, overlay?: Overlay) => [
     'unshare', '--mount', '--propagation', 'private', '--',
-    'sh', inBuildrootScript(), root, home, cwd, '--', ...argv,
+    ...(overlay ? overlayArgs(overlay) : []),
+    'sh', libexec('in-buildroot.sh'), root, home, cwd, '--', ...argv,
   ];
   return {
     info,
     run: (argv, cwd, opts = {}) =>
-      run(wrap(argv, cwd), { ...opts, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' } }),
+      run(wrap(argv, cwd, opts.overlay), { ...opts, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' } }),
   };
 }
 
