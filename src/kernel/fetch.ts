@@ -19,6 +19,7 @@ import { runVm, type VmResult } from '../vm/run.js';
 import { findMirrors, openApt, type Apt, type PackageRecord } from './apt.js';
 import { compilerText, parseKconfig } from './config.js';
 import { formatKernelRef, type KernelRef } from './ref.js';
+import { treeMakeArgs } from './kbuild.js';
 import { ensureToolchain, type Toolchain } from './toolchain.js';
 import { WORKSPACE_SCHEMA, workspacePaths, workspaceState, writeMetadata, type KernelMetadata, type PackageInfo, type WorkspacePaths } from './workspace.js';
 
@@ -218,6 +219,7 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
   if (st.state === 'absent') checkSpace(join(home, 'kernels'), NEEDED_BYTES);
   const lock = Lock.take(join(home, 'kernels', `.${basename(paths.root)}.lock`), name);
   try {
+    rmSync(paths.metadata, { force: true }); // stale (older schema): ready again only when this fetch completes
     return { meta: await fetchSteps(ref, paths, opts), cached: false };
   } catch (e) {
     // Nothing worth resuming (no step done, no package downloaded): leave no trace in the cache.
@@ -309,10 +311,11 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
     s.update(toolchain.info.via === 'host' ? 'the host compiler matches' : `build root ${toolchain.info.buildroot}`);
   });
 
-  await once(paths, reporter, timings, `prepare-${toolchain.info.via}`, 'Preparing the source tree (olddefconfig, modules_prepare)', [], async (update) => {
+  // The stamp names what the tree was prepared for: another toolchain or other flags prepare it again.
+  await once(paths, reporter, timings, `prepare-${toolchain.info.via}-sections`, 'Preparing the source tree (olddefconfig, modules_prepare)', [], async (update) => {
     const cc = toolchain.info.command;
     const jobs = String(Math.max(1, cpus().length));
-    const make = ['make', `-j${jobs}`, `CC=${cc}`, `HOSTCC=${cc}`, `KERNELRELEASE=${ref.release}`];
+    const make = treeMakeArgs(cc, ref.release, Number(jobs));
     // A prepare done by another toolchain must not be mixed with this one.
     await toolchain.run(['make', 'mrproper'], paths.source);
     cpSync(paths.config, join(paths.source, '.config'));

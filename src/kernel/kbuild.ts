@@ -7,6 +7,19 @@ import { SutureError } from '../util/errors.js';
 import { buildrootToolchain, hostToolchain, type Toolchain } from './toolchain.js';
 import type { KernelMetadata } from './workspace.js';
 
+/**
+ * Extra flags for every compile in a prepared tree: one section per function
+ * and per data object, so changed functions can be told apart and extracted.
+ * The tree is prepared with them too, so a later compile of a single object
+ * rebuilds nothing else (kbuild rebuilds whatever was built with other flags).
+ */
+export const SECTION_KCFLAGS = '-ffunction-sections -fdata-sections';
+
+/** make arguments for building in a workspace's prepared source tree. */
+export function treeMakeArgs(cc: string, release: string, jobs: number): string[] {
+  return ['make', `-j${Math.max(1, jobs)}`, `CC=${cc}`, `HOSTCC=${cc}`, `KERNELRELEASE=${release}`, `KCFLAGS=${SECTION_KCFLAGS}`];
+}
+
 /** The toolchain recorded for a workspace at fetch time. */
 export function toolchainFor(meta: KernelMetadata, home: string): Toolchain {
   return meta.compiler.via === 'buildroot'

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { formatKernelRef, type KernelRef } from './ref.js';
 
-export const WORKSPACE_SCHEMA = 1;
+/** Bumped when a workspace needs a step redone (2: the tree is prepared with SECTION_KCFLAGS). */
+export const WORKSPACE_SCHEMA = 2;
 
 export interface WorkspacePaths {
   root: string;
@@ -98,8 +99,11 @@ export type WorkspaceState =
 export function workspaceState(home: string, ref: KernelRef): WorkspaceState {
   const paths = workspacePaths(home, ref);
   if (existsSync(paths.metadata)) {
-    const meta = readMetadata(paths.metadata);
-    return { state: 'ready', meta };
+    try {
+      return { state: 'ready', meta: readMetadata(paths.metadata) };
+    } catch {
+      // Written by another suture version, or damaged: a fetch redoes what is missing.
+    }
   }
   if (existsSync(paths.root)) {
     const stepsDone = existsSync(paths.steps) ? readdirSync(paths.steps).filter((f) => !f.startsWith('.')) : [];
