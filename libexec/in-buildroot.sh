@@ -8,6 +8,7 @@ set -eu
 root=$1 bind=$2 cwd=$3
 shift 3
 [ "$1" = "--" ] && shift
+mkdir -p "$root$bind"
 mount --rbind "$bind" "$root$bind"
 mount -t proc proc "$root/proc"
 exec chroot "$root" /usr/bin/env --chdir="$cwd" "$@"

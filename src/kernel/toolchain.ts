@@ -133,12 +133,18 @@ export async function ensureToolchain(opts: {
     );
     await makeBuildroot(root, suite, cc, opts.mirrors, opts.onProgress);
   }
-  const inside = (await tc.run([cc, '--version'], '/')).stdout.split('\n')[0]?.trim();
+  const probe = await tc.run([cc, '--version'], '/');
+  const inside = probe.stdout.split('\n')[0]?.trim();
   if (inside !== opts.ccVersionText) {
     throw new SutureError(
       'environment',
-      `the ${suite} build root at ${root} has "${inside ?? 'no compiler'}", the kernel was built with "${opts.ccVersionText}"`,
-      { hint: `remove ${root} and fetch again; if the archive moved on, this kernel's compiler is no longer downloadable` },
+      probe.code === 0
+        ? `the ${suite} build root at ${root} has "${inside}", the kernel was built with "${opts.ccVersionText}"`
+        : `running ${cc} in the ${suite} build root at ${root} failed (exit ${probe.code})`,
+      {
+        hint: `remove ${root} and fetch again; if the archive moved on, this kernel's compiler is no longer downloadable`,
+        details: probe.stderr.trim().split('\n').slice(-5).join('\n') || undefined,
+      },
     );
   }
   return tc;
