@@ -47,6 +47,9 @@ git clone -q "$repo" "$root/root/suture"
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done; }
 trap cleanup EXIT
+# On a real machine / is a mount point (unshare --propagation needs that); make the root one too.
+mount --bind "$root" "$root"
+mounted+=("$root")
 for m in proc sys dev; do
   mkdir -p "$root/$m"
   if [ "$m" = proc ]; then mount -t proc proc "$root/proc"; else mount --rbind "/$m" "$root/$m"; fi
