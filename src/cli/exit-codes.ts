@@ -15,6 +15,12 @@ export const EXIT = {
   environment: 12,
   archive: 13,
   build: 14,
+  /** `build`: a kernel symbol the fix names has several copies; add a hint (SUTURE_SYMPOS). */
+  ambiguous: 15,
+  /** `build`: a function the fix replaces cannot be patched by ftrace. */
+  unpatchable: 16,
+  /** `build`: a name over a kernel limit. */
+  limit: 17,
   guestCrash: 20,
   guestTimeout: 21,
   guestRefused: 22,
@@ -42,6 +48,12 @@ export function exitCodeFor(kind: ErrorKind): number {
       return EXIT.guestTimeout;
     case 'guest-refused':
       return EXIT.guestRefused;
+    case 'ambiguous':
+      return EXIT.ambiguous;
+    case 'unpatchable':
+      return EXIT.unpatchable;
+    case 'limit':
+      return EXIT.limit;
     case 'internal':
       return EXIT.internal;
   }

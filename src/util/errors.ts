@@ -15,6 +15,9 @@ export type ErrorKind =
   | 'guest-crash' // the guest kernel panicked or oopsed
   | 'guest-timeout' // the guest hung or ran past its timeout
   | 'guest-refused' // the guest kernel refused a module
+  | 'ambiguous' // a kernel symbol name has several copies and nothing says which one is meant
+  | 'unpatchable' // a function ftrace cannot patch (notrace, no __fentry__ call, __init, not a function)
+  | 'limit' // a name over a kernel limit (module name, object name, KSYM_NAME_LEN)
   | 'internal'; // a bug in suture
 
 export class SutureError extends Error {
