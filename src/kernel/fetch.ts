@@ -326,8 +326,13 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
     if (changed.length) {
       throw new SutureError(
         'build',
-        `olddefconfig changed ${changed.length} options of the shipped config (first: ${changed.slice(0, 5).join(', ')})`,
-        { hint: 'the source package and the image disagree, or the compiler differs from the one that built the kernel' },
+        `olddefconfig changed ${changed.length} options of the shipped config: ${changed
+          .slice(0, 5)
+          .map((k) => `${k} ${String(config.get(k))} → ${String(after.get(k) ?? 'unset')}`)
+          .join(', ')}`,
+        {
+          hint: 'the source package and the image disagree, or a tool differs from the one that built the kernel (the compiler; pahole for CONFIG_PAHOLE_*)',
+        },
       );
     }
     update('modules_prepare');

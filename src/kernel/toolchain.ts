@@ -4,7 +4,7 @@
  * text matches CONFIG_CC_VERSION_TEXT to the last digit, otherwise a Debian
  * build root that suture makes once per suite with debootstrap.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SutureError } from '../util/errors.js';
@@ -37,7 +37,7 @@ export interface Toolchain {
 }
 
 /** Packages a build root needs to prepare a tree and build modules, besides the compiler. */
-const BUILDROOT_PACKAGES = ['make', 'flex', 'bison', 'bc', 'libelf-dev', 'libssl-dev', 'libc6-dev', 'kmod', 'xz-utils', 'cpio', 'python3'];
+const BUILDROOT_PACKAGES = ['make', 'flex', 'bison', 'bc', 'libelf-dev', 'libssl-dev', 'libc6-dev', 'kmod', 'xz-utils', 'cpio', 'python3', 'perl', 'dwarves', 'patch'];
 
 /** The first line of `<cc> --version`, or undefined if cc is not there. */
 export async function compilerVersionText(cc: string, wrap?: (argv: string[]) => string[]): Promise<string | undefined> {
@@ -132,6 +132,22 @@ export async function ensureToolchain(opts: {
       `host ${cc} is ${hostText ? `"${hostText}"` : 'missing'}; making a ${suite} build root with "${opts.ccVersionText}"`,
     );
     await makeBuildroot(root, suite, cc, opts.mirrors, opts.onProgress);
+  } else {
+    // A build root made by an older suture may lack packages this one needs.
+    const have = readReady(ready);
+    const missing = [cc, ...BUILDROOT_PACKAGES].filter((p) => !have.includes(p));
+    if (missing.length) {
+      opts.onProgress?.(`adding ${missing.join(', ')} to the ${suite} build root`);
+      for (const argv of [['apt-get', 'update', '-q'], ['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]]) {
+        const r = await tc.run(argv, '/', { extraEnv: { DEBIAN_FRONTEND: 'noninteractive' } });
+        if (r.code !== 0) {
+          throw new SutureError('environment', `installing ${missing.join(', ')} into the build root ${root} failed`, {
+            details: r.stderr.trim().split('\n').slice(-5).join('\n'),
+          });
+        }
+      }
+      writeReady(ready, [cc, ...BUILDROOT_PACKAGES]);
+    }
   }
   const probe = await tc.run([cc, '--version'], '/');
   const inside = probe.stdout.split('\n')[0]?.trim();
@@ -191,5 +207,19 @@ async function makeBuildroot(
     `deb ${mirrors.main} ${suite} main\ndeb ${mirrors.main} ${suite}-updates main\ndeb ${mirrors.security} ${suite}-security main\n`,
   );
   mkdirSync(join(root, 'tmp'), { recursive: true });
-  writeFileSync(join(root, '.suture-ready'), new Date().toISOString());
+  writeReady(join(root, '.suture-ready'), [cc, ...BUILDROOT_PACKAGES]);
+}
+
+/** The packages a build root was made with (recorded in its ready mark). */
+function readReady(file: string): string[] {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as { packages?: string[] };
+    return v.packages ?? [];
+  } catch {
+    return []; // an older mark: plain text
+  }
+}
+
+function writeReady(file: string, packages: string[]): void {
+  writeFileSync(file, `${JSON.stringify({ madeAt: new Date().toISOString(), packages })}\n`);
 }
