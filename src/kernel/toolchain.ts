@@ -68,7 +68,7 @@ function overlayArgs(o: Overlay): string[] {
 }
 
 /** What kbuild runs on the host besides the compiler to prepare a tree (checked before preparing). */
-export const HOST_BUILD_TOOLS = ['make', 'flex', 'bison', 'bc', 'python3', 'perl'];
+export const HOST_BUILD_TOOLS = ['make', 'flex', 'bison', 'bc', 'python3', 'perl', 'pahole'];
 
 export function hostToolchain(text: string): Toolchain {
   const info: CompilerInfo = { text, command: compilerCommand(text), via: 'host' };
@@ -118,7 +118,7 @@ export async function ensureToolchain(opts: {
     const missing = HOST_BUILD_TOOLS.filter((t) => !which(t));
     if (missing.length) {
       throw new SutureError('environment', `preparing the kernel tree needs ${missing.join(', ')}, not installed here`, {
-        hint: 'run scripts/setup.sh, or: apt-get install make flex bison bc python3 perl libelf-dev libssl-dev',
+        hint: 'run scripts/setup.sh, or: apt-get install make flex bison bc python3 perl dwarves libelf-dev libssl-dev',
       });
     }
     return hostToolchain(opts.ccVersionText);
