@@ -10,7 +10,7 @@ packages=(
   busybox-static       # the VM's userspace
   debootstrap          # build roots with a kernel's exact compiler when the host's differs
   gcc make flex bison bc libelf-dev libssl-dev dwarves python3   # kbuild: prepare trees (objtool, resolve_btfids), build modules
-  cpio xz-utils zstd kmod binutils                     # unpack packages, depmod, readelf/objdump
+  cpio xz-utils zstd kmod binutils patch               # unpack packages, depmod, readelf/objdump, apply fixes
   debian-archive-keyring ca-certificates
 )
 

@@ -70,14 +70,16 @@ function overlayArgs(o: Overlay): string[] {
 /** What kbuild runs on the host besides the compiler to prepare a tree (checked before preparing). */
 export const HOST_BUILD_TOOLS = ['make', 'flex', 'bison', 'bc', 'python3', 'perl', 'pahole'];
 
+/** Run a host program with an overlay mounted for its duration (e.g. `patch` into a build overlay). */
+export function runWithOverlay(argv: readonly string[], cwd: string, overlay: Overlay, opts: RunOptions = {}): Promise<RunResult> {
+  return run([...unshareMount(), ...overlayArgs(overlay), 'env', `--chdir=${cwd}`, ...argv], opts);
+}
+
 export function hostToolchain(text: string): Toolchain {
   const info: CompilerInfo = { text, command: compilerCommand(text), via: 'host' };
   return {
     info,
-    run: (argv, cwd, opts = {}) => {
-      if (!opts.overlay) return run(argv, { ...opts, cwd });
-      return run([...unshareMount(), ...overlayArgs(opts.overlay), 'env', `--chdir=${cwd}`, ...argv], opts);
-    },
+    run: (argv, cwd, opts = {}) => (opts.overlay ? runWithOverlay(argv, cwd, opts.overlay, opts) : run(argv, { ...opts, cwd })),
   };
 }
 
