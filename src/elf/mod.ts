@@ -71,7 +71,6 @@ export {
   type SymbolTableLayout,
 } from './layout.js';
 export { writeElf } from './write.js';
-export { ExecView, type ExecSection, type ExecSegment } from './exec-view.js';
 export {
   X86_64_RELOCS,
   relocType,

@@ -5,6 +5,8 @@
  * kernel itself, never from a table in suture.
  */
 import { SutureError } from '../util/errors.js';
+import { workspaceImage, workspaceVmlinux } from './symbols/mod.js';
+import type { KernelMetadata } from './workspace.js';
 
 const BTF_MAGIC = 0xeb9f;
 
@@ -61,4 +63,23 @@ export function parseBtf(data: Uint8Array, what = '.BTF'): BtfStructs {
     p += 12 + extraBytes(kind, vlen);
   }
   return { structSize: (name) => sizes.get(name) };
+}
+
+/**
+ * The BTF of a workspace's kernel: the bytes between __start_BTF and
+ * __stop_BTF in the shipped image, located by the captured kallsyms.
+ */
+export async function workspaceBtf(meta: KernelMetadata): Promise<BtfStructs> {
+  const syms = workspaceVmlinux(meta);
+  const start = syms.first('__start_BTF');
+  const stop = syms.first('__stop_BTF');
+  if (!start || !stop) {
+    throw new SutureError('invalid-input', `${meta.name} has no BTF (no __start_BTF/__stop_BTF in its kallsyms)`, {
+      hint: 'suture reads special-section entry sizes from BTF: the kernel needs CONFIG_DEBUG_INFO_BTF=y',
+    });
+  }
+  const { image } = await workspaceImage(meta, syms);
+  const data = image.read(start.address, Number(stop.address - start.address));
+  if (!data) throw new SutureError('invalid-input', `${image.file}: the BTF at ${start.address.toString(16)} is outside the image`);
+  return parseBtf(data, `.BTF of ${meta.name}`);
 }

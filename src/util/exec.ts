@@ -5,7 +5,7 @@
  * failing step can show exactly what ran.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, createWriteStream } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { SutureError } from './errors.js';
 
@@ -22,8 +22,6 @@ export interface RunOptions {
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Keep at most this many bytes of each stream (the tail). Default 8 MiB. */
   maxCapture?: number;
-  /** Write stdout (binary) to this file instead of capturing it. */
-  stdoutFile?: string;
 }
 
 export interface RunResult {
@@ -117,13 +115,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     const err = new Tail(max);
     const outLines = opts.onLine ? lineSplitter((l) => opts.onLine!(l, 'stdout')) : undefined;
     const errLines = opts.onLine ? lineSplitter((l) => opts.onLine!(l, 'stderr')) : undefined;
-    if (opts.stdoutFile) child.stdout!.pipe(createWriteStream(opts.stdoutFile));
-    else {
-      child.stdout!.on('data', (b: Buffer) => {
-        out.push(b);
-        outLines?.push(b);
-      });
-    }
+    child.stdout!.on('data', (b: Buffer) => {
+      out.push(b);
+      outLines?.push(b);
+    });
     child.stderr!.on('data', (b: Buffer) => {
       err.push(b);
       errLines?.push(b);
