@@ -24,6 +24,18 @@ export const EXIT = {
   guestCrash: 20,
   guestTimeout: 21,
   guestRefused: 22,
+  /** The livepatch was built for another kernel (vermagic / release). */
+  wrongKernel: 30,
+  /** Already loaded, another transition in progress, not in transition (force), another suture busy. */
+  conflict: 31,
+  /** The running kernel refused: insmod/rmmod failed, or a livepatch sysfs write failed. */
+  kernelRefused: 32,
+  /** The transition did not complete within --timeout; it is left running. */
+  transitionTimeout: 33,
+  /** The transition timed out and was reversed (--revert-on-timeout): the system is back where it was. */
+  reverted: 34,
+  /** `suture boot` refused: the previous boot started loading patches and never finished. */
+  crashLoop: 35,
   internal: 70,
   interrupted: 130,
 } as const;
@@ -48,6 +60,16 @@ export function exitCodeFor(kind: ErrorKind): number {
       return EXIT.guestTimeout;
     case 'guest-refused':
       return EXIT.guestRefused;
+    case 'wrong-kernel':
+      return EXIT.wrongKernel;
+    case 'conflict':
+      return EXIT.conflict;
+    case 'kernel-refused':
+      return EXIT.kernelRefused;
+    case 'transition-timeout':
+      return EXIT.transitionTimeout;
+    case 'crash-loop':
+      return EXIT.crashLoop;
     case 'ambiguous':
       return EXIT.ambiguous;
     case 'unpatchable':

@@ -18,6 +18,11 @@ export type ErrorKind =
   | 'ambiguous' // a kernel symbol name has several copies and nothing says which one is meant
   | 'unpatchable' // a function ftrace cannot patch (notrace, no __fentry__ call, __init, not a function)
   | 'limit' // a name over a kernel limit (module name, object name, KSYM_NAME_LEN)
+  | 'wrong-kernel' // a livepatch built for another kernel than the running one
+  | 'conflict' // the host's state forbids it now: already loaded, a transition running, another suture busy
+  | 'kernel-refused' // the running kernel refused a module load or a livepatch sysfs write
+  | 'transition-timeout' // a livepatch transition did not complete in time (left as it is)
+  | 'crash-loop' // `suture boot` refuses: the previous boot loaded patches and never finished
   | 'internal'; // a bug in suture
 
 export class SutureError extends Error {

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The effective kernel version: the version the running kernel is equivalent
+ * to once its enabled livepatches are counted. Each patch may declare one in
+ * modinfo (`suture_effective_version`, in the distribution's own version form:
+ * the Debian linux-image package version such as 6.1.194-1); the effective
+ * version is the highest declared by an enabled patch, if it is higher than
+ * the kernel's own.
+ *
+ * Where it shows (`suture uname`): on Debian the release (`uname -r`,
+ * 6.1.0-56-amd64) is an ABI name that a livepatch never changes, and modules
+ * under /lib/modules/<release> keep loading; the version the kernel was built
+ * from is in `uname -v` ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)"),
+ * which is what vulnerability scanners read. So `-r` stays, and `-v`/`-a` carry
+ * the effective version in place of the kernel's own.
+ */
+
+/** Debian version ordering (dpkg's verrevcmp), for `[epoch:]upstream[-revision]`. */
+export function compareVersions(a: string, b: string): number {
+  const pa = splitVersion(a);
+  const pb = splitVersion(b);
+  if (pa.epoch !== pb.epoch) return pa.epoch < pb.epoch ? -1 : 1;
+  return verrevcmp(pa.upstream, pb.upstream) || verrevcmp(pa.revision, pb.revision);
+}
+
+function splitVersion(v: string): { epoch: number; upstream: string; revision: string } {
+  let rest = v.trim();
+  let epoch = 0;
+  const colon = rest.indexOf(':');
+  if (colon > 0 && /^\d+$/.test(rest.slice(0, colon))) {
+    epoch = Number(rest.slice(0, colon));
+    rest = rest.slice(colon + 1);
+  }
+  const dash = rest.lastIndexOf('-');
+  return dash < 0 ? { epoch, upstream: rest, revision: '' } : { epoch, upstream: rest.slice(0, dash), revision: rest.slice(dash + 1) };
+}
+
+const isDigit = (c: string) => c >= '0' && c <= '9';
+
+/** dpkg's character order: '~' sorts before everything, even the end; letters before other characters. */
+function order(c: string): number {
+  if (c === '' || isDigit(c)) return 0;
+  if (c === '~') return -1;
+  if (/[A-Za-z]/.test(c)) return c.charCodeAt(0);
+  return c.charCodeAt(0) + 256;
+}
+
+/** dpkg's verrevcmp: alternating runs of non-digits (by `order`) and digits (by value). */
+function verrevcmp(a: string, b: string): number {
+  let i = 0;
+  let j = 0;
+  const at = (s: string, k: number) => (k < s.length ? s[k]! : '');
+  while (i < a.length || j < b.length) {
+    let firstDiff = 0;
+    while ((at(a, i) !== '' && !isDigit(at(a, i))) || (at(b, j) !== '' && !isDigit(at(b, j)))) {
+      const ac = order(at(a, i));
+      const bc = order(at(b, j));
+      if (ac !== bc) return ac < bc ? -1 : 1;
+      i++;
+      j++;
+    }
+    while (at(a, i) === '0') i++;
+    while (at(b, j) === '0') j++;
+    while (isDigit(at(a, i)) && isDigit(at(b, j))) {
+      if (!firstDiff) firstDiff = a.charCodeAt(i) - b.charCodeAt(j);
+      i++;
+      j++;
+    }
+    if (isDigit(at(a, i))) return 1;
+    if (isDigit(at(b, j))) return -1;
+    if (firstDiff) return firstDiff < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+/** The kernel's own distribution version from its version string (`uname -v`), e.g. Debian's "6.1.192-2". */
+export function kernelOwnVersion(unameV: string | undefined): string | undefined {
+  return /\bDebian (\S+)/.exec(unameV ?? '')?.[1];
+}
+
+export interface DeclaredVersion {
+  patch: string;
+  version: string;
+}
+
+export interface EffectiveVersion {
+  /** The kernel's own version (from `uname -v`), if it shows one. */
+  kernel: string | undefined;
+  /** What the enabled patches make it: the highest declared version above the kernel's own, else the kernel's. */
+  effective: string | undefined;
+  /** The patch that declares the effective version, if a patch raised it. */
+  from: string | undefined;
+  /** Every declaration seen, for reports. */
+  declared: DeclaredVersion[];
+}
+
+export function effectiveVersion(unameV: string | undefined, declared: readonly DeclaredVersion[]): EffectiveVersion {
+  const kernel = kernelOwnVersion(unameV);
+  let best: DeclaredVersion | undefined;
+  for (const d of declared) if (!best || compareVersions(d.version, best.version) > 0) best = d;
+  if (best && (!kernel || compareVersions(best.version, kernel) > 0)) {
+    return { kernel, effective: best.version, from: best.patch, declared: [...declared] };
+  }
+  return { kernel, effective: kernel, from: undefined, declared: [...declared] };
+}
+
+export interface UnameFacts {
+  sysname: string;
+  nodename: string;
+  release: string;
+  /** The kernel's version string (`uname -v`). */
+  version: string;
+  machine: string;
+}
+
+/** `uname -v` with the effective version in place of the kernel's own (or appended when it shows none). */
+export function effectiveUnameVersion(u: UnameFacts, e: EffectiveVersion): string {
+  if (!e.from || !e.effective) return u.version;
+  if (e.kernel && u.version.includes(`Debian ${e.kernel}`)) return u.version.replace(`Debian ${e.kernel}`, `Debian ${e.effective}`);
+  return `${u.version} (effective ${e.effective})`;
+}
+
+export type UnameField = 's' | 'n' | 'r' | 'v' | 'm' | 'o' | 'a';
+
+/** The line `suture uname` prints for the given flags, in uname's field order. */
+export function formatUname(u: UnameFacts, e: EffectiveVersion, fields: ReadonlySet<UnameField>): string {
+  const all = fields.has('a');
+  const parts: string[] = [];
+  if (all || fields.has('s')) parts.push(u.sysname);
+  if (all || fields.has('n')) parts.push(u.nodename);
+  if (all || fields.has('r')) parts.push(u.release);
+  if (all || fields.has('v')) parts.push(effectiveUnameVersion(u, e));
+  if (all || fields.has('m')) parts.push(u.machine);
+  if (all || fields.has('o')) parts.push('GNU/Linux');
+  return parts.join(' ');
+}

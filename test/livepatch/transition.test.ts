@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** The transition state machine and the watch loop, against a pretend sysfs. */
+import { describe, expect, it } from 'vitest';
+import { pollDelayMs, Transition, watchTransition, type TransitionEvent } from '../../src/livepatch/transition.js';
+import { FakeKernel } from './fake-kernel.js';
+
+const noMatcher = { functions: new Map<string, Set<string>>(), livepatchModules: new Set<string>() };
+
+function fakeClock() {
+  let t = 0;
+  return { clock: () => t, sleep: async (ms: number) => void (t += ms), advance: (ms: number) => void (t += ms) };
+}
+
+describe('Transition state machine', () => {
+  it('start → complete, with the target and the history', () => {
+    const c = fakeClock();
+    const tr = new Transition('p', c.clock);
+    expect(tr.state).toBe('idle');
+    tr.start(1);
+    expect(tr.state).toBe('patching');
+    expect(tr.target).toBe(1);
+    expect(tr.inTransition).toBe(true);
+    c.advance(7);
+    tr.complete();
+    expect(tr.state).toBe('complete');
+    expect(tr.done).toBe(true);
+    expect(tr.history).toEqual([
+      { state: 'idle', atMs: 0 },
+      { state: 'patching', atMs: 0 },
+      { state: 'complete', atMs: 7 },
+    ]);
+  });
+
+  it('a reversal flips the target; its completion is "reversed"', () => {
+    const tr = new Transition('p');
+    tr.start(1);
+    tr.timeout();
+    expect(tr.state).toBe('stalled');
+    tr.reverse();
+    expect(tr.state).toBe('reversing');
+    expect(tr.target).toBe(0);
+    expect(tr.initialTarget).toBe(1);
+    tr.complete();
+    expect(tr.state).toBe('reversed');
+    expect(tr.target).toBe(0);
+  });
+
+  it('unpatching reverses to patching', () => {
+    const tr = new Transition('p');
+    tr.start(0);
+    expect(tr.state).toBe('unpatching');
+    tr.reverse();
+    expect(tr.target).toBe(1);
+  });
+
+  it('force ends any transition in progress', () => {
+    for (const path of [[], ['timeout'], ['reverse'], ['reverse', 'timeout']] as TransitionEvent[][]) {
+      const tr = new Transition('p');
+      tr.start(1);
+      for (const e of path) (tr as unknown as Record<string, () => void>)[e]!();
+      tr.force();
+      expect(tr.state).toBe('forced');
+    }
+  });
+
+  it.each([
+    ['complete before start', (t: Transition) => t.complete()],
+    ['reverse before start', (t: Transition) => t.reverse()],
+    ['force before start', (t: Transition) => t.force()],
+    ['start twice', (t: Transition) => (t.start(1), t.start(1))],
+    ['complete twice', (t: Transition) => (t.start(1), t.complete(), t.complete())],
+    ['reverse after completion', (t: Transition) => (t.start(1), t.complete(), t.reverse())],
+    ['reverse a reversal', (t: Transition) => (t.start(1), t.reverse(), t.reverse())],
+    ['timeout when stalled', (t: Transition) => (t.start(1), t.timeout(), t.timeout())],
+    ['force after completion', (t: Transition) => (t.start(1), t.complete(), t.force())],
+  ])('asserts an illegal transition: %s', (_name, f) => {
+    const tr = new Transition('p');
+    expect(() => f(tr)).toThrow(/livepatch p: illegal transition event '\w[\w-]*' in state '[\w-]+'/);
+  });
+
+  it('target is not defined before start', () => {
+    expect(() => new Transition('p').target).toThrow(/has not started/);
+  });
+});
+
+describe('pollDelayMs', () => {
+  it('polls every millisecond at first, then backs off to 50 ms', () => {
+    expect(pollDelayMs(0)).toBe(1);
+    expect(pollDelayMs(99)).toBe(1);
+    expect(pollDelayMs(500)).toBe(5);
+    expect(pollDelayMs(2000)).toBe(20);
+    expect(pollDelayMs(60_000)).toBe(50);
+  });
+});
+
+describe('watchTransition', () => {
+  it('sees a transition that is already complete on the first look, without sleeping', async () => {
+    const k = new FakeKernel();
+    k.put('/sys/kernel/livepatch/p/transition', '0\n');
+    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    const c = fakeClock();
+    let sleeps = 0;
+    const tr = new Transition('p', c.clock);
+    tr.start(1);
+    const r = await watchTransition(k.fs, tr, { timeoutMs: 1000, revertOnTimeout: false, matcher: noMatcher, clock: c.clock, sleep: async () => void sleeps++ });
+    expect(r.outcome).toBe('complete');
+    expect(sleeps).toBe(0);
+    expect(r.elapsedMs).toBe(0);
+  });
+
+  it('waits while transition reads 1, names the blocker after the threshold, completes when it clears', async () => {
+    const k = new FakeKernel();
+    k.put('/sys/kernel/livepatch/p/transition', '1\n');
+    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    k.addTask(42, 'cat', 'D', '[<0>] suture_stall_wait+0x5a/0x90 [suture_stall_target]\n[<0>] suture_stall_read+0x1c/0x40 [suture_stall_target]\n[<0>] vfs_read+0xb0/0x2a0\n', 0);
+    k.addTask(43, 'sh', 'S', '[<0>] do_wait+0x1/0x2\n', 1);
+    const c = fakeClock();
+    const seen: number[] = [];
+    const tr = new Transition('p', c.clock);
+    tr.start(1);
+    const matcher = { functions: new Map([['suture_stall_target', new Set(['suture_stall_wait'])]]), livepatchModules: new Set<string>() };
+    const r = await watchTransition(k.fs, tr, {
+      timeoutMs: 60_000,
+      revertOnTimeout: false,
+      matcher,
+      clock: c.clock,
+      sleep: async (ms) => {
+        c.advance(ms);
+        if (c.clock() >= 3000) k.put('/sys/kernel/livepatch/p/transition', '0\n');
+      },
+      onProgress: (p) => seen.push(p.scan?.pending ?? -1),
+    });
+    expect(r.outcome).toBe('complete');
+    expect(r.elapsedMs).toBeGreaterThanOrEqual(3000);
+    expect(r.elapsedMs).toBeLessThan(3100);
+    expect(r.maxPending).toBe(1);
+    expect(seen).toContain(1);
+    const b = r.blockers!.blockers[0]!;
+    expect(b).toMatchObject({ pid: 42, comm: 'cat', state: 'D' });
+    expect(b.stack[0]).toMatchObject({ function: 'suture_stall_wait', module: 'suture_stall_target', patched: true });
+    expect(b.stack[1]!.patched).toBe(false);
+    expect(b.reason).toBe('sleeping in suture_stall_wait [suture_stall_target], which the transition replaces');
+  });
+
+  it('times out and leaves the transition running without --revert-on-timeout', async () => {
+    const k = new FakeKernel();
+    k.put('/sys/kernel/livepatch/p/transition', '1\n');
+    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    const c = fakeClock();
+    const tr = new Transition('p', c.clock);
+    tr.start(1);
+    const r = await watchTransition(k.fs, tr, { timeoutMs: 2000, revertOnTimeout: false, matcher: noMatcher, clock: c.clock, sleep: c.sleep });
+    expect(r.outcome).toBe('stalled');
+    expect(k.get('/sys/kernel/livepatch/p/enabled')).toBe('1\n');
+    expect(r.history.map((h) => h.state)).toEqual(['idle', 'patching', 'stalled']);
+  });
+
+  it('on timeout with revert: writes 0 to enabled, waits for the reversal, ends "reversed"', async () => {
+    const k = new FakeKernel();
+    k.put('/sys/kernel/livepatch/p/transition', '1\n');
+    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    const c = fakeClock();
+    const tr = new Transition('p', c.clock);
+    tr.start(1);
+    const r = await watchTransition(k.fs, tr, {
+      timeoutMs: 2000,
+      revertOnTimeout: true,
+      matcher: noMatcher,
+      clock: c.clock,
+      sleep: async (ms) => {
+        c.advance(ms);
+        // the kernel completes the reversal a little later and frees the patch
+        if (k.get('/sys/kernel/livepatch/p/enabled') === '0\n' && c.clock() > 2500) k.free('p');
+      },
+    });
+    expect(r.outcome).toBe('reversed');
+    expect(r.reversedAtMs).toBeGreaterThanOrEqual(2000);
+    expect(r.history.map((h) => h.state)).toEqual(['idle', 'patching', 'stalled', 'reversing', 'reversed']);
+  });
+
+  it('an unpatching transition completes when the directory goes away', async () => {
+    const k = new FakeKernel();
+    const tr = new Transition('gone');
+    tr.start(0);
+    const r = await watchTransition(k.fs, tr, { timeoutMs: 1000, revertOnTimeout: false, matcher: noMatcher });
+    expect(r.outcome).toBe('complete');
+  });
+
+  it('a patching transition whose directory vanishes is an error naming it', async () => {
+    const k = new FakeKernel();
+    const tr = new Transition('gone');
+    tr.start(1);
+    await expect(watchTransition(k.fs, tr, { timeoutMs: 1000, revertOnTimeout: false, matcher: noMatcher })).rejects.toThrow(
+      /livepatch gone disappeared from .*\/sys\/kernel\/livepatch during its transition/,
+    );
+  });
+});
