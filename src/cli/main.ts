@@ -3,9 +3,13 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { killChildren } from '../util/exec.js';
+import { buildCommand } from './build.js';
 import { EXIT } from './exit-codes.js';
+import { hostStatusCommands } from './host-status.js';
 import { kernelCommand } from './kernel.js';
+import { livepatchCommands } from './livepatch.js';
 import { reportError } from './output.js';
+import { persistCommands } from './persist.js';
 import { vmCommand } from './vm.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -18,6 +22,8 @@ export function program(): Command {
     .exitOverride();
   p.addCommand(kernelCommand());
   p.addCommand(vmCommand());
+  for (const c of [...livepatchCommands(), ...hostStatusCommands(), ...persistCommands()]) p.addCommand(c);
+  p.addCommand(buildCommand());
   for (const c of p.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

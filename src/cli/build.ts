@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** `suture build --source fix.c` */
+import { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { relative } from 'node:path';
+import { buildFromSource, type SourceBuildResult } from '../build/source.js';
+import { parseKernelRef } from '../kernel/ref.js';
+import { requireWorkspace } from '../kernel/workspace.js';
+import { SutureError } from '../util/errors.js';
+import { sutureHome } from '../util/paths.js';
+import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
+
+interface BuildOptions {
+  kernel: string;
+  source?: string;
+  name?: string;
+  output?: string;
+  replace?: boolean;
+  json?: boolean;
+}
+
+function show(path: string): string {
+  const r = relative(process.cwd(), path);
+  return r.startsWith('..') ? path : r;
+}
+
+function printResult(r: SourceBuildResult): void {
+  out(`built ${show(r.module.path)}: livepatch ${r.module.name} for ${r.kernel} (${fmtBytes(r.module.bytes)})`);
+  out('');
+  out('replaces:');
+  out(
+    table([
+      ['  object', 'function', 'sympos', 'new function', 'why this one'],
+      ...r.replaced.map((f) => [`  ${f.object}`, f.name, String(f.sympos), f.newFunction, f.why]),
+    ]),
+  );
+  out('');
+  out('symbols:');
+  out(
+    table([
+      ['  object', 'name', 'sympos', 'reached by', 'why this one'],
+      ...r.symbols.map((s) => [
+        `  ${s.object}`,
+        s.name,
+        s.binding === 'klp' ? String(s.sympos) : '-',
+        s.binding === 'klp' ? `klp relocation (${s.relocations})` : `export, crc 0x${(s.crc ?? 0).toString(16).padStart(8, '0')}`,
+        s.why,
+      ]),
+    ]),
+  );
+  if (r.klp.sections.length) {
+    out('');
+    out(`klp relocation sections: ${r.klp.sections.map((s) => `${s.name} (${s.entries})`).join(', ')}`);
+  }
+  out(`build directory: ${r.buildDir}`);
+}
+
+export function buildCommand(): Command {
+  return new Command('build')
+    .description('build a livepatch module for a kernel')
+    .argument('[patch]', 'a fix as a patch (diff mode; not yet available: use --source)')
+    .requiredOption('--kernel <kernel>', 'the target kernel, e.g. debian:6.1.0-56-amd64')
+    .option('--source <fix.c>', 'plain kernel C with new functions and SUTURE_REPLACE lines (#include <suture.h>)')
+    .option('--name <name>', 'module and livepatch name (default: livepatch_<file name>)')
+    .option('-o, --output <file.ko>', 'where to write the module (default: ./<name>.ko)')
+    .option('--replace', 'make it an atomic-replace (cumulative) livepatch: loading it replaces every livepatch loaded before')
+    .option('--json', 'print one JSON object: the module, every function replaced and every symbol resolved')
+    .action(async (patch: string | undefined, o: BuildOptions) => {
+      if (patch !== undefined) {
+        throw new SutureError('usage', `building from a patch (${patch}) is not available yet`, { hint: 'write the fix as C and use --source fix.c' });
+      }
+      if (o.source === undefined) throw new SutureError('usage', 'nothing to build: give --source fix.c', { hint: 'see suture build --help' });
+      if (!existsSync(o.source)) throw new SutureError('not-found', `${o.source} does not exist`);
+      const ref = parseKernelRef(o.kernel);
+      const home = sutureHome();
+      const meta = requireWorkspace(home, ref);
+      const r = await buildFromSource({ meta, home, source: o.source, name: o.name, output: o.output, replace: o.replace, reporter: reporterFor(o) });
+      if (o.json) printJson(r);
+      else printResult(r);
+    });
+}
