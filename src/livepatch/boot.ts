@@ -66,7 +66,8 @@ export interface BootResult {
 
 export interface BootOptions {
   timeoutMs: number;
-  onEvent?: (e: HostEvent & { item?: string }) => void;
+  /** Runs each patch's load, handing it the event sink (the CLI opens a progress step per patch). */
+  each?: <T>(name: string, load: (onEvent: (e: HostEvent) => void) => Promise<T>) => Promise<T>;
 }
 
 function crashLoopError(g: CrashGuard): SutureError {
@@ -112,11 +113,9 @@ export async function bootPatches(host: Host, opts: BootOptions): Promise<BootRe
       continue;
     }
     try {
-      const r = await loadPatch(host, store.installedFile(release, p), {
-        timeoutMs: opts.timeoutMs,
-        revertOnTimeout: false,
-        onEvent: (e) => opts.onEvent?.({ ...e, item: p.name }),
-      });
+      const load = (onEvent?: (e: HostEvent) => void) =>
+        loadPatch(host, store.installedFile(release, p), { timeoutMs: opts.timeoutMs, revertOnTimeout: false, onEvent });
+      const r = opts.each ? await opts.each(p.name, load) : await load();
       items.push({ name: p.name, outcome: r.outcome === 'complete' ? 'loaded' : 'stalled', load: r });
     } catch (e) {
       if (!isSutureError(e)) throw e;

@@ -15,7 +15,7 @@ import { readPatchFile, type PatchFile } from './patch-file.js';
 import { StateStore, patchFacts, runDirFromEnv, stateDirFromEnv } from './state.js';
 import { HostFs, type SysfsPatch } from './sysfs.js';
 import { Transition, watchTransition, type Target, type WatchProgress, type WatchResult } from './transition.js';
-import { checkConflicts, checkLoad, gatherFacts, loadNotes } from './validate.js';
+import { checkConflicts, checkLoad, checkPatchFile, gatherFacts, loadNotes } from './validate.js';
 
 export interface Host {
   fs: HostFs;
@@ -150,13 +150,19 @@ export interface LoadOptions extends TransitionOptions {
   replace?: boolean;
 }
 
-/** Validate, insmod, watch the transition; on a reversal, take the module out again. */
-export async function loadPatch(host: Host, file: string, opts: LoadOptions): Promise<LoadResult> {
-  const t0 = performance.now();
-  const { fs, store } = host;
+/** A load that passed every check and has not touched the kernel yet. */
+export interface PreparedLoad {
+  patch: PatchFile;
+  notes: string[];
+  replace: boolean;
+  startedAt: number;
+}
+
+/** Read and check everything before the kernel is touched; throws the refusal. */
+export function prepareLoad(host: Host, file: string, opts: { replace?: boolean } = {}): PreparedLoad {
+  const startedAt = performance.now();
   const p = readPatchFile(file);
-  const facts = gatherFacts(fs, { isRoot: host.isRoot });
-  checkLoad(p, facts);
+  checkPatchFile(p);
   if (opts.replace && p.structure?.replace !== true) {
     throw new SutureError(
       'invalid-input',
@@ -166,9 +172,24 @@ export async function loadPatch(host: Host, file: string, opts: LoadOptions): Pr
       { hint: `build it with .replace = true, or load it on top with: suture load ${file}` },
     );
   }
-  const notes = loadNotes(p, facts);
+  const facts = gatherFacts(host.fs, { isRoot: host.isRoot });
+  checkLoad(p, facts);
+  return { patch: p, notes: loadNotes(p, facts), replace: !!opts.replace, startedAt };
+}
+
+/** Validate, insmod, watch the transition; on a reversal, take the module out again. */
+export async function loadPatch(host: Host, file: string, opts: LoadOptions): Promise<LoadResult> {
+  return loadPrepared(host, prepareLoad(host, file, opts), opts);
+}
+
+export async function loadPrepared(host: Host, prep: PreparedLoad, opts: TransitionOptions): Promise<LoadResult> {
+  const t0 = prep.startedAt;
+  const { fs, store } = host;
+  const p = prep.patch;
+  const file = p.path;
+  const notes = prep.notes;
   for (const n of notes) opts.onEvent?.({ type: 'note', message: n });
-  const unlock = store.lock(`${opts.replace ? 'replace' : 'load'} ${file}`);
+  const unlock = store.lock(`${prep.replace ? 'replace' : 'load'} ${file}`);
   try {
     // Re-read under the lock: another command may have changed things since.
     checkConflicts(p, gatherFacts(fs, { isRoot: host.isRoot }));
@@ -215,7 +236,7 @@ export async function loadPatch(host: Host, file: string, opts: LoadOptions): Pr
       result.replaced = before.filter((n) => n !== p.name);
       // The kernel frees replaced patches asynchronously; their directories go, their modules stay.
       await waitFor(() => result.replaced.every((n) => fs.transition(n) === undefined), 10_000);
-      if (opts.replace) {
+      if (prep.replace) {
         for (const n of result.replaced) {
           if (fs.moduleLoaded(n)) {
             await removeModule(host, n, opts.onEvent);
@@ -262,6 +283,14 @@ function notActive(host: Host, name: string): SutureError {
   return new SutureError('not-found', `no livepatch named ${name} is loaded`, {
     hint: known.length || lpMods.length ? `loaded: ${[...new Set([...known, ...lpMods])].join(', ')}` : 'no livepatch is loaded (suture list)',
   });
+}
+
+/** Refuse early (before any progress output) when a name is not a livepatch the kernel has. */
+export function requireKnown(host: Host, name: string): void {
+  if (!host.isRoot) throw new SutureError('environment', 'changing livepatches needs root', { hint: 'run suture as root' });
+  if (host.fs.readPatch(name)) return;
+  if (host.fs.moduleLoaded(name) && (host.fs.moduleTaint(name) ?? '').includes('K')) return;
+  throw notActive(host, name);
 }
 
 /**

@@ -105,7 +105,8 @@ export function ttyReporter(stream: NodeJS.WriteStream): Reporter {
         throw e;
       }
     },
-    info: (m) => stream.write(`${m}\n`),
-    warn: (m) => stream.write(`warning: ${m}\n`),
+    // Clear a live step line first; the step redraws itself below the message.
+    info: (m) => stream.write(`\r\x1b[2K${m}\n`),
+    warn: (m) => stream.write(`\r\x1b[2Kwarning: ${m}\n`),
   };
 }

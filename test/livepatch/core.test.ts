@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** load / disable / unload / replace / force against the pretend kernel (the VM tests use the real one). */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { disablePatch, forcePatch, loadPatch, type HostEvent } from '../../src/livepatch/core.js';
+import { hostStatus, listPatches } from '../../src/livepatch/status.js';
+import { buildFakePatches, FakeKernel } from './fake-kernel.js';
+
+let ko: (n: string) => string;
+let k: FakeKernel;
+beforeAll(() => {
+  ko = buildFakePatches();
+});
+afterEach(() => k?.stop());
+
+function kernel(): FakeKernel {
+  k = new FakeKernel();
+  k.start();
+  return k;
+}
+
+const T = { timeoutMs: 5000, revertOnTimeout: false };
+
+describe('loadPatch', () => {
+  it('insmods, sees the transition complete, records what it loaded, and list shows it', async () => {
+    const k = kernel();
+    const host = k.host();
+    const events: HostEvent[] = [];
+    const r = await loadPatch(host, ko('fake_patch'), { ...T, onEvent: (e) => events.push(e) });
+    expect(r.outcome).toBe('complete');
+    expect(r.patch).toBe('fake_patch');
+    expect(r.notes).toEqual(['module some_module is not loaded: the kernel patches it when it loads']);
+    expect(events.map((e) => e.type)).toEqual(['note', 'insmod', 'transition']);
+    expect(r.sysfs).toMatchObject({ name: 'fake_patch', enabled: true, transition: false });
+    expect(r.kernelTransitionMs).toBeGreaterThanOrEqual(0);
+    const rec = host.store.loadRecord('fake_patch')!;
+    expect(rec).toMatchObject({ name: 'fake_patch', replace: false, effectiveVersion: '6.1.194-1', bootId: 'boot-1' });
+    const [p] = listPatches(host);
+    expect(p).toMatchObject({ name: 'fake_patch', state: 'enabled', loadedBySuture: true, cves: ['CVE-0000-0010', 'CVE-0000-0011', 'CVE-0000-0012'] });
+    expect(p!.objects.map((o) => [o.name, o.patched, o.functions.map((f) => `${f.name},${f.sympos}`)])).toEqual([
+      ['some_module', false, ['some_module_func,1']],
+      ['vmlinux', true, ['cmdline_proc_show,1', 'meminfo_proc_show,2']],
+    ]);
+    // the lock is released
+    expect(() => host.store.lock('test')()).not.toThrow();
+  });
+
+  it('refuses the same patch twice, before insmod', async () => {
+    const k = kernel();
+    const host = k.host();
+    await loadPatch(host, ko('fake_patch'), T);
+    await expect(loadPatch(host, ko('fake_patch'), T)).rejects.toThrow('livepatch fake_patch is already loaded (enabled)');
+    expect(k.insmods).toHaveLength(1);
+  });
+
+  it("reports the kernel's own reason when insmod fails", async () => {
+    const k = kernel();
+    k.refuse.set('fake_patch', "fake_patch: disagrees about version of symbol module_layout");
+    await expect(loadPatch(k.host(), ko('fake_patch'), T)).rejects.toThrow(/the kernel refused .*fake_patch\.ko: fake_patch: disagrees about version of symbol module_layout/);
+  });
+
+  it('a stalled transition times out and is left running, naming the blocker', async () => {
+    const k = kernel();
+    k.held.add('fake_patch');
+    k.addTask(77, 'cat', 'D', '[<0>] meminfo_proc_show+0x5/0x90\n[<0>] seq_read_iter+0x1/0x2\n', 0);
+    const host = k.host();
+    const r = await loadPatch(host, ko('fake_patch'), { timeoutMs: 700, revertOnTimeout: false });
+    expect(r.outcome).toBe('stalled');
+    expect(r.transition.blockers?.blockers[0]).toMatchObject({ pid: 77, comm: 'cat' });
+    expect(r.transition.blockers?.blockers[0]!.stack[0]!.patched).toBe(true);
+    const s = hostStatus(host);
+    expect(s.transition).toMatchObject({ patch: 'fake_patch', target: 'patched', pendingTasks: 1 });
+    expect(s.attention[0]).toBe('livepatch fake_patch is in transition (1 tasks still to switch)');
+    // another load waits its turn
+    await expect(loadPatch(host, ko('fake_cumulative'), T)).rejects.toThrow('livepatch fake_patch is in transition; the kernel runs one transition at a time');
+  });
+
+  it('with revert-on-timeout: reverses, waits for the kernel to free it, removes the module', async () => {
+    const k = kernel();
+    k.held.add('fake_patch');
+    const host = k.host();
+    const events: HostEvent[] = [];
+    const run = loadPatch(host, ko('fake_patch'), { timeoutMs: 300, revertOnTimeout: true, onEvent: (e) => events.push(e) });
+    // the pretend kernel completes the reversal once it sees enabled = 0
+    const poll = setInterval(() => {
+      if (k.get('/sys/kernel/livepatch/fake_patch/enabled') === '0\n') {
+        clearInterval(poll);
+        k.release('fake_patch');
+      }
+    }, 5);
+    const r = await run;
+    expect(r.outcome).toBe('reversed');
+    expect(r.removed).toEqual(['fake_patch']);
+    expect(k.rmmods).toEqual(['fake_patch']);
+    expect(events.some((e) => e.type === 'reversing')).toBe(true);
+    expect(listPatches(host)).toEqual([]);
+    expect(host.store.loadRecord('fake_patch')).toBeUndefined();
+  });
+});
+
+describe('disable / unload / replace / force', () => {
+  it('disable unpatches and keeps the module; unload then removes it', async () => {
+    const k = kernel();
+    const host = k.host();
+    await loadPatch(host, ko('fake_patch'), T);
+    const d = await disablePatch(host, 'fake_patch', T);
+    expect(d.outcome).toBe('complete');
+    expect(k.get('/sys/kernel/livepatch/fake_patch/enabled')).toBeUndefined();
+    expect(listPatches(host)).toMatchObject([{ name: 'fake_patch', state: 'disabled' }]);
+    const again = await disablePatch(host, 'fake_patch', T);
+    expect(again.outcome).toBe('already-disabled');
+    const u = await disablePatch(host, 'fake_patch', { ...T, unload: true });
+    expect(u).toMatchObject({ outcome: 'already-disabled', removed: true });
+    expect(k.rmmods).toEqual(['fake_patch']);
+    expect(listPatches(host)).toEqual([]);
+  });
+
+  it('unload of an enabled patch disables, waits, and removes', async () => {
+    const k = kernel();
+    const host = k.host();
+    await loadPatch(host, ko('fake_patch'), T);
+    const u = await disablePatch(host, 'fake_patch', { ...T, unload: true });
+    expect(u).toMatchObject({ outcome: 'complete', removed: true });
+    expect(listPatches(host)).toEqual([]);
+  });
+
+  it('an unknown name is named, with what is loaded', async () => {
+    const k = kernel();
+    const host = k.host();
+    await loadPatch(host, ko('fake_patch'), T);
+    await expect(disablePatch(host, 'nope', T)).rejects.toThrow('no livepatch named nope is loaded');
+  });
+
+  it('replace: the cumulative patch replaces the loaded one, whose module is removed', async () => {
+    const k = kernel();
+    const host = k.host();
+    await loadPatch(host, ko('fake_patch'), T);
+    await expect(loadPatch(host, ko('fake_patch'), { ...T, replace: true })).rejects.toThrow(/is not a cumulative patch \(its klp_patch has replace = false\)/);
+    const r = await loadPatch(host, ko('fake_cumulative'), { ...T, replace: true });
+    expect(r.outcome).toBe('complete');
+    expect(r.replaced).toEqual(['fake_patch']);
+    expect(r.removed).toEqual(['fake_patch']);
+    expect(listPatches(host).map((p) => p.name)).toEqual(['fake_cumulative']);
+  });
+
+  it('force: refused when not in transition; otherwise writes force and records it', async () => {
+    const k = kernel();
+    const host = k.host();
+    await loadPatch(host, ko('fake_patch'), T);
+    expect(() => forcePatch(host, 'fake_patch')).toThrow('livepatch fake_patch is not in transition: there is nothing to force');
+    await disablePatch(host, 'fake_patch', { ...T, unload: true });
+    k.held.add('fake_patch');
+    await loadPatch(host, ko('fake_patch'), { timeoutMs: 100, revertOnTimeout: false });
+    const f = forcePatch(host, 'fake_patch');
+    expect(f.target).toBe(1);
+    expect(host.store.loadRecord('fake_patch')?.forced).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(k.fs.transition('fake_patch')).toBe(false);
+    expect(hostStatus(host).attention).toContain('livepatch fake_patch was forced: its module can never be removed; reboot when you can');
+  });
+});
