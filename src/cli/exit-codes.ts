@@ -21,6 +21,10 @@ export const EXIT = {
   unpatchable: 16,
   /** `build`: a name over a kernel limit. */
   limit: 17,
+  /** `build`: the patch changes something a livepatch cannot carry (each reason is printed). */
+  unsupportedChange: 18,
+  /** `build`/`analyze`: the patch compiles to the same code; nothing to patch. */
+  noChange: 19,
   guestCrash: 20,
   guestTimeout: 21,
   guestRefused: 22,
@@ -74,6 +78,10 @@ export function exitCodeFor(kind: ErrorKind): number {
       return EXIT.ambiguous;
     case 'unpatchable':
       return EXIT.unpatchable;
+    case 'unsupported-change':
+      return EXIT.unsupportedChange;
+    case 'no-change':
+      return EXIT.noChange;
     case 'limit':
       return EXIT.limit;
     case 'internal':

@@ -18,6 +18,8 @@ export type ErrorKind =
   | 'ambiguous' // a kernel symbol name has several copies and nothing says which one is meant
   | 'unpatchable' // a function ftrace cannot patch (notrace, no __fentry__ call, __init, not a function)
   | 'limit' // a name over a kernel limit (module name, object name, KSYM_NAME_LEN)
+  | 'unsupported-change' // the patch changes something a livepatch cannot carry (data, layout, __init, ...)
+  | 'no-change' // the patch compiles to the same code: nothing to patch
   | 'wrong-kernel' // a livepatch built for another kernel than the running one
   | 'conflict' // the host's state forbids it now: already loaded, a transition running, another suture busy
   | 'kernel-refused' // the running kernel refused a module load or a livepatch sysfs write
