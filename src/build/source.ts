@@ -232,6 +232,13 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
   const scanned = scanDirectives(text, fileLabel);
   checkDirectives(scanned, fileLabel);
   const targets = [...new Set(scanned.flatMap((d) => (d.kind === 'replace' && d.object !== 'vmlinux' ? [d.object] : [])))];
+  for (const d of scanned) {
+    if (d.kind !== 'replace' && d.object !== 'vmlinux' && !targets.includes(d.object)) {
+      throw new SutureError('usage', `${d.where}: a hint for ${d.name} in ${d.object}, but the fix replaces no function of ${d.object}`, {
+        hint: `a patch can use a module's symbols only for a module it patches: add SUTURE_REPLACE_MODULE(${d.object}, ...) or name vmlinux`,
+      });
+    }
+  }
 
   const src: SymbolSources = await step('symbols', `Loading the symbols of ${meta.name}`, async (update) => {
     update(targets.length ? `vmlinux, ${targets.join(', ')}` : 'vmlinux');
@@ -387,7 +394,7 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
       ftrace: ftrace ?? '',
       where: d.where,
     })),
-    symbols: [...resolved.entries()].map(([n, r]) => ({
+    symbols: [...resolved.entries()].sort(([a, x], [b, y]) => bindingOrder(x) - bindingOrder(y) || x.object.localeCompare(y.object) || a.localeCompare(b)).map(([n, r]) => ({
       object: r.object,
       name: r.name,
       sympos: r.sympos,
@@ -409,6 +416,11 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
     timings,
     warnings,
   };
+}
+
+/** klp symbols first (they are what the build is about), then exports. */
+function bindingOrder(r: ResolvedSymbol): number {
+  return r.exported ? 1 : 0;
 }
 
 /**
@@ -444,9 +456,7 @@ function resolveReplaced(
       x.c = x.r.candidate!;
       const p = checkPatchable(src, x.c);
       if (!p.ok) {
-        throw new SutureError('unpatchable', `${d.where}: cannot replace ${d.oldName} in ${d.object}: ${p.reason}`, {
-          hint: 'livepatch redirects a function through its ftrace call site: replace a traceable caller of it instead',
-        });
+        throw new SutureError('unpatchable', `${d.where}: cannot replace ${d.oldName} in ${d.object}: ${p.reason}`, { hint: p.hint });
       }
       x.ftrace = p.evidence;
     }

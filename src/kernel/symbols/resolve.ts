@@ -394,9 +394,14 @@ export interface Patchability {
   readonly ok: boolean;
   /** Why not (for the refusal). */
   readonly reason?: string;
+  /** What to do instead. */
+  readonly hint?: string;
   /** What was checked, for reports: `call __fentry__ at +0, in __mcount_loc`. */
   readonly evidence: string;
 }
+
+const NOTRACE_HINT = 'livepatch redirects a function at its ftrace call site: replace a traceable function that calls it instead';
+const INIT_HINT = 'init code has run and is gone: fix what it left behind from a replaced function or a patch callback instead';
 
 /**
  * Can ftrace (and so livepatch) redirect this function? It must be code, not
@@ -407,11 +412,11 @@ export interface Patchability {
 export function checkPatchable(src: SymbolSources, c: Candidate): Patchability {
   if (!c.isFunction) {
     const what = c.entry ? `kallsyms type '${c.entry.type}'` : c.symbol?.type === STT_OBJECT ? 'a variable' : `symbol type ${c.symbol?.type}`;
-    return { ok: false, reason: `${c.name} is not a function (${what})`, evidence: what };
+    return { ok: false, reason: `${c.name} is not a function (${what})`, hint: 'livepatch replaces functions: name a function', evidence: what };
   }
   if (c.entry) {
     if (c.region === 'init-text') {
-      return { ok: false, reason: `${c.name} is __init code: it is freed after boot`, evidence: 'in .init.text' };
+      return { ok: false, reason: `${c.name} is __init code: it is freed after boot`, hint: INIT_HINT, evidence: 'in .init.text' };
     }
     if (!src.image) return { ok: true, evidence: 'not checked (no image)' };
     const site = vmlinuxFtraceSite(src.image.image, src.vmlinux, src.image.mcount, c.entry);
@@ -420,16 +425,17 @@ export function checkPatchable(src: SymbolSources, c: Candidate): Patchability {
     return {
       ok: false,
       reason: `${c.name} has no __fentry__ call site that ftrace manages (${evidence}): it is notrace, or its file is built without ftrace`,
+      hint: NOTRACE_HINT,
       evidence,
     };
   }
   const mod = src.modules.get(c.object)!;
   const s = c.symbol!;
   if (s.section.startsWith('.init')) {
-    return { ok: false, reason: `${c.name} is __init code of ${c.object} (section ${s.section}): it is freed after the module's init`, evidence: s.section };
+    return { ok: false, reason: `${c.name} is __init code of ${c.object} (section ${s.section}): it is freed after the module's init`, hint: INIT_HINT, evidence: s.section };
   }
   const site = mod.ftraceSite(s);
   const evidence = `${site.fentryCall ? 'call __fentry__ at its first byte' : 'no call __fentry__ at its first byte'}; ${site.mcountLoc ? 'in' : 'not in'} __mcount_loc`;
   if (site.fentryCall && site.mcountLoc) return { ok: true, evidence };
-  return { ok: false, reason: `${c.name} in ${c.object} has no __fentry__ call site that ftrace manages (${evidence}): it is notrace`, evidence };
+  return { ok: false, reason: `${c.name} in ${c.object} has no __fentry__ call site that ftrace manages (${evidence}): it is notrace`, hint: NOTRACE_HINT, evidence };
 }
