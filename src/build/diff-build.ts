@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `suture build fix.patch` and `suture analyze`: a source patch against a
+ * distro kernel becomes a livepatch module without a kernel build.
+ *
+ *   patch → translation units (kbuild says which object each lands in)
+ *         → orig and patched compiles in overlays of the prepared tree
+ *         → provenance (the orig build reproduces the shipped bytes)
+ *         → diff (changed / new functions, refusals with reasons)
+ *         → extract (only what changed, with its special-section entries)
+ *         → klp module (generated klp structures, kbuild link, klp relocations)
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { ElfObject, ElfView } from '../elf/mod.js';
+import { workspaceBtf } from '../kernel/btf.js';
+import { buildExternalModule } from '../kernel/kbuild.js';
+import { KbuildObjects, type ObjectHome } from '../kernel/kbuild-objects.js';
+import { moduleName, readModuleIndex } from '../kernel/modules.js';
+import { resolveSymbol, workspaceSymbolSources, type Candidate, type SymbolSources } from '../kernel/symbols/mod.js';
+import type { KernelMetadata } from '../kernel/workspace.js';
+import { SutureError, fsError } from '../util/errors.js';
+import { run } from '../util/exec.js';
+import type { Reporter } from '../util/progress.js';
+import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
+import { extract } from './diff/extract.js';
+import { ObjectIndex } from './diff/object-index.js';
+import { compareWithShipped, type ProvenanceResult } from './diff/provenance.js';
+import { checkModuleName, kbuildFile, klpModuleSource, type KlpObjectSpec } from './generate.js';
+import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
+import { stabilizeLines } from './patch/line-directives.js';
+import { formatPatch, parseSourcePatch, type FilePatch } from './patch/parse.js';
+import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from './tree.js';
+
+export interface DiffBuildOptions {
+  meta: KernelMetadata;
+  home: string;
+  reporter: Reporter;
+  patches: readonly string[];
+  /** Stop after the diff (suture analyze). */
+  analyzeOnly?: boolean;
+  name?: string;
+  output?: string;
+  cves?: readonly string[];
+  description?: string;
+  /** Build even when the orig build does not reproduce the shipped bytes. */
+  skipProvenance?: boolean;
+  /** Keep the build directory (overlays, objects, generated module). */
+  keep?: boolean;
+  /** An atomic-replace (cumulative) patch. */
+  replace?: boolean;
+}
+
+export interface UnitReport {
+  unit: string;
+  object: string;
+  home: ObjectHome;
+  diff: ObjectDiff;
+}
+
+export interface FunctionReport {
+  object: string;
+  unit: string;
+  name: string;
+  status: 'changed' | 'new';
+  sympos?: number;
+  reasons: string[];
+  /** Patched through its callers: it has no ftrace call site of its own. */
+  carriedOnly?: boolean;
+  firstDifference?: number;
+}
+
+export interface DiffBuildResult {
+  name: string;
+  output?: string;
+  patchHash: string;
+  units: UnitReport[];
+  functions: FunctionReport[];
+  provenance: ProvenanceResult[];
+  references: { object: string; name: string; sympos: number; how: string }[];
+  warnings: string[];
+  timings: Record<string, number>;
+  buildDir?: string;
+}
+
+const KLP_PREFIX = '.klp.sym.';
+
+/** Units of a patch: the .c files it touches, and for headers the .c files that include them directly. */
+async function unitsOf(tree: string, files: readonly FilePatch[]): Promise<{ units: string[]; notes: string[] }> {
+  const units = new Set<string>();
+  const notes: string[] = [];
+  for (const f of files) {
+    if (f.kind === 'c') units.add(f.path);
+    else if (f.kind === 'header') {
+      const base = basename(f.path);
+      const under = f.path.startsWith('include/') ? f.path.replace(/^include\/(uapi\/)?/, '') : base;
+      const r = await run(['grep', '-rlE', '--include=*.c', `^\\s*#\\s*include\\s*[<"](.*/)?${(f.path.startsWith('include/') ? under : base).replace(/[.+]/g, '\\$&')}[>"]`, '.'], { cwd: tree, maxCapture: 16 << 20 });
+      const found = r.stdout.split('\n').filter(Boolean).map((p) => p.replace(/^\.\//, ''));
+      for (const u of found) units.add(u);
+      notes.push(`${f.path}: ${found.length} source file${found.length === 1 ? '' : 's'} include it directly`);
+    }
+  }
+  return { units: [...units].sort(), notes };
+}
+
+/** Refuse what a livepatch cannot be built from, before compiling anything. */
+function refuseFiles(files: readonly FilePatch[]): void {
+  const bad = files.filter((f) => f.kind === 'asm' || f.kind === 'build' || f.change === 'delete' || f.change === 'rename' || (f.change === 'create' && f.kind === 'c'));
+  if (!bad.length) return;
+  throw new SutureError('unsupported-change', `the patch changes ${bad.length === 1 ? 'a file' : 'files'} a livepatch cannot be built from: ${bad.map((f) => f.path).join(', ')}`, {
+    details: bad
+      .map((f) =>
+        f.kind === 'asm'
+          ? `${f.path}: assembly has no ftrace call sites to redirect; change the C code that calls it instead`
+          : f.kind === 'build'
+            ? `${f.path}: a change to Makefiles, Kconfig or linker scripts changes how the kernel is built, not code a livepatch can replace`
+            : `${f.path}: files created, deleted or renamed change the build itself; move the code into an existing file`,
+      )
+      .join('\n'),
+    hint: 'a livepatch replaces C functions of the running kernel; drop these files from the patch',
+  });
+}
+
+export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildResult> {
+  const { meta, home, reporter } = opts;
+  const timings: Record<string, number> = {};
+  const warnings: string[] = [];
+  const step = async <T>(key: string, title: string, fn: (update: (d: string) => void) => Promise<T> | T): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await reporter.step(title, async (s) => fn((d) => s.update(d)));
+    } finally {
+      timings[key] = Math.round(performance.now() - t0);
+    }
+  };
+  const warn = (m: string) => {
+    warnings.push(m);
+    reporter.warn(m);
+  };
+
+  // 1. Read the patches; refuse what cannot be patched before compiling.
+  const texts = opts.patches.map((p) => {
+    try {
+      return { file: p, text: readFileSync(p, 'utf8') };
+    } catch (e) {
+      throw fsError(e, 'reading the patch', p);
+    }
+  });
+  const files = texts.flatMap((t) => parseSourcePatch(t.text, basename(t.file)));
+  refuseFiles(files);
+  const patchHash = createHash('sha256').update(texts.map((t) => t.text).join('\n')).digest('hex');
+  const name = opts.name ?? `livepatch-${basename(opts.patches[0]!).replace(/\.(patch|diff)$/, '').replace(/[^A-Za-z0-9_-]/g, '-')}`.slice(0, 55);
+  checkModuleName(name, opts.name ? '--name' : 'module name (from the patch file; choose one with --name)');
+
+  const buildRoot = join(home, 'builds', `${name}-${Date.now().toString(36)}-${process.pid}`);
+  mkdirSync(buildRoot, { recursive: true });
+  const combined = join(buildRoot, 'user.patch');
+  writeFileSync(combined, texts.map((t) => t.text.endsWith('\n') ? t.text : `${t.text}\n`).join(''));
+
+  const tree = meta.paths.source;
+  await step('apply-check', `Checking that ${opts.patches.length === 1 ? `${basename(opts.patches[0]!)} applies` : `${opts.patches.length} patches apply`}`, () =>
+    checkPatchApplies(tree, combined, opts.patches.map((p) => basename(p)).join(' + ')),
+  );
+
+  // 2. Which units, and where each one's object goes.
+  const kb = new KbuildObjects(tree);
+  const units: { unit: string; object: string; home: ObjectHome }[] = [];
+  try {
+    await step('units', 'Finding the translation units to compile', async (update) => {
+      const { units: us, notes } = await unitsOf(tree, files);
+      for (const n of notes) update(n);
+      for (const u of us) {
+        const h = await kb.home(u);
+        if (h.kind === 'not-built') {
+          if (files.some((f) => f.path === u)) warn(`${u} is not built in this kernel's configuration (${h.why}): its changes cannot matter here`);
+          continue;
+        }
+        units.push({ unit: u, object: h.object, home: h });
+      }
+      update(`${units.length} unit${units.length === 1 ? '' : 's'}: ${units.map((u) => u.unit).join(', ')}`);
+    });
+  } finally {
+    kb.close();
+  }
+  if (!units.length) {
+    throw new SutureError('no-change', 'no functional change: the patch touches no source file built into this kernel or its modules', {
+      hint: 'check that the patch is for this kernel, and that the changed files are built with its configuration',
+    });
+  }
+
+  // 3. Compile orig and patched.
+  const trees = makeBuildTrees(home, meta, basename(buildRoot));
+  let diffs: UnitReport[];
+  const keepFiles = new Map<string, { orig: Uint8Array; patched: Uint8Array; file: string }>();
+  try {
+    const stable = formatPatch(stabilizeLines(files));
+    await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
+    const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, (update) => {
+      update(units.map((u) => u.object).join(' '));
+      return compileBoth(meta, home, trees, units.map((u) => u.object));
+    });
+    for (const u of units) {
+      keepFiles.set(u.unit, { orig: readFileSync(compiled.orig.get(u.object)!), patched: readFileSync(compiled.patched.get(u.object)!), file: compiled.patched.get(u.object)! });
+    }
+  } finally {
+    if (!opts.keep) removeBuildTrees(trees);
+  }
+
+  // 4. Diff.
+  const btf = await workspaceBtf(meta);
+  diffs = await step('diff', 'Comparing orig and patched objects', () =>
+    units.map((u) => {
+      const f = keepFiles.get(u.unit)!;
+      const diff = diffObjects(ElfObject.parse(f.orig, { file: `${u.object} (orig)` }), ElfObject.parse(f.patched, { file: `${u.object} (patched)` }), {
+        unit: u.unit,
+        structSize: (s) => btf.structSize(s),
+      });
+      return { ...u, diff };
+    }),
+  );
+
+  // Functions ftrace cannot redirect (notrace: the kernel's inline, SYSCALL_DEFINE bodies): carry them
+  // inside the patch and patch their traceable callers instead.
+  const carriedOnly = new Set<string>();
+  for (const d of diffs) {
+    const pidx = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.patched), d.unit);
+    for (;;) {
+      const blocked = d.diff.functions.filter((f) => f.status === 'changed' && !f.traceable && !carriedOnly.has(`${d.unit}:${f.name}`));
+      if (!blocked.length) break;
+      for (const f of blocked) {
+        carriedOnly.add(`${d.unit}:${f.name}`);
+        const callers = [...pidx.functions.values()].filter((c) => c.name !== f.name && pidx.relocationsIn(c.section, c.offset, c.size).some((r) => r.symbol?.name === f.name || (r.symbol?.type === 3 && pidx.symbolAt(r.symbol.section as never, Number(r.addend) + 4)?.name === f.name)));
+        if (!callers.length) {
+          d.diff.refusals.push({
+            rule: 'notrace-without-callers',
+            file: d.unit,
+            symbol: f.name,
+            reason: `${f.name} changed, has no ftrace call site (notrace or built without ftrace), and nothing in ${d.unit} calls it`,
+            instead: 'change a traceable function that calls it, or move the fix out of notrace/noinstr code',
+          });
+        }
+        for (const c of callers) {
+          const v = d.diff.functions.find((x) => x.name === c.name);
+          if (v) v.reasons.push(`calls ${f.name}, which ftrace cannot patch`);
+          else d.diff.functions.push({ name: c.name, status: 'changed', reasons: [`calls ${f.name}, which ftrace cannot patch`], traceable: true });
+        }
+      }
+    }
+    // Re-check traceability of callers pulled in: they came from the orig object's view of fentry.
+    const oidx = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+    for (const v of d.diff.functions) {
+      if (v.status !== 'changed' || carriedOnly.has(`${d.unit}:${v.name}`)) continue;
+      const of = oidx.functions.get(v.name);
+      if (of && !oidx.relocationsIn(of.section, of.offset, 8).some((r) => Number(r.offset) === of.offset + 1 && r.symbol?.name === '__fentry__')) v.traceable = false;
+    }
+  }
+
+  const refusals: Refusal[] = diffs.flatMap((d) => d.diff.refusals);
+  if (refusals.length) {
+    throw new SutureError('unsupported-change', `the patch makes ${refusals.length === 1 ? 'a change' : `${refusals.length} changes`} a livepatch cannot carry`, {
+      details: refusals.map((r) => `${r.file}: ${r.symbol}: ${r.reason}\n    instead: ${r.instead}`).join('\n'),
+      hint: 'see Documentation/livepatch/shadow-vars.rst and callbacks.rst for what to do instead',
+    });
+  }
+  const functions: FunctionReport[] = diffs.flatMap((d) =>
+    d.diff.functions.map((f) => ({
+      object: d.home.kind === 'module' ? d.home.module : 'vmlinux',
+      unit: d.unit,
+      name: f.name,
+      status: f.status,
+      reasons: f.reasons,
+      ...(carriedOnly.has(`${d.unit}:${f.name}`) ? { carriedOnly: true } : {}),
+      ...(f.firstDifference !== undefined ? { firstDifference: f.firstDifference } : {}),
+    })),
+  );
+  const patchedFns = functions.filter((f) => f.status === 'changed' && !f.carriedOnly);
+  if (!patchedFns.length) {
+    throw new SutureError('no-change', 'no functional change: the patch compiles to the same code in every unit it touches', {
+      details: diffs.map((d) => `${d.unit}: ${d.diff.unchanged} functions compared, all equal`).join('\n'),
+      hint: 'comments, line moves and changes the compiler folds away need no livepatch',
+    });
+  }
+
+  // 5. Symbols: sympos of replaced functions, and what every reference resolves to.
+  const modules = [...new Set(diffs.filter((d) => d.home.kind === 'module').map((d) => (d.home as { module: string }).module))];
+  const src: SymbolSources = await step('symbols', `Loading the symbols of ${meta.name}`, () => workspaceSymbolSources(meta, modules));
+  const anchorsOf = new Map<string, Candidate[]>();
+  const objectOf = (d: UnitReport) => (d.home.kind === 'module' ? d.home.module : 'vmlinux');
+  for (const d of diffs) {
+    const o = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+    const anchors: Candidate[] = [];
+    for (const fn of o.functions.keys()) {
+      try {
+        const r = resolveSymbol(src, { name: fn, objects: [objectOf(d)], role: 'replaced', anchors: [], usedBy: d.unit });
+        if (r.copies === 1 && r.candidate) anchors.push(r.candidate);
+      } catch {
+        // inlined everywhere, or duplicated: not an anchor
+      }
+    }
+    anchorsOf.set(d.unit, anchors);
+  }
+  const sympos = new Map<string, number>();
+  const provenance: ProvenanceResult[] = [];
+  await step('provenance', 'Checking the orig build against the shipped kernel', (update) => {
+    for (const f of patchedFns) {
+      const d = diffs.find((x) => x.unit === f.unit)!;
+      const r = resolveSymbol(src, { name: f.name, objects: [f.object], role: 'replaced', anchors: anchorsOf.get(f.unit)!, usedBy: `${f.unit}: ${f.name}` });
+      f.sympos = r.sympos;
+      sympos.set(`${f.object}:${f.name}`, r.sympos);
+      const o = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+      const fn = o.functions.get(f.name)!;
+      let shipped: Uint8Array | undefined;
+      if (r.candidate?.entry && src.image) shipped = src.image.image.read(r.candidate.entry.address, fn.size);
+      else if (r.candidate?.symbol) shipped = moduleFunctionBytes(meta, f.object, f.name, fn.size);
+      const p = compareWithShipped(o, fn, f.object, shipped);
+      provenance.push(p);
+      update(`${f.name}: ${p.verdict}`);
+    }
+  });
+  const bad = provenance.filter((p) => p.verdict === 'differs');
+  if (bad.length && !opts.skipProvenance) {
+    throw new SutureError('build', `the orig build does not reproduce the shipped kernel for ${bad.map((p) => p.function).join(', ')}`, {
+      details: bad.map((p) => `${p.object}: ${p.function}: ${p.detail}`).join('\n'),
+      hint: 'the source, its configuration or the compiler differ from what built this kernel; a patch built from it would be wrong (--skip-provenance builds anyway)',
+    });
+  }
+  for (const p of bad) warn(`provenance skipped: ${p.object}: ${p.function}: ${p.detail}`);
+
+  const result: DiffBuildResult = { name, patchHash, units: diffs, functions, provenance, references: [], warnings, timings, ...(opts.keep ? { buildDir: buildRoot } : {}) };
+  if (opts.analyzeOnly) {
+    if (!opts.keep) rmSync(buildRoot, { recursive: true, force: true });
+    return result;
+  }
+
+  // 6. Extract what changed, unit by unit; name every outside reference.
+  const moduleDir = join(buildRoot, 'module');
+  mkdirSync(moduleDir, { recursive: true });
+  const parts: string[] = [];
+  const references = new Map<string, { object: string; name: string; sympos: number; how: string }>();
+  const klpObjects = new Map<string, KlpObjectSpec['funcs'][number][]>();
+  await step('extract', 'Extracting the changed functions and their special-section entries', () => {
+    diffs.forEach((d, i) => {
+      const object = objectOf(d);
+      const mine = functions.filter((f) => f.unit === d.unit);
+      if (!mine.length) return;
+      const exportAs = new Map<string, string>();
+      for (const f of mine.filter((x) => x.status === 'changed' && !x.carriedOnly)) {
+        const global = `__suture_${i}_${f.name.replace(/[^A-Za-z0-9_]/g, '_')}`;
+        exportAs.set(f.name, global);
+        const list = klpObjects.get(object) ?? [];
+        list.push({ oldName: f.name, newFunction: global, sympos: f.sympos ?? 0 });
+        klpObjects.set(object, list);
+      }
+      const origNames = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+      const x = extract(keepFiles.get(d.unit)!.patched, `${d.object} (patched)`, {
+        functions: mine.map((f) => f.name),
+        data: [...d.diff.newData, ...d.diff.changedConstants],
+        exportAs,
+        structSize: (s) => btf.structSize(s),
+        externalName: ({ name: sym, local }) => {
+          // New globals of another unit of this patch stay plain names: the module link resolves them.
+          if (!local && diffs.some((o) => o.diff.newData.includes(sym) || o.diff.functions.some((f) => f.status === 'new' && f.name === sym))) return sym;
+          const objects = object === 'vmlinux' ? ['vmlinux'] : [object, 'vmlinux'];
+          const lookup = local && !origNames.functions.has(sym) && !origNames.data.has(sym) ? sym : sym;
+          const r = resolveSymbol(src, { name: lookup, objects, role: 'referenced', anchors: anchorsOf.get(d.unit)!, usedBy: `${d.unit}` });
+          if (r.exported && !local) return sym;
+          const klp = `${KLP_PREFIX}${r.object}.${r.name},${r.sympos}`;
+          references.set(klp, { object: r.object, name: r.name, sympos: r.sympos, how: r.how });
+          return klp;
+        },
+      });
+      const part = `part${i}`;
+      writeFileSync(join(moduleDir, `${part}.o_shipped`), x.bytes);
+      // modpost reads each object's .cmd file (for srcversion); kbuild writes none for a shipped object.
+      writeFileSync(join(moduleDir, `.${part}.o.cmd`), `cmd_${part}.o := cat ${part}.o_shipped > ${part}.o\n\nsource_${part}.o := ${part}.o_shipped\n\ndeps_${part}.o := \\\n  ${part}.o_shipped \\\n\n${part}.o: $(deps_${part}.o)\n\n$(deps_${part}.o):\n`);
+      parts.push(part);
+    });
+  });
+  result.references = [...references.values()];
+
+  // 7. The module: generated klp structures + the extracted objects, linked by kbuild, then klp relocations.
+  const output = resolve(opts.output ?? `${name}.ko`);
+  await step('module', `Building ${basename(output)}`, async (update) => {
+    const prelude = [
+      '#include <linux/module.h>',
+      `MODULE_INFO(suture_patch_sha256, "${patchHash}");`,
+      `MODULE_INFO(suture_kernel, "${meta.release}");`,
+      ...(opts.cves ?? []).map((c) => `MODULE_INFO(suture_cve, "${c.replace(/"/g, '')}");`),
+    ].join('\n');
+    writeFileSync(
+      join(moduleDir, 'klp.c'),
+      klpModuleSource({
+        name,
+        objects: [...klpObjects].map(([object, funcs]) => ({ object, funcs })),
+        prelude,
+        declareNewFunctions: true,
+        replace: opts.replace ?? false,
+        description: opts.description ?? `livepatch from ${opts.patches.map((p) => basename(p)).join(', ')}`,
+        origin: `from ${opts.patches.map((p) => basename(p)).join(', ')} for ${meta.name}`,
+      }),
+    );
+    writeFileSync(join(moduleDir, 'Kbuild'), kbuildFile(name, { objects: ['klp', ...parts] }));
+    const buildDir = join(buildRoot, 'kbuild');
+    update('kbuild');
+    const kos = await buildExternalModule(meta, home, moduleDir, buildDir, { vars: { KBUILD_MODPOST_WARN: '1' } });
+    const linked = kos.find((k) => basename(k) === `${name}.ko`)!;
+    update('klp relocations');
+    const exports = src.exports;
+    convertModuleFile(
+      linked,
+      output,
+      (sym): SymbolDisposition | undefined => {
+        if (sym.startsWith(KLP_PREFIX)) {
+          const ref = references.get(sym);
+          if (!ref) return undefined;
+          return { kind: 'klp', object: ref.object, name: ref.name, sympos: ref.sympos };
+        }
+        const e = exports.vmlinux(sym);
+        if (e) return { kind: 'exported', crc: e.crc, namespace: e.namespace };
+        return undefined;
+      },
+      (sym) => exports.vmlinux(sym) !== undefined,
+    );
+  });
+  result.output = output;
+  if (!opts.keep) rmSync(buildRoot, { recursive: true, force: true });
+  return result;
+}
+
+/** The bytes of a function in the shipped module file (for provenance of module code). */
+function moduleFunctionBytes(meta: KernelMetadata, module: string, fn: string, size: number): Uint8Array | undefined {
+  const index = readModuleIndex(meta.paths.modules);
+  const rel = index.files.get(moduleName(module));
+  if (!rel) return undefined;
+  const file = join(meta.paths.modules, rel);
+  if (!existsSync(file)) return undefined;
+  const view = ElfView.parse(readFileSync(file), { file });
+  const symtab = view.findSection('.symtab');
+  if (!symtab) return undefined;
+  const sym = view.symbols(symtab).find((s) => s.name === fn && (s.info & 0xf) === 2);
+  if (!sym) return undefined;
+  const sec = view.sections[sym.shndx];
+  if (!sec) return undefined;
+  return view.data(sec).subarray(Number(sym.value), Number(sym.value) + size);
+}
+

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Diff one translation unit: the object compiled from the original source
+ * against the object compiled from the patched source. Pure: objects in,
+ * verdict out (changed and new functions, new data, refusals with reasons).
+ */
+import type { ElfObject, Section } from '../../elf/mod.js';
+import { Identities, mangle } from './identity.js';
+import { ObjectIndex, bytesOf, isText, sizeOf, type IndexedSymbol } from './object-index.js';
+import { hasFentry, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece } from './rules.js';
+import { SPECIAL_SECTIONS, UNSUPPORTED_SECTIONS } from './special-sections.js';
+
+export interface FunctionVerdict {
+  name: string;
+  /** changed: exists in both and differs; new: only in the patched object. */
+  status: 'changed' | 'new';
+  /** Why it is in the patch. */
+  reasons: string[];
+  /** Whether ftrace can redirect the original (a `call __fentry__` first). */
+  traceable: boolean;
+  /** For a changed function: the first byte that differs (offset in the function), if the bytes differ. */
+  firstDifference?: number;
+}
+
+export interface Refusal {
+  rule: string;
+  file: string;
+  symbol: string;
+  reason: string;
+  instead: string;
+}
+
+export interface ObjectDiff {
+  /** The translation unit (source path). */
+  unit: string;
+  functions: FunctionVerdict[];
+  /** Data objects only in the patched object (carried by the patch). */
+  newData: string[];
+  /** Read-only data that changed (carried as a new copy; its readers are patched). */
+  changedConstants: string[];
+  refusals: Refusal[];
+  /** Functions compared and found equal. */
+  unchanged: number;
+}
+
+export interface DiffContext {
+  unit: string;
+  /** Entry size of a special section's struct, from the kernel's BTF. */
+  structSize(name: string): number | undefined;
+}
+
+/** Correlate by exact name, then by name with gcc's numbering ignored when that is unique on both sides. */
+function correlate(orig: Map<string, IndexedSymbol>, patched: Map<string, IndexedSymbol>): Map<string, string> {
+  const twin = new Map<string, string>(); // patched name → orig name
+  const byMangled = (m: Map<string, IndexedSymbol>) => {
+    const r = new Map<string, string[]>();
+    for (const n of m.keys()) r.set(mangle(n), [...(r.get(mangle(n)) ?? []), n]);
+    return r;
+  };
+  for (const n of patched.keys()) if (orig.has(n)) twin.set(n, n);
+  const om = byMangled(orig);
+  const pm = byMangled(patched);
+  for (const [m, names] of pm) {
+    const o = om.get(m);
+    if (names.length === 1 && o?.length === 1 && !twin.has(names[0]!) && ![...twin.values()].includes(o[0]!)) twin.set(names[0]!, o[0]!);
+  }
+  return twin;
+}
+
+/** Entries of compared special sections, grouped by the function they belong to. */
+function specialEntries(idx: ObjectIndex, ids: Identities, ctx: DiffContext): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const spec of SPECIAL_SECTIONS) {
+    if (!spec.compare) continue;
+    const sec = idx.obj.section(spec.name);
+    if (!sec) continue;
+    const size = spec.struct ? ctx.structSize(spec.struct) : spec.width;
+    if (!size) throw new Error(`no entry size for ${spec.name} (struct ${spec.struct} not in the kernel's BTF)`);
+    const total = sizeOf(sec);
+    for (let off = 0; off + size <= total; off += size) {
+      const relocs = idx.relocationsIn(sec, off, size);
+      const owner = relocs
+        .map((r) => (r.symbol && typeof r.symbol.section !== 'number' && isText(r.symbol.section) ? idx.symbolAt(r.symbol.section, Number(r.symbol.value) + Number(r.addend)) ?? idx.symbolsOf(r.symbol.section)[0] : undefined))
+        .find((s) => s);
+      if (!owner) continue;
+      const p = ids.rangePrint(sec, off, size);
+      const list = out.get(owner.name) ?? [];
+      list.push(`${spec.name}:${p.bytes}:${p.relocs.join(',')}`);
+      out.set(owner.name, list);
+    }
+  }
+  return out;
+}
+
+/** Functions of an object that reference a symbol (by name) from their code. */
+function referencesTo(idx: ObjectIndex, target: string): string[] {
+  const out: string[] = [];
+  for (const f of idx.functions.values()) {
+    const refs = idx.relocationsIn(f.section, f.offset, Math.max(f.size, 1));
+    const hit = refs.some((r) => {
+      const s = r.symbol;
+      if (!s) return false;
+      if (s.name === target) return true;
+      if (typeof s.section === 'number' || s.name) return false;
+      return idx.symbolAt(s.section, Number(r.addend) + 4)?.name === target || idx.symbolAt(s.section, Number(r.addend))?.name === target;
+    });
+    if (hit) out.push(f.name);
+  }
+  return out;
+}
+
+export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContext): ObjectDiff {
+  const o = new ObjectIndex(orig, `${ctx.unit} (orig)`);
+  const p = new ObjectIndex(patched, `${ctx.unit} (patched)`);
+  const oid = new Identities(o);
+  const pid = new Identities(p);
+  const refusals: Refusal[] = [];
+  const verdicts = new Map<string, FunctionVerdict>();
+  const refuse = (rule: string, symbol: string, reason: string, instead: string) =>
+    refusals.push({ rule, file: ctx.unit, symbol, reason, instead });
+
+  // Functions.
+  const ftwin = correlate(o.functions, p.functions);
+  const oSpecial = specialEntries(o, oid, ctx);
+  const pSpecial = specialEntries(p, pid, ctx);
+  let unchanged = 0;
+  for (const [name, pf] of p.functions) {
+    if (isIgnoredSection(pf.section)) continue;
+    const origName = ftwin.get(name);
+    if (!origName) {
+      verdicts.set(name, { name, status: 'new', reasons: ['new function'], traceable: true });
+      continue;
+    }
+    const of = o.functions.get(origName)!;
+    const a = oid.rangePrint(of.section, of.offset, of.size);
+    const b = pid.rangePrint(pf.section, pf.offset, pf.size);
+    const reasons: string[] = [];
+    let firstDifference: number | undefined;
+    if (a.bytes !== b.bytes) {
+      reasons.push(of.size === pf.size ? 'code differs' : `code differs (${of.size} → ${pf.size} bytes)`);
+      const ab = bytesOf(of.section).subarray(of.offset, of.offset + of.size);
+      const bb = bytesOf(pf.section).subarray(pf.offset, pf.offset + pf.size);
+      firstDifference = 0;
+      while (firstDifference < Math.min(ab.length, bb.length) && ab[firstDifference] === bb[firstDifference]) firstDifference++;
+    } else if (a.relocs.join('\n') !== b.relocs.join('\n')) {
+      const diff = b.relocs.find((r, i) => r !== a.relocs[i]) ?? a.relocs.find((r, i) => r !== b.relocs[i]);
+      reasons.push(`references differ (${diff?.split(':').slice(2).join(':')})`);
+    }
+    if ((oSpecial.get(origName) ?? []).join('\n') !== (pSpecial.get(name) ?? []).join('\n')) {
+      reasons.push('its special-section entries differ (e.g. a WARN flag or a jump label)');
+    }
+    if (!reasons.length) {
+      unchanged++;
+      continue;
+    }
+    const traceable = hasFentry(o.relocationsOf(of.section), of.offset);
+    verdicts.set(name, { name, status: 'changed', reasons, traceable, firstDifference });
+    if (isInitOrExit(of.section)) {
+      refuse(
+        'changed-init-or-exit',
+        name,
+        `${name} is ${of.section.name.startsWith('.init') ? '__init' : '__exit'} code (${of.section.name}) and it changed`,
+        'init code ran at boot and is gone: fix the state it set up from a pre-patch callback, or patch the code that uses it',
+      );
+    }
+  }
+
+  // Pieces (foo.cold, foo.part.0) have no ftrace call: their parent carries the change.
+  for (const v of [...verdicts.values()]) {
+    const parent = parentOfPiece(v.name);
+    if (v.status === 'changed' && parent && p.functions.has(parent) && !verdicts.has(parent)) {
+      verdicts.set(parent, { name: parent, status: 'changed', reasons: [`its piece ${v.name} changed`], traceable: true });
+    }
+  }
+
+  // Data.
+  const dtwin = correlate(
+    new Map([...o.data].filter(([n, s]) => !isSpecialStatic(n) && !isIgnoredSection(s.section))),
+    new Map([...p.data].filter(([n, s]) => !isSpecialStatic(n) && !isIgnoredSection(s.section))),
+  );
+  const newData: string[] = [];
+  const changedConstants: string[] = [];
+  for (const [name, pd] of p.data) {
+    if (isIgnoredSection(pd.section) || isSpecialStatic(name)) continue;
+    const origName = dtwin.get(name);
+    if (!origName) {
+      newData.push(name);
+      continue;
+    }
+    const od = o.data.get(origName)!;
+    if (od.size !== pd.size) {
+      refuse(
+        'data-size-changed',
+        name,
+        `the size of ${name} changed (${od.size} → ${pd.size} bytes): its type or layout changed`,
+        'a livepatch cannot change the layout of existing data; keep the struct as it is and put new fields in a shadow variable (klp_shadow_get_or_alloc)',
+      );
+      continue;
+    }
+    const a = oid.rangePrint(od.section, od.offset, od.size);
+    const b = pid.rangePrint(pd.section, pd.offset, pd.size);
+    if (a.bytes === b.bytes && a.relocs.join('\n') === b.relocs.join('\n')) continue;
+    if (isReadOnly(pd)) {
+      changedConstants.push(name);
+      for (const reader of referencesTo(p, name)) {
+        const v = verdicts.get(reader);
+        if (v) v.reasons.push(`reads changed constant ${name}`);
+        else if (ftwin.has(reader)) {
+          const of = o.functions.get(ftwin.get(reader)!)!;
+          verdicts.set(reader, { name: reader, status: 'changed', reasons: [`reads changed constant ${name}`], traceable: hasFentry(o.relocationsOf(of.section), of.offset) });
+        }
+      }
+      continue;
+    }
+    refuse(
+      'changed-data',
+      name,
+      `the initial value of ${name} changed (${od.section.name}), but the running kernel's copy already holds state`,
+      'set the new value from a post-patch callback (klp_callbacks), or keep new state in a shadow variable',
+    );
+  }
+
+  // Changed sections a livepatch cannot carry.
+  for (const sec of patched.sections) {
+    const rule = UNSUPPORTED_SECTIONS.find((u) => u.match.test(sec.name));
+    if (!rule || /^\.rela/.test(sec.name)) continue;
+    const before = orig.section(sec.name);
+    const same = before && Buffer.from(bytesOf(before)).equals(Buffer.from(bytesOf(sec))) && sizeOf(before) === sizeOf(sec);
+    if (same) continue;
+    if (/^\.init\.|^\.exit\./.test(sec.name) && [...verdicts.values()].some((v) => v.status === 'changed' && refusals.some((r) => r.symbol === v.name))) continue;
+    if (!before && /^\.init\.|^\.exit\./.test(sec.name)) continue; // new init code of its own is never run by a livepatch
+    refuse('unsupported-section', sec.name, `section ${sec.name} changed: ${rule.feature}`, rule.instead);
+  }
+
+  return {
+    unit: ctx.unit,
+    functions: [...verdicts.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    newData,
+    changedConstants,
+    refusals,
+    unchanged,
+  };
+}
+
+export type { Section };

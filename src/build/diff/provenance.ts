@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Proof of provenance: the orig build of a function reproduces the bytes the
+ * target kernel shipped. Compared with every relocated field masked (their
+ * values are only known after linking); anything else that differs means the
+ * source, config or compiler is not the kernel's, and a patch built from it
+ * would be wrong.
+ */
+import { relocType, type Relocation } from '../../elf/mod.js';
+import type { IndexedSymbol, ObjectIndex } from './object-index.js';
+import { bytesOf } from './object-index.js';
+
+export interface ProvenanceResult {
+  function: string;
+  object: string;
+  /** equal: reproduced; differs: not; unknown: the shipped bytes could not be read. */
+  verdict: 'equal' | 'differs' | 'unknown';
+  /** Offset of the first byte that differs, when it differs. */
+  firstDifference?: number;
+  detail: string;
+}
+
+/** A copy of the bytes with each relocation's field zeroed. */
+export function maskRelocations(bytes: Uint8Array, relocs: readonly Relocation[], base: number): Uint8Array {
+  const out = Uint8Array.from(bytes);
+  for (const r of relocs) {
+    const width = relocType(r.type)?.width ?? 4;
+    const at = Number(r.offset) - base;
+    for (let i = 0; i < width; i++) if (at + i >= 0 && at + i < out.length) out[at + i] = 0;
+  }
+  return out;
+}
+
+/**
+ * Compare a function of the orig object with the shipped bytes. `shipped` is
+ * what the kernel image (or the module file) holds at the function; the
+ * offsets of its own relocations (a module) are masked too.
+ */
+export function compareWithShipped(
+  idx: ObjectIndex,
+  fn: IndexedSymbol,
+  object: string,
+  shipped: Uint8Array | undefined,
+  shippedRelocOffsets: readonly { offset: number; width: number }[] = [],
+): ProvenanceResult {
+  if (!shipped) return { function: fn.name, object, verdict: 'unknown', detail: 'the shipped bytes could not be read' };
+  const ours = bytesOf(fn.section).subarray(fn.offset, fn.offset + fn.size);
+  const relocs = idx.relocationsIn(fn.section, fn.offset, fn.size);
+  const a = maskRelocations(ours, relocs, fn.offset);
+  const b = Uint8Array.from(shipped.subarray(0, fn.size));
+  // Mask the same fields in the shipped bytes (linked values), and the shipped object's own relocations.
+  for (const r of relocs) {
+    const width = relocType(r.type)?.width ?? 4;
+    const at = Number(r.offset) - fn.offset;
+    for (let i = 0; i < width; i++) if (at + i < b.length) b[at + i] = 0;
+  }
+  for (const { offset, width } of shippedRelocOffsets) for (let i = 0; i < width; i++) if (offset + i < b.length && offset + i >= 0) { b[offset + i] = 0; a[offset + i] = 0; }
+  // The ftrace site: the file may hold `call __fentry__` or the 5-byte NOP it becomes.
+  const nop5 = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+  const isSite = (x: Uint8Array) => x[0] === 0xe8 || nop5.every((v, i) => x[i] === v);
+  if (isSite(a) && isSite(b)) for (let i = 0; i < 5; i++) a[i] = b[i] = 0;
+  if (shipped.length < fn.size) return { function: fn.name, object, verdict: 'unknown', detail: `only ${shipped.length} of ${fn.size} bytes could be read` };
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  if (i === a.length) return { function: fn.name, object, verdict: 'equal', detail: `${fn.size} bytes reproduced (${relocs.length} relocated fields masked)` };
+  return {
+    function: fn.name,
+    object,
+    verdict: 'differs',
+    firstDifference: i,
+    detail: `byte ${i} of ${fn.size} differs: built ${Buffer.from(a.subarray(i, i + 8)).toString('hex')}, shipped ${Buffer.from(b.subarray(i, i + 8)).toString('hex')}`,
+  };
+}
