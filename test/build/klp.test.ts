@@ -147,6 +147,18 @@ describe('klp conversion', () => {
     tool('objdump', ['-dr', output]);
   });
 
+  it('klp symbols keep the index the undefined symbol had, and a re-read module writes back byte-identical', () => {
+    const before = readelfDump(input).symtabs.get('.symtab')!;
+    const after = readelfDump(output).symtabs.get('.symtab')!;
+    for (const n of ['static_helper', 'hidden_var', 'mod_static', 'mod_exported']) {
+      const b = before.find((s) => s.name === n)!;
+      const a = after.find((s) => s.name.startsWith(`.klp.sym.`) && s.name.includes(`.${n},`))!;
+      expect(a.num, n).toBe(b.num);
+    }
+    const bytes = readFileSync(output);
+    expect(Buffer.from(writeElf(parse(output))).equals(bytes)).toBe(true);
+  });
+
   it('refuses a module reference in a section that is read-only after init', () => {
     const bad = build('bad', ['-DBAD_SECTION']);
     expect(() => planKlp(parse(bad), dispose)).toThrow(/section '\.data\.\.ro_after_init' refers to mod_static of module binfmt_x/);
