@@ -8,6 +8,7 @@ import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
+import { buildPatches, type PatchBuildFlags } from './build-patch.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 
 interface BuildOptions {
@@ -58,17 +59,23 @@ function printResult(r: SourceBuildResult): void {
 export function buildCommand(): Command {
   return new Command('build')
     .description('build a livepatch module for a kernel')
-    .argument('[patch]', 'a fix as a patch (diff mode; not yet available: use --source)')
+    .argument('[patches...]', 'one or more unified diffs against the kernel source, applied in order (diff mode)')
     .requiredOption('--kernel <kernel>', 'the target kernel, e.g. debian:6.1.0-56-amd64')
     .option('--source <fix.c>', 'plain kernel C with new functions and SUTURE_REPLACE lines (#include <suture.h>)')
     .option('--name <name>', 'module and livepatch name (default: livepatch_<file name>)')
     .option('-o, --output <file.ko>', 'where to write the module (default: ./<name>.ko)')
     .option('--replace', 'make it an atomic-replace (cumulative) livepatch: loading it replaces every livepatch loaded before')
+    .option('--cve <id>', 'a CVE the patch fixes, recorded in modinfo; repeatable (diff mode)', (v: string, p: string[] = []) => [...p, v])
+    .option('--description <text>', 'what the patch fixes, recorded in modinfo (diff mode)')
+    .option('--show-first-changed', 'show where each changed function first differs (diff mode)')
+    .option('--skip-provenance', 'build even when the orig build does not reproduce the shipped bytes (diff mode)')
+    .option('--keep', 'keep the build directory (diff mode)')
     .option('--json', 'print one JSON object: the module, every function replaced and every symbol resolved')
-    .action(async (patch: string | undefined, o: BuildOptions) => {
-      if (patch !== undefined) {
-        throw new SutureError('usage', `building from a patch (${patch}) is not available yet`, { hint: 'write the fix as C and use --source fix.c' });
+    .action(async (patches: string[], o: BuildOptions & PatchBuildFlags) => {
+      if (patches.length && o.source !== undefined) {
+        throw new SutureError('usage', 'give either patches (diff mode) or --source fix.c, not both');
       }
+      if (patches.length) return buildPatches(patches, o);
       if (o.source === undefined) throw new SutureError('usage', 'nothing to build: give --source fix.c', { hint: 'see suture build --help' });
       if (!existsSync(o.source)) throw new SutureError('not-found', `${o.source} does not exist`);
       const ref = parseKernelRef(o.kernel);

@@ -3,27 +3,38 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { killChildren } from '../util/exec.js';
-import { buildCommand } from './build.js';
 import { EXIT } from './exit-codes.js';
-import { hostStatusCommands } from './host-status.js';
-import { kernelCommand } from './kernel.js';
-import { livepatchCommands } from './livepatch.js';
 import { reportError } from './output.js';
-import { persistCommands } from './persist.js';
-import { vmCommand } from './vm.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-export function program(): Command {
+/**
+ * The commands a production host runs (at boot too): they load only the host
+ * layer (src/livepatch), not the kernel fetching, VM or build code, so that
+ * node starts them as fast as it can.
+ */
+const HOST_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'list', 'status', 'info', 'uname', 'install', 'uninstall', 'boot']);
+
+async function hostCommands(): Promise<Command[]> {
+  const [lp, st, ps] = await Promise.all([import('./livepatch.js'), import('./host-status.js'), import('./persist.js')]);
+  return [...lp.livepatchCommands(), ...st.hostStatusCommands(), ...ps.persistCommands()];
+}
+
+/** The commands for this command line: the host commands alone when one of them is asked for, else all. */
+export async function commandsFor(argv: readonly string[]): Promise<Command[]> {
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  if (first && HOST_COMMANDS.has(first)) return hostCommands();
+  const [kernel, vm, build, analyze, host] = await Promise.all([import('./kernel.js'), import('./vm.js'), import('./build.js'), import('./build-patch.js'), hostCommands()]);
+  return [kernel.kernelCommand(), vm.vmCommand(), ...host, build.buildCommand(), analyze.analyzeCommand()];
+}
+
+export function program(commands: Command[]): Command {
   const p = new Command('suture')
     .description('open-source live patching for Linux: build a livepatch from a fix, prove it in a VM, apply it')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  p.addCommand(kernelCommand());
-  p.addCommand(vmCommand());
-  for (const c of [...livepatchCommands(), ...hostStatusCommands(), ...persistCommands()]) p.addCommand(c);
-  p.addCommand(buildCommand());
+  for (const c of commands) p.addCommand(c);
   for (const c of p.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();
@@ -43,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   process.exitCode = undefined;
   try {
-    await program().parseAsync(argv);
+    await program(await commandsFor(argv)).parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {

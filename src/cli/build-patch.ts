@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/** `suture build fix.patch...` (diff mode) and `suture analyze fix.patch...` */
+import { Command } from 'commander';
+import { relative } from 'node:path';
+import { buildFromPatch, type DiffBuildResult } from '../build/diff-build.js';
+import { parseKernelRef } from '../kernel/ref.js';
+import { requireWorkspace } from '../kernel/workspace.js';
+import { sutureHome } from '../util/paths.js';
+import { out, printJson, reporterFor, table } from './output.js';
+
+export interface PatchBuildFlags {
+  kernel: string;
+  name?: string;
+  output?: string;
+  cve?: string[];
+  description?: string;
+  replace?: boolean;
+  skipProvenance?: boolean;
+  showFirstChanged?: boolean;
+  keep?: boolean;
+  json?: boolean;
+}
+
+function show(path: string): string {
+  const r = relative(process.cwd(), path);
+  return r.startsWith('..') ? path : r;
+}
+
+export function patchReport(r: DiffBuildResult) {
+  return {
+    name: r.name,
+    output: r.output,
+    patchSha256: r.patchHash,
+    units: r.units.map((u) => ({
+      unit: u.unit,
+      object: u.home.kind === 'module' ? u.home.module : 'vmlinux',
+      changed: u.diff.functions.filter((f) => f.status === 'changed').map((f) => f.name),
+      new: u.diff.functions.filter((f) => f.status === 'new').map((f) => f.name),
+      newData: u.diff.newData,
+      changedConstants: u.diff.changedConstants,
+      unchanged: u.diff.unchanged,
+    })),
+    functions: r.functions,
+    provenance: r.provenance,
+    references: r.references,
+    warnings: r.warnings,
+    timingsMs: r.timings,
+    buildDir: r.buildDir,
+  };
+}
+
+function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
+  if (r.output) out(`built ${show(r.output)}: livepatch ${r.name}`);
+  out('');
+  out(
+    table([
+      ['  object', 'function', 'status', 'sympos', 'why'],
+      ...r.functions.map((f) => [
+        `  ${f.object}`,
+        f.name,
+        f.carriedOnly ? 'carried (notrace; its callers are patched)' : f.status,
+        f.sympos === undefined ? '-' : String(f.sympos),
+        `${f.reasons.join('; ')}${showFirst && f.firstDifference !== undefined ? ` [first difference at +0x${f.firstDifference.toString(16)}]` : ''}`,
+      ]),
+    ]),
+  );
+  const extra = r.units.flatMap((u) => [...u.diff.newData.map((d) => `${u.unit}: new data ${d}`), ...u.diff.changedConstants.map((d) => `${u.unit}: changed constant ${d} (carried as a new copy)`)]);
+  if (extra.length) out(`\n${extra.map((l) => `  ${l}`).join('\n')}`);
+  out('');
+  out('provenance (orig build vs the shipped kernel):');
+  for (const p of r.provenance) out(`  ${p.object}: ${p.function}: ${p.verdict} — ${p.detail}`);
+  if (r.references.length) {
+    out('');
+    out('resolved through livepatch (klp relocations):');
+    out(table([['  object', 'name', 'sympos', 'how'], ...r.references.map((x) => [`  ${x.object}`, x.name, String(x.sympos), x.how])]));
+  }
+  if (r.buildDir) out(`\nbuild directory: ${r.buildDir}`);
+}
+
+/** The diff-mode action of `suture build`. */
+export async function buildPatches(patches: string[], o: PatchBuildFlags, analyzeOnly = false): Promise<void> {
+  const ref = parseKernelRef(o.kernel);
+  const home = sutureHome();
+  const meta = requireWorkspace(home, ref);
+  const r = await buildFromPatch({
+    meta,
+    home,
+    reporter: reporterFor(o),
+    patches,
+    analyzeOnly,
+    name: o.name,
+    output: o.output,
+    cves: o.cve ?? [],
+    description: o.description,
+    replace: o.replace,
+    skipProvenance: o.skipProvenance,
+    keep: o.keep,
+  });
+  if (o.json) printJson(patchReport(r));
+  else printPatchResult(r, !!o.showFirstChanged);
+}
+
+export function analyzeCommand(): Command {
+  return new Command('analyze')
+    .description('everything up to the diff: which functions a patch changes, what it refuses, provenance; no module')
+    .argument('<patches...>', 'one or more unified diffs against the kernel source, applied in order')
+    .requiredOption('--kernel <kernel>', 'the target kernel, e.g. debian:6.1.0-56-amd64')
+    .option('--skip-provenance', 'go on when the orig build does not reproduce the shipped bytes')
+    .option('--show-first-changed', 'show where each changed function first differs')
+    .option('--keep', 'keep the build directory')
+    .option('--json', 'print one JSON object')
+    .action((patches: string[], o: PatchBuildFlags) => buildPatches(patches, o, true));
+}
