@@ -2,14 +2,19 @@
 /** `suture vm run` */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
 import { readModuleFile } from '../kernel/module-file.js';
 import { readModuleIndex, resolveModules } from '../kernel/modules.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
+import { DISK_KMODS, ensureDiskImage } from '../vm/disk.js';
 import { runVm, type StepResult, type VmCommand, type VmResult } from '../vm/run.js';
+
+/** The package root (dist/cli/vm.js → ../..): what --with-suture carries into the guest. */
+const APP_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 import { EXIT } from './exit-codes.js';
 import { printJson } from './output.js';
 
@@ -26,6 +31,10 @@ interface VmRunOptions {
   kaslr: boolean;
   append: string[];
   console?: boolean;
+  withSuture?: boolean;
+  disk?: string;
+  diskMount: string;
+  diskSize: number;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -73,6 +82,7 @@ export function vmResultJson(kernel: string, r: VmResult) {
     runningStep: r.runningStep,
     dmesg: r.dmesg,
     consoleTail: r.outcome === 'ok' || r.outcome === 'command-failed' ? undefined : r.consoleTail,
+    disk: r.disk ? stepJson(r.disk) : undefined,
   };
 }
 
@@ -103,6 +113,10 @@ export function vmCommand(): Command {
     .option('--no-kaslr', 'boot with nokaslr')
     .option('--append <words>', 'extra kernel command-line words; repeatable', collect, [])
     .option('--console', 'also show the guest console (kernel messages) on stderr')
+    .option('--with-suture', 'carry suture itself (node and the app) into the guest, as `suture` on its PATH')
+    .option('--disk <file>', 'attach a raw ext4 disk image (made if missing) as /dev/vda and mount it; it keeps what the guest writes')
+    .option('--disk-mount <dir>', 'where the guest mounts the disk', '/mnt/disk')
+    .option('--disk-size <MiB>', 'size of a new disk image', positiveInt('--disk-size'), 64)
     .option('--json', 'print one JSON object with everything that happened')
     .action(async (o: VmRunOptions) => {
       const commands = steps;
@@ -120,9 +134,13 @@ export function vmCommand(): Command {
         }
       }
       const meta = requireWorkspace(home, ref);
-      const { loads: kmods, builtin } = o.kmod.length
-        ? resolveModules(readModuleIndex(meta.paths.modules), meta.paths.modules, o.kmod)
+      const kmodNames = o.disk ? [...o.kmod, ...DISK_KMODS] : o.kmod;
+      const { loads: kmods, builtin } = kmodNames.length
+        ? resolveModules(readModuleIndex(meta.paths.modules), meta.paths.modules, kmodNames)
         : { loads: [], builtin: [] };
+      if (o.disk && (await ensureDiskImage(o.disk, o.diskSize)) && !o.json) {
+        process.stderr.write(`made ${o.diskSize} MiB ext4 disk image ${o.disk}\n`);
+      }
       if (builtin.length && !o.json) process.stderr.write(`note: built into the kernel, nothing to load: ${builtin.join(', ')}\n`);
 
       const live = !o.json;
@@ -139,6 +157,8 @@ export function vmCommand(): Command {
         kaslr: o.kaslr,
         cmdline: o.append,
         stateDir: join(home, 'vm'),
+        withSuture: o.withSuture ? { appRoot: APP_ROOT } : undefined,
+        disk: o.disk ? { file: resolve(o.disk), mountpoint: o.diskMount } : undefined,
         onEvent: live
           ? (e) => {
               if (e.type === 'output' && e.id.startsWith('cmd:')) process.stdout.write(e.data);

@@ -129,12 +129,12 @@ async function removeModule(host: Host, name: string, onEvent?: (e: HostEvent) =
 async function runTransition(host: Host, patch: string, target: Target, opts: TransitionOptions): Promise<WatchResult> {
   const tr = new Transition(patch);
   tr.start(target);
-  const matcher = matcherFor(host.fs, patch, target);
   let reversedSeen = false;
   return watchTransition(host.fs, tr, {
     timeoutMs: opts.timeoutMs,
     revertOnTimeout: opts.revertOnTimeout,
-    matcher,
+    // Only a transition that takes a while needs it: the first look at `transition` comes first.
+    matcher: () => matcherFor(host.fs, patch, target),
     onProgress: (progress) => {
       if (progress.state === 'reversing' && !reversedSeen) {
         reversedSeen = true;
@@ -203,7 +203,10 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
         hint: 'the module did not call klp_enable_patch(); see the kernel log (dmesg)',
       });
     }
-    const loadedAt = new Date().toISOString();
+    const record = { ...patchFacts(p), file, loadedAt: new Date().toISOString(), bootId: fs.bootId() };
+    // A transition still running when insmod returns is recorded at once, so that status knows
+    // the patch while it waits; one that is already complete (the usual case) is recorded once, after.
+    if (fs.transition(p.name) !== false) store.writeLoadRecord(record);
     const transition = await runTransition(host, p.name, 1, opts);
     const kernelTransitionMs = kernelTransitionTime(host.kmsg(), p.name, 'patching');
     const result: LoadResult = {
@@ -224,14 +227,9 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
       result.removed.push(p.name);
       return result;
     }
-    store.writeLoadRecord({
-      ...patchFacts(p),
-      file,
-      loadedAt,
-      bootId: fs.bootId(),
-      transitionMs: transition.outcome === 'complete' ? Math.round(transition.elapsedMs * 1000) / 1000 : undefined,
-      kernelTransitionMs,
-    });
+    if (transition.outcome === 'complete') {
+      store.writeLoadRecord({ ...record, transitionMs: Math.round(transition.elapsedMs * 1000) / 1000, kernelTransitionMs });
+    }
     if (transition.outcome === 'complete' && p.structure?.replace) {
       result.replaced = before.filter((n) => n !== p.name);
       // The kernel frees replaced patches asynchronously; their directories go, their modules stay.

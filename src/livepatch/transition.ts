@@ -144,7 +144,8 @@ export interface WatchOptions {
   blockerThresholdMs?: number;
   /** How often the pending tasks are scanned after that (ms). */
   scanEveryMs?: number;
-  matcher: FrameMatcher;
+  /** What marks a frame as the patched function; asked for only when tasks are first scanned. */
+  matcher: FrameMatcher | (() => FrameMatcher);
   onProgress?: (p: WatchProgress) => void;
   /** Injected in unit tests. */
   clock?: () => number;
@@ -210,6 +211,7 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
     const now = clock();
     if (tr.elapsedMs() >= threshold && now - lastScanAt >= scanEvery) {
       lastScanAt = now;
+      if (typeof opts.matcher === 'function') opts.matcher = opts.matcher();
       scan = scanPending(fs, tr.target, opts.matcher);
       maxPending = Math.max(maxPending, scan.pending);
       if (scan.blockers.length) blockers = scan;

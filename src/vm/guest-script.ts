@@ -8,9 +8,11 @@
 export interface GuestStep {
   /** Frame id: kmod:N, load:N, cmd:N, ... (no spaces). */
   id: string;
-  kind: 'kmod' | 'load' | 'cmd';
-  /** kmod/load: the module's path in the guest. cmd: the script's path in the guest. */
+  kind: 'kmod' | 'load' | 'cmd' | 'mount';
+  /** kmod/load: the module's path in the guest. cmd: the script's path in the guest. mount: the block device. */
   path: string;
+  /** mount: where to mount the device (ext4). */
+  mountpoint?: string;
 }
 
 export interface GuestPlan {
@@ -69,16 +71,25 @@ export function guestInit(plan: GuestPlan): string {
   add('  read e < /sys/kernel/livepatch/$name/enabled');
   add('  echo "enabled $e"');
   add('}');
+  // Mount a disk (ext4) once its block device has appeared (the driver probes it asynchronously).
+  add('mount_disk() {');
+  add('  i=0; while [ ! -b "$1" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done');
+  add('  [ -b "$1" ] || { echo "no block device $1 after 10 s"; return 96; }');
+  add('  mkdir -p "$2" && mount -t ext4 "$1" "$2" && echo "mounted $1 on $2"');
+  add('}');
   add('printf \'%s ready %s\\n\' "$M" "$(cs)" >&3');
   add('ok=1');
   for (const s of plan.steps) {
     const p = shQuote(s.path);
     if (s.kind === 'kmod') add(`[ $ok = 1 ] && { frame ${s.id} insmod ${p} || ok=0; }`);
     else if (s.kind === 'load') add(`[ $ok = 1 ] && { frame ${s.id} load_lp ${p} || ok=0; }`);
+    else if (s.kind === 'mount') add(`[ $ok = 1 ] && { frame ${s.id} mount_disk ${p} ${shQuote(s.mountpoint ?? '/mnt/disk')} || ok=0; }`);
     // Commands all run once setup succeeded; a failing command does not stop the next one.
     else add(`[ $ok = 1 ] && frame ${s.id} sh ${p}`);
   }
   if (plan.collectDmesg) add('frame dmesg dmesg');
+  // Whatever a disk holds reaches it before the power goes (poweroff -f does not sync).
+  add('sync');
   add('printf \'%s done\\n\' "$M" >&3');
   add('poweroff -f');
   add('sleep 5');

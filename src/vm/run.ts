@@ -15,6 +15,7 @@ import { writeCpio, type CpioEntry } from './cpio.js';
 import { guestInit, type GuestStep } from './guest-script.js';
 import { ChannelParser } from './protocol.js';
 import { findQemu, findStaticBusybox, markKvmBad, pickAccel, qemuArgv, type Accel, type AccelChoice } from './qemu.js';
+import { sutureBundle, type BundleSource } from './suture-bundle.js';
 
 export interface VmCommand {
   /** What the user asked for, for reports: the command line or the script path. */
@@ -42,6 +43,14 @@ export interface VmSpec {
   accel?: AccelChoice;
   /** Where suture keeps VM state (the KVM-hangs mark). */
   stateDir: string;
+  /** Carry suture itself (node and the app) into the guest, as `suture` on its PATH. */
+  withSuture?: BundleSource;
+  /**
+   * A raw disk image attached as a virtio disk (/dev/vda) and mounted (ext4)
+   * before the livepatches and commands run; it keeps what the guest writes
+   * there across runs. The virtio and ext4 modules must be in `kmods`.
+   */
+  disk?: { file: string; mountpoint: string };
   /** Streaming events for live display. */
   onEvent?: (e: VmEvent) => void;
 }
@@ -92,6 +101,8 @@ export interface VmResult {
   consoleTail: string[];
   /** The step that was running when the guest crashed or hung. */
   runningStep?: string;
+  /** Mounting the disk, when there is one. */
+  disk?: StepResult;
 }
 
 const CONSOLE_KEEP = 400;
@@ -153,7 +164,8 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
   const labels = new Map<string, string>();
   const steps: GuestStep[] = [];
   const entries: CpioEntry[] = [];
-  for (const d of ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'tmp', 'root', 'modules', 'kmods', 'cmds', 'etc']) {
+  const baseDirs = ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'tmp', 'root', 'modules', 'kmods', 'cmds', 'etc', 'run'];
+  for (const d of baseDirs) {
     entries.push({ type: 'dir', path: d });
   }
   entries.push({ type: 'file', path: 'bin/busybox', data: readFileSync(busybox), mode: 0o755 });
@@ -164,6 +176,14 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
     steps.push({ id: `kmod:${i}`, kind: 'kmod', path: guestPath });
     labels.set(`kmod:${i}`, `insmod ${k.name}`);
   });
+  if (spec.disk) {
+    steps.push({ id: 'mount:0', kind: 'mount', path: '/dev/vda', mountpoint: spec.disk.mountpoint });
+    labels.set('mount:0', `mount ${spec.disk.file} on ${spec.disk.mountpoint}`);
+  }
+  if (spec.withSuture) {
+    const bundle = await sutureBundle(spec.withSuture, baseDirs);
+    entries.push(...bundle.entries);
+  }
   const placed = new Set<string>();
   for (const m of [...(spec.modules ?? []), ...(spec.loads ?? [])]) {
     const name = basename(m);
@@ -202,10 +222,11 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
     initrd,
     cmdline,
     accel,
-    memoryMb: spec.memoryMb ?? 1024,
+    memoryMb: spec.memoryMb ?? (spec.withSuture ? 1536 : 1024),
     cpus: spec.cpus ?? 1,
     consoleFile,
     channelFile: chanFile,
+    extra: spec.disk ? ['-drive', `file=${spec.disk.file},format=raw,if=virtio`] : [],
   });
 
   const consoleLines: string[] = [];
@@ -320,6 +341,7 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
     return { ...r, file, patch, kernelTransitionMs: patch ? kernelTransitionMs(dmesg, patch) : undefined };
   });
   const commandResults = (spec.commands ?? []).map((_, i) => result(`cmd:${i}`));
+  const diskResult = spec.disk ? result('mount:0') : undefined;
   const crash = findCrash(consoleLines);
   const base = {
     accel,
@@ -331,6 +353,7 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
     dmesg,
     livepatchLog: livepatchLines(dmesg).map(stripTimestamp),
     consoleTail: consoleLines.slice(-40),
+    disk: diskResult,
   };
   const runningLabel = running ? (labels.get(running) ?? running) : undefined;
   if (crash) {
@@ -355,6 +378,9 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
     return { ...base, outcome: 'boot-failure', reason: 'the guest stopped before it finished its steps', runningStep: runningLabel };
   }
   const badKmod = kmodResults.find((k) => k.status !== 0);
+  if (!badKmod && diskResult && diskResult.status !== 0) {
+    return { ...base, outcome: 'boot-failure', reason: `mounting the disk failed: ${diskResult.output.trim().split('\n').pop() || `status ${diskResult.status}`}` };
+  }
   const badLoad = loadResults.find((l) => l.status !== 0);
   const refused = badKmod ?? badLoad;
   if (refused) {
