@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
- * `suture build --source`, proven in the real Debian 6.1 kernel. Three fixes
+ * `suture build --source`, proven in the real Debian 6.1 kernel. Four fixes
  * from test/fixtures/source are built with the CLI (--json), then one guest
- * boot loads all three and checks each by what userspace sees:
+ * boot loads all four and checks each by what userspace sees:
  *
  * - vmlinux-statics.c: /proc/filesystems from a new function that reads
  *   fs/filesystems.c's static variables and calls its static function;
@@ -10,7 +10,9 @@
  *   reads the module's static `enabled` and calls its static scanarg();
  *   loaded after the module, then (second phase) before it;
  * - duplicate-name.c: /proc/timer_list calling print_cpu, a name with two
- *   copies: the output shows which copy ran.
+ *   copies: the output shows which copy ran;
+ * - module-export.c: a livepatch of mbcache that uses a symbol mbcache
+ *   exports (a klp relocation too; modpost's CRC and depends= dropped).
  *
  * Then every patch is disabled and unloaded, and the original output is back.
  */
@@ -24,7 +26,7 @@ import { sutureJson } from '../helpers/cli.js';
 const K = ['--kernel', REFERENCE_KERNEL];
 const LP = '/sys/kernel/livepatch';
 const SRC = join(FIXTURES, 'source');
-const PATCHES = ['livepatch_vmlinux_statics', 'livepatch_module_binfmt', 'livepatch_duplicate_name'] as const;
+const PATCHES = ['livepatch_vmlinux_statics', 'livepatch_module_binfmt', 'livepatch_duplicate_name', 'livepatch_module_export'] as const;
 
 interface Built {
   status: number | null;
@@ -45,7 +47,7 @@ describe('suture build --source, in the guest', () => {
   beforeAll(async () => {
     await ensureKernel();
     out = mkdtempSync(join(tmpdir(), 'suture-source-'));
-    for (const f of ['vmlinux-statics', 'module-binfmt', 'duplicate-name']) {
+    for (const f of ['vmlinux-statics', 'module-binfmt', 'duplicate-name', 'module-export']) {
       built[f] = sutureJson(['build', ...K, '--source', join(SRC, `${f}.c`), '-o', join(out, `livepatch_${f.replace(/-/g, '_')}.ko`)], { timeoutMs: 900_000 });
     }
     for (const [f, b] of Object.entries(built)) {
@@ -57,6 +59,7 @@ describe('suture build --source, in the guest', () => {
       [
         'vm', 'run', ...K, '--timeout', '600',
         '--kmod', 'binfmt_misc',
+        '--kmod', 'mbcache',
         ...PATCHES.flatMap((p) => ['--load', ko(p)]),
         // 0-2: each patch's effect
         '--exec', 'cat /proc/filesystems',
@@ -116,10 +119,21 @@ describe('suture build --source, in the guest', () => {
     });
   });
 
-  it('loads all three in the guest; each transition completes', () => {
+  it('a module\'s own export is a klp relocation of that module; modpost\'s CRC and depends= are dropped', () => {
+    const j = built['module-export']!.json;
+    expect(j.symbols.find((s: any) => s.name === 'mb_cache_entry_touch')).toMatchObject({
+      object: 'mbcache',
+      sympos: 0,
+      binding: 'klp',
+      klpSymbol: '.klp.sym.mbcache.mb_cache_entry_touch,0',
+    });
+    expect(j.klp).toMatchObject({ versionsDropped: ['mb_cache_entry_touch'], dependsDropped: ['mbcache'] });
+  });
+
+  it('loads all four in the guest; each transition completes', () => {
     expect(vm.json.outcome, JSON.stringify(vm.json, null, 1).slice(0, 4000)).toBe('ok');
     expect(vm.status).toBe(0);
-    expect(vm.json.kmods[0].label).toBe('insmod binfmt_misc');
+    expect(vm.json.kmods.map((k: any) => k.label)).toEqual(['insmod binfmt_misc', 'insmod mbcache']);
     expect(vm.json.loads.map((l: any) => [l.patch, l.status])).toEqual(PATCHES.map((p) => [p, 0]));
     for (const p of PATCHES) expect(vm.json.livepatchLog.join('\n')).toContain(`'${p}': patching complete`);
   });
@@ -151,6 +165,7 @@ describe('suture build --source, in the guest', () => {
       `${LP}/livepatch_vmlinux_statics/vmlinux/ 1 filesystems_proc_show,1`,
       `${LP}/livepatch_module_binfmt/binfmt_misc/ 1 bm_status_read,1`,
       `${LP}/livepatch_duplicate_name/vmlinux/ 1 timer_list_show,1`,
+      `${LP}/livepatch_module_export/mbcache/ 1 mb_cache_count,1`,
     ]);
   });
 
