@@ -26,9 +26,11 @@ import type { Reporter } from '../util/progress.js';
 import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
 import { extract } from './diff/extract.js';
 import { ObjectIndex } from './diff/object-index.js';
+import { changedLayouts, parsePahole } from './diff/layouts.js';
 import { compareWithShipped, type ProvenanceResult } from './diff/provenance.js';
 import { checkModuleName, kbuildFile, klpModuleSource, type KlpObjectSpec } from './generate.js';
 import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
+import { functionLines, touchedBy } from './patch/function-lines.js';
 import { stabilizeLines } from './patch/line-directives.js';
 import { formatPatch, parseSourcePatch, type FilePatch } from './patch/parse.js';
 import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from './tree.js';
@@ -190,8 +192,9 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   }
 
   // 3. Compile orig and patched.
-  const trees = makeBuildTrees(home, meta, basename(buildRoot));
+  const trees = makeBuildTrees(home, meta, `${basename(buildRoot)}/trees`);
   let diffs: UnitReport[];
+  const layoutRefusals: Refusal[] = [];
   const keepFiles = new Map<string, { orig: Uint8Array; patched: Uint8Array; file: string }>();
   try {
     const stable = formatPatch(stabilizeLines(files));
@@ -207,7 +210,29 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     if (!opts.keep) removeBuildTrees(trees);
   }
 
-  // 4. Diff.
+  // 4. Diff (struct layouts first: a changed layout makes every other verdict moot).
+  await step('layouts', 'Comparing struct layouts (pahole over the debug info)', async () => {
+    for (const u of units) {
+      const f = keepFiles.get(u.unit)!;
+      const layout = async (bytes: Uint8Array, side: string) => {
+        const file = join(buildRoot, `${side}-${u.object.replace(/\//g, '_')}`);
+        writeFileSync(file, bytes);
+        const r = await run(['pahole', file], { maxCapture: 64 << 20 });
+        if (r.code !== 0) throw new SutureError('environment', `pahole could not read the debug info of ${u.object}`, { details: r.stderr.trim(), hint: 'install dwarves (scripts/setup.sh)' });
+        return parsePahole(r.stdout);
+      };
+      const changed = changedLayouts(await layout(f.orig, 'orig'), await layout(f.patched, 'patched'));
+      for (const c of changed) {
+        layoutRefusals.push({
+          rule: 'changed-struct-layout',
+          file: u.unit,
+          symbol: c.type,
+          reason: `the layout of ${c.type} changed (${c.before} → ${c.after}, or its members moved): the running kernel's data has the old layout`,
+          instead: 'keep the struct as it is; put new fields in a shadow variable (klp_shadow_get_or_alloc) keyed by the object',
+        });
+      }
+    }
+  });
   const btf = await workspaceBtf(meta);
   diffs = await step('diff', 'Comparing orig and patched objects', () =>
     units.map((u) => {
@@ -256,7 +281,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     }
   }
 
-  const refusals: Refusal[] = diffs.flatMap((d) => d.diff.refusals);
+  const refusals: Refusal[] = [...layoutRefusals, ...diffs.flatMap((d) => d.diff.refusals)];
   if (refusals.length) {
     throw new SutureError('unsupported-change', `the patch makes ${refusals.length === 1 ? 'a change' : `${refusals.length} changes`} a livepatch cannot carry`, {
       details: refusals.map((r) => `${r.file}: ${r.symbol}: ${r.reason}\n    instead: ${r.instead}`).join('\n'),
@@ -274,6 +299,21 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       ...(f.firstDifference !== undefined ? { firstDifference: f.firstDifference } : {}),
     })),
   );
+  // Say why a changed function the patch does not touch is in it: it inlines or reads what changed.
+  for (const f of functions) {
+    if (f.status !== 'changed') continue;
+    const fp = files.find((x) => x.path === f.unit);
+    let text: string;
+    try {
+      text = readFileSync(join(tree, f.unit), 'utf8');
+    } catch {
+      continue;
+    }
+    const range = functionLines(text, f.name);
+    if (range && (!fp || !touchedBy(fp, range))) {
+      f.reasons.push(`the patch does not touch its lines (${f.unit}:${range.first}-${range.last}): it inlines or uses code that changed`);
+    }
+  }
   const patchedFns = functions.filter((f) => f.status === 'changed' && !f.carriedOnly);
   if (!patchedFns.length) {
     throw new SutureError('no-change', 'no functional change: the patch compiles to the same code in every unit it touches', {
