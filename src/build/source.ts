@@ -18,7 +18,7 @@
  *  5. turn every reference vmlinux does not export into a klp relocation
  *     (build/klp) and write the module.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -186,12 +186,24 @@ function readObject(path: string): ElfObject {
   return ElfObject.parse(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), { file: path });
 }
 
-/** A fresh build directory for `name` under $SUTURE_HOME/builds; older ones of the same name are removed. */
+/** Build directories of the same name older than this are removed when a new one is made. */
+const STALE_BUILD_MS = 30 * 60 * 1000;
+
+/**
+ * A fresh build directory for `name` under $SUTURE_HOME/builds. Older ones of
+ * the same name are removed once they are stale (a build of the same name
+ * running at the same time keeps its directory).
+ */
 function freshBuildDir(home: string, name: string): string {
   const root = join(home, 'builds');
   mkdirSync(root, { recursive: true });
   for (const d of readdirSync(root)) {
-    if (d.startsWith(`${name}-`) && /^\d{8}T\d{6}-\d+$/.test(d.slice(name.length + 1))) rmSync(join(root, d), { recursive: true, force: true });
+    if (!d.startsWith(`${name}-`) || !/^\d{8}T\d{6}-\d+$/.test(d.slice(name.length + 1))) continue;
+    try {
+      if (Date.now() - statSync(join(root, d)).mtimeMs > STALE_BUILD_MS) rmSync(join(root, d), { recursive: true, force: true });
+    } catch {
+      // removed by another build meanwhile
+    }
   }
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
   const dir = join(root, `${name}-${stamp}-${process.pid}`);
