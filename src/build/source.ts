@@ -27,8 +27,10 @@ import { buildExternalModule, toolchainFor } from '../kernel/kbuild.js';
 import {
   checkPatchable,
   workspaceSymbolSources,
-  resolveSymbol,
+  resolveSymbol as resolveKernelSymbol,
+  SymbolResolutionError,
   type Candidate,
+  type ResolveRequest,
   type ResolvedSymbol,
   type SymbolHint,
   type SymbolSources,
@@ -141,13 +143,46 @@ export function undefinedReferences(obj: ElfObject): Map<string, Set<string>> {
 function hintFor(directives: readonly Directive[], object: string | undefined, name: string): SymbolHint | undefined {
   for (const d of directives) {
     if (d.kind === 'sympos' && d.name === name && (object === undefined || d.object === object)) {
-      return { kind: 'sympos', object: d.object, name, pos: d.pos, where: d.where };
+      return { kind: 'sympos', object: d.object, name, pos: d.pos, where: d.where, label: `SUTURE_SYMPOS(${d.object}, ${name}, ${d.pos})` };
     }
     if (d.kind === 'near' && d.name === name && (object === undefined || d.object === object)) {
-      return { kind: 'near', object: d.object, name, neighbour: d.neighbour, where: d.where };
+      return { kind: 'near', object: d.object, name, neighbour: d.neighbour, where: d.where, label: `SUTURE_SYMBOL_NEAR(${d.object}, ${name}, ${d.neighbour})` };
     }
   }
   return undefined;
+}
+
+/** What a fix's author writes to settle a name the kernel layer could not resolve. */
+export function sutureHint(e: SymbolResolutionError, file: string): string | undefined {
+  const name = e.symbol;
+  if (e.kind === 'ambiguous') {
+    const objs = [...new Set(e.candidates.map((c) => c.object))];
+    if (objs.length === 1) {
+      return `add SUTURE_SYMPOS(${objs[0]}, ${name}, N) to ${file} (N = the copy's number above), or SUTURE_SYMBOL_NEAR(${objs[0]}, ${name}, <a function of the same source file>)`;
+    }
+    return `name the object and the copy: SUTURE_SYMPOS(<${objs.join('|')}>, ${name}, N) (N = the copy's number in that object, 0 when it is unique there)`;
+  }
+  const notes: string[] = [];
+  if (e.clones.length) {
+    const c = e.clones[0]!;
+    notes.push(`the compiler renamed or split it (${e.clones.join(', ')}): replace SUTURE_REPLACE(${c}, ...), or call it through extern ... ${name}(...) __asm__("${c}")`);
+  }
+  if (e.exportedBy) {
+    notes.push(`module ${e.exportedBy} exports it: a fix may use a module's symbols only when it patches that module (SUTURE_REPLACE_MODULE(${e.exportedBy}, ...))`);
+  }
+  return notes.length ? notes.join('; ') : e.hint;
+}
+
+/** resolveSymbol, with hints phrased as SUTURE_* lines. */
+function resolveSymbol(src: SymbolSources, req: ResolveRequest, file: string): ResolvedSymbol {
+  try {
+    return resolveKernelSymbol(src, req);
+  } catch (e) {
+    if (e instanceof SymbolResolutionError) {
+      throw new SutureError(e.kind, e.message, { details: e.details, hint: sutureHint(e, file), cause: e });
+    }
+    throw e;
+  }
 }
 
 /** Make a compiler message point at the author's file instead of the copy in the build directory. */
@@ -261,7 +296,7 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
   const replaced = new Map<string, { d: Extract<Directive, { kind: 'replace' }>; r?: ResolvedSymbol; c?: Candidate; ftrace?: string }>();
   await step('replaced', 'Checking the functions it replaces', () => {
     for (const d of scanned) if (d.kind === 'replace') replaced.set(`${d.object} ${d.oldName}`, { d });
-    resolveReplaced(src, scanned, replaced, [], false);
+    resolveReplaced(src, scanned, replaced, [], false, fileLabel);
   });
 
   // 2. Compile fix.c alone: what it really refers to.
@@ -318,16 +353,16 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
     for (const n of refs.keys()) {
       const usedBy = `${fileLabel}: ${[...refs.get(n)!].join(', ') || 'data'}`;
       try {
-        resolved.set(n, resolveSymbol(src, { name: n, objects, role: 'referenced', anchors: [], hint: hintFor(scanned, undefined, n), usedBy }));
+        resolved.set(n, resolveSymbol(src, { name: n, objects, role: 'referenced', anchors: [], hint: hintFor(scanned, undefined, n), usedBy }, fileLabel));
       } catch (e) {
         if (isSutureError(e) && e.kind === 'ambiguous') pending.push(n);
         else throw e;
       }
     }
-    resolveReplaced(src, scanned, replaced, anchorsOf(), true);
+    resolveReplaced(src, scanned, replaced, anchorsOf(), true, fileLabel);
     for (const n of pending) {
       const usedBy = `${fileLabel}: ${[...refs.get(n)!].join(', ') || 'data'}`;
-      resolved.set(n, resolveSymbol(src, { name: n, objects, role: 'referenced', anchors: anchorsOf(), hint: hintFor(scanned, undefined, n), usedBy }));
+      resolved.set(n, resolveSymbol(src, { name: n, objects, role: 'referenced', anchors: anchorsOf(), hint: hintFor(scanned, undefined, n), usedBy }, fileLabel));
     }
     for (const [n, r] of resolved) {
       const rep = replaced.get(`${r.object} ${n}`);
@@ -447,6 +482,7 @@ function resolveReplaced(
   replaced: Map<string, { d: Extract<Directive, { kind: 'replace' }>; r?: ResolvedSymbol; c?: Candidate; ftrace?: string }>,
   extraAnchors: readonly Candidate[],
   final: boolean,
+  file: string,
 ): void {
   for (let pass = 0; pass < 2; pass++) {
     for (const x of replaced.values()) {
@@ -461,7 +497,7 @@ function resolveReplaced(
           anchors,
           hint: hintFor(directives, d.object, d.oldName),
           usedBy: `${d.where}: ${d.object === 'vmlinux' ? 'SUTURE_REPLACE' : 'SUTURE_REPLACE_MODULE'}`,
-        });
+        }, file);
       } catch (e) {
         if (isSutureError(e) && e.kind === 'ambiguous' && (!final || pass === 0)) continue;
         throw e;

@@ -56,6 +56,19 @@ describe('suture build --source refusals', () => {
     expect(r.wrote).toBe(false);
   });
 
+  it('the same fix builds once SUTURE_SYMPOS names the copy', () => {
+    const r = sutureJson(['build', '--kernel', REFERENCE_KERNEL, '--source', join(SRC, 'ambiguous-with-hint.c'), '-o', join(dir, 'hinted', 'hinted.ko')], { timeoutMs: 900_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json.symbols.find((s: any) => s.name === 'version_show')).toMatchObject({
+      object: 'vmlinux',
+      sympos: 3,
+      binding: 'klp',
+      how: 'hint',
+      why: 'ambiguous-with-hint.c:25: SUTURE_SYMPOS(vmlinux, version_show, 3)',
+      klpSymbol: '.klp.sym.vmlinux.version_show,3',
+    });
+  });
+
   it('--json carries the refusal as an error object with its kind and exit code', () => {
     const r = sutureJson(['build', '--kernel', REFERENCE_KERNEL, '--source', join(SRC, 'refuse-ambiguous.c'), '-o', join(dir, 'x.ko')], { timeoutMs: 900_000 });
     expect(r.status).toBe(15);
@@ -95,6 +108,6 @@ describe('suture build --source refusals', () => {
     expect(name.status).toBe(17);
     expect(name.stderr).toContain(`--name '${'n'.repeat(56)}' is 56 characters; the kernel's limit is 55`);
     for (const r of [mod, sym, name]) expect(r.stderr).not.toContain('Compiling');
-    expect(readdirSync(dir).filter((f) => f.endsWith('.ko'))).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.ko'))).toEqual([]); // (the hinted build wrote into hinted/)
   });
 });

@@ -21,6 +21,7 @@ import {
   codeReferences,
   objectOfPath,
   resolveSymbol,
+  SymbolResolutionError,
   vmlinuxFtraceSite,
   type ModuleSymbol,
   type SymbolSources,
@@ -140,14 +141,16 @@ describe('resolveSymbol', () => {
       err = e as SutureError;
     }
     expect(err?.kind).toBe('ambiguous');
-    expect(err!.message).toBe("fix.c: my_fn: 'show' is ambiguous: 2 copies in vmlinux, and the fix names no other symbol of the same source file to tell them apart");
+    expect(err!.message).toBe("fix.c: my_fn: 'show' is ambiguous: 2 copies in vmlinux, and no other symbol of the same source file is used with it to tell them apart");
     expect(err!.details).toBe(
       [
         '#1 ffffffff81000140 t show  (after _stext, a_open; before helper, a_public)',
         '#2 ffffffff81010040 t show  (after pad199, b_open; before helper, seq_printf)',
       ].join('\n'),
     );
-    expect(err!.hint).toContain('SUTURE_SYMPOS(vmlinux, show, N)');
+    expect(err!.hint).toBe('name the copy: its object and its number N above (0 when it is unique in that object), or a symbol of the same source file');
+    expect(err).toBeInstanceOf(SymbolResolutionError);
+    expect((err as SymbolResolutionError).candidates.map((c) => c.sympos)).toEqual([1, 2]);
   });
 
   it('data copies are not told apart by code anchors (different regions): ambiguous', () => {
@@ -155,12 +158,12 @@ describe('resolveSymbol', () => {
     expect(() => resolveSymbol(src, { ...req, name: 'level', anchors: candidatesOf(src, 'a_open', ['vmlinux']) })).toThrow(/'level' is ambiguous/);
   });
 
-  it('honours SUTURE_SYMPOS and SUTURE_SYMBOL_NEAR hints, and checks them', () => {
+  it('honours sympos and neighbour hints, and checks them', () => {
     const src = sources();
     const where = 'fix.c:7';
     expect(resolveSymbol(src, { ...req, name: 'level', anchors: [], hint: { kind: 'sympos', object: 'vmlinux', name: 'level', pos: 2, where } })).toMatchObject({ sympos: 2, how: 'hint' });
     expect(() => resolveSymbol(src, { ...req, name: 'level', anchors: [], hint: { kind: 'sympos', object: 'vmlinux', name: 'level', pos: 3, where } })).toThrow(
-      'fix.c:7: SUTURE_SYMPOS(vmlinux, level, 3): vmlinux has 2 copies of level',
+      'fix.c:7: sympos hint (vmlinux, level, 3): vmlinux has 2 copies of level',
     );
     expect(() => resolveSymbol(src, { ...req, name: 'level', anchors: [], hint: { kind: 'sympos', object: 'vmlinux', name: 'level', pos: 0, where } })).toThrow(/says the name is unique/);
     expect(resolveSymbol(src, { ...req, name: 'show', anchors: [], hint: { kind: 'near', object: 'vmlinux', name: 'show', neighbour: 'b_open', where } })).toMatchObject({ sympos: 2, how: 'adjacent' });
@@ -174,6 +177,7 @@ describe('resolveSymbol', () => {
     } catch (e) {
       expect((e as SutureError).kind).toBe('not-found');
       expect((e as SutureError).hint).toContain('module some_mod exports it');
+      expect((e as SymbolResolutionError).exportedBy).toBe('some_mod');
     }
     const clone = sources({ vmlinux: VmlinuxSymbols.parse(`${KALLSYMS}\nffffffff81010100 t frob.isra.0`) });
     try {

@@ -27,6 +27,7 @@ export {
   describeCandidate,
   pickByUnit,
   resolveSymbol,
+  SymbolResolutionError,
   type Candidate,
   type Patchability,
   type ResolveRequest,

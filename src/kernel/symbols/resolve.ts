@@ -10,7 +10,7 @@
  * - A name exported by vmlinux is reached by an ordinary relocation (the
  *   linker-visible global), so it needs no sympos.
  * - A duplicated `static` name is told apart by its translation unit: the
- *   copy that the original code of the patch's other symbols refers to (read
+ *   copy that the original code of the other symbols used with it refers to (read
  *   from the shipped image or the module's relocations), or else the copy
  *   right next to them (a file's functions are contiguous in `.text`, its
  *   variables in `.data`/`.bss`). Otherwise the caller gets every candidate,
@@ -34,7 +34,7 @@ export const KSYM_NAME_MAX = 511;
 export interface SymbolSources {
   readonly vmlinux: VmlinuxSymbols;
   readonly exports: Exports;
-  /** The symbols of the modules the patch targets, by module name. */
+  /** The symbols of the modules to search, by module name. */
   readonly modules: ReadonlyMap<string, ModuleSymbols>;
   /** The shipped image's code (optional: without it only adjacency tells copies apart). */
   readonly image?: { readonly image: KernelImage; readonly mcount: McountTable } | undefined;
@@ -58,10 +58,48 @@ export interface Candidate {
   readonly rank: number;
 }
 
-/** A hint the patch author wrote (SUTURE_SYMPOS / SUTURE_SYMBOL_NEAR), with where it was written. */
+/**
+ * A hint that names the copy: its position in its object, or a symbol of the
+ * same source file. `where` says where it was given and `label` how (for
+ * messages; e.g. `fix.c:7` and `SUTURE_SYMPOS(vmlinux, m_show, 2)`).
+ */
 export type SymbolHint =
-  | { readonly kind: 'sympos'; readonly object: string; readonly name: string; readonly pos: number; readonly where: string }
-  | { readonly kind: 'near'; readonly object: string; readonly name: string; readonly neighbour: string; readonly where: string };
+  | { readonly kind: 'sympos'; readonly object: string; readonly name: string; readonly pos: number; readonly where: string; readonly label?: string }
+  | { readonly kind: 'near'; readonly object: string; readonly name: string; readonly neighbour: string; readonly where: string; readonly label?: string };
+
+/**
+ * A name that resolves to no copy ('not-found') or to several ('ambiguous'),
+ * with what the caller needs to phrase its own hint.
+ */
+export class SymbolResolutionError extends SutureError {
+  readonly symbol: string;
+  readonly objects: readonly string[];
+  /** Every copy found (ambiguous), in object then kallsyms/symtab order. */
+  readonly candidates: readonly Candidate[];
+  /** Compiler-made variants of the name (`name.isra.0`, `name.cold`). */
+  readonly clones: readonly string[];
+  /** A module that exports the name but was not searched. */
+  readonly exportedBy: string | undefined;
+
+  constructor(
+    kind: 'not-found' | 'ambiguous',
+    message: string,
+    fields: { symbol: string; objects: readonly string[]; candidates?: readonly Candidate[]; clones?: readonly string[]; exportedBy?: string | undefined },
+    opts: { hint?: string; details?: string } = {},
+  ) {
+    super(kind, message, opts);
+    this.name = 'SymbolResolutionError';
+    this.symbol = fields.symbol;
+    this.objects = fields.objects;
+    this.candidates = fields.candidates ?? [];
+    this.clones = fields.clones ?? [];
+    this.exportedBy = fields.exportedBy;
+  }
+}
+
+function hintLabel(h: SymbolHint): string {
+  return h.label ?? (h.kind === 'sympos' ? `sympos hint (${h.object}, ${h.name}, ${h.pos})` : `neighbour hint (${h.object}, ${h.name}, ${h.neighbour})`);
+}
 
 export type ResolvedHow = 'exported' | 'unique' | 'hint' | 'referenced' | 'adjacent';
 
@@ -229,9 +267,6 @@ export function pickByUnit(
 
 // ---- resolution ---------------------------------------------------------------------------------
 
-function hintText(obj: string, name: string): string {
-  return `add SUTURE_SYMPOS(${obj}, ${name}, N) to the fix (N = the copy's number above), or SUTURE_SYMBOL_NEAR(${obj}, ${name}, <a function of the same source file>)`;
-}
 
 /** Check the lengths the kernel accepts for a symbol name. */
 export function checkSymbolName(name: string, usedBy: string): void {
@@ -272,18 +307,18 @@ export function resolveSymbol(src: SymbolSources, req: ResolveRequest): Resolved
     if (hint.pos === 0) {
       if (cands.length !== 1) {
         if (cands.length === 0) throw notFound(src, name, objects, usedBy);
-        throw ambiguous(src, name, cands, usedBy, `${hint.where}: SUTURE_SYMPOS(${hint.object}, ${name}, 0) says the name is unique, but ${hint.object} has ${cands.length} copies`);
+        throw ambiguous(src, name, cands, usedBy, `${hint.where}: ${hintLabel(hint)} says the name is unique, but ${hint.object} has ${cands.length} copies`);
       }
-      return { object: hint.object, name, sympos: 0, candidate: cands[0]!, how: 'hint', why: `${hint.where}: SUTURE_SYMPOS`, copies: 1, ...(exported ? { exported } : {}) };
+      return { object: hint.object, name, sympos: 0, candidate: cands[0]!, how: 'hint', why: `${hint.where}: ${hintLabel(hint)}`, copies: 1, ...(exported ? { exported } : {}) };
     }
     const pick = cands.find((c) => c.sympos === hint.pos);
     if (!pick) {
-      throw new SutureError('usage', `${hint.where}: SUTURE_SYMPOS(${hint.object}, ${name}, ${hint.pos}): ${hint.object} has ${cands.length} cop${cands.length === 1 ? 'y' : 'ies'} of ${name}`, {
+      throw new SutureError('usage', `${hint.where}: ${hintLabel(hint)}: ${hint.object} has ${cands.length} cop${cands.length === 1 ? 'y' : 'ies'} of ${name}`, {
         details: cands.map((c) => describeCandidate(src, c)).join('\n') || undefined,
         hint: cands.length === 1 ? `the name is unique there: use position 0 (or drop the hint)` : `use a position from 1 to ${cands.length}`,
       });
     }
-    return { object: hint.object, name, sympos: pick.sympos, candidate: pick, how: 'hint', why: `${hint.where}: SUTURE_SYMPOS`, copies: cands.length };
+    return { object: hint.object, name, sympos: pick.sympos, candidate: pick, how: 'hint', why: `${hint.where}: ${hintLabel(hint)}`, copies: cands.length };
   }
 
   // Exported by vmlinux and not also defined in a target module: an ordinary relocation.
@@ -311,7 +346,7 @@ export function resolveSymbol(src: SymbolSources, req: ResolveRequest): Resolved
   if (hint?.kind === 'near') {
     const n = candidatesOf(src, hint.neighbour, [hint.object]);
     if (n.length !== 1) {
-      throw new SutureError(n.length === 0 ? 'not-found' : 'ambiguous', `${hint.where}: SUTURE_SYMBOL_NEAR(${hint.object}, ${name}, ${hint.neighbour}): ${hint.object} has ${n.length === 0 ? 'no' : `${n.length} copies of`} ${hint.neighbour}`, {
+      throw new SutureError(n.length === 0 ? 'not-found' : 'ambiguous', `${hint.where}: ${hintLabel(hint)}: ${hint.object} has ${n.length === 0 ? 'no' : `${n.length} copies of`} ${hint.neighbour}`, {
         hint: 'name a neighbour that is unique in that object: a function of the same source file',
       });
     }
@@ -351,19 +386,17 @@ function notFound(src: SymbolSources, name: string, objects: readonly string[], 
   for (const m of src.modules.values()) {
     for (const s of m.symbols) if (s.name.startsWith(`${name}.`) && !clones.includes(s.name)) clones.push(s.name);
   }
-  if (clones.length) {
-    notes.push(
-      `the compiler renamed or split it: ${clones.join(', ')}; name that copy, e.g. SUTURE_REPLACE(${clones[0]}, ...) or extern ... ${name}(...) __asm__("${clones[0]}")`,
-    );
-  }
+  if (clones.length) notes.push(`the compiler renamed or split it: ${clones.join(', ')}; use that name`);
   const exp = src.exports.get(name);
-  if (exp && !objects.includes(exp.object)) {
-    notes.push(`module ${exp.object} exports it: a patch may use a module's symbols only for a module it targets (SUTURE_REPLACE_MODULE(${exp.object}, ...))`);
-  }
+  const exportedBy = exp && !objects.includes(exp.object) ? exp.object : undefined;
+  if (exportedBy) notes.push(`module ${exportedBy} exports it, and ${exportedBy} was not searched`);
   if (!clones.length && !exp) notes.push('it may be inlined everywhere (then it has no symbol), compiled out by the config, or misspelt');
-  return new SutureError('not-found', `${usedBy}: symbol '${name}' is not in ${objects.join(' or ')} of the target kernel`, {
-    hint: notes.join('; '),
-  });
+  return new SymbolResolutionError(
+    'not-found',
+    `${usedBy}: symbol '${name}' is not in ${objects.join(' or ')} of the target kernel`,
+    { symbol: name, objects, clones, exportedBy },
+    { hint: notes.join('; ') },
+  );
 }
 
 function ambiguous(
@@ -376,14 +409,15 @@ function ambiguous(
 ): SutureError {
   const objs = [...new Set(cands.map((c) => c.object))];
   const basis = anchors.length
-    ? `none of them is referenced by or next to the other symbols of the fix (${anchors.map((a) => a.name).slice(0, 6).join(', ')})`
-    : 'the fix names no other symbol of the same source file to tell them apart';
-  return new SutureError(
+    ? `none of them is referenced by or next to the other symbols used with it (${anchors.map((a) => a.name).slice(0, 6).join(', ')})`
+    : 'no other symbol of the same source file is used with it to tell them apart';
+  return new SymbolResolutionError(
     'ambiguous',
     lead ?? `${usedBy}: '${name}' is ambiguous: ${cands.length} copies in ${objs.join(' and ')}, and ${basis}`,
+    { symbol: name, objects: objs, candidates: cands },
     {
       details: cands.map((c) => `${c.object === 'vmlinux' ? '' : `${c.object}: `}${describeCandidate(src, c)}`).join('\n'),
-      hint: objs.length === 1 ? hintText(objs[0]!, name) : `name the object and copy: SUTURE_SYMPOS(<${objs.join('|')}>, ${name}, N) (0 when unique in that object)`,
+      hint: `name the copy: its object and its number N above (0 when it is unique in that object), or a symbol of the same source file`,
     },
   );
 }

@@ -75,7 +75,7 @@ export function workspaceModule(meta: KernelMetadata, name: string, index: Modul
   checkObjectName(mod, 'module');
   if (index.builtin.has(mod)) {
     throw new SutureError('usage', `${mod} is built into ${meta.name}, not a loadable module`, {
-      hint: `its code is part of vmlinux: use SUTURE_REPLACE (object vmlinux) for its functions`,
+      hint: `its code is part of vmlinux: name object vmlinux for its functions`,
     });
   }
   const rel = index.files.get(mod);
@@ -90,7 +90,7 @@ export function workspaceModule(meta: KernelMetadata, name: string, index: Modul
   return ModuleSymbols.read(mod, file);
 }
 
-/** Everything the resolver needs for a patch that targets `modules` (names as the fix wrote them). */
+/** Everything the resolver needs, with the symtabs of `modules` (names with '-' or '_'). */
 export async function workspaceSymbolSources(meta: KernelMetadata, modules: readonly string[], opts: { image?: boolean } = {}): Promise<SymbolSources> {
   const vmlinux = workspaceVmlinux(meta);
   const exports = workspaceExports(meta);
