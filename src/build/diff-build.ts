@@ -152,7 +152,11 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const files = texts.flatMap((t) => parseSourcePatch(t.text, basename(t.file)));
   refuseFiles(files);
   const patchHash = createHash('sha256').update(texts.map((t) => t.text).join('\n')).digest('hex');
-  const name = opts.name ?? `livepatch-${basename(opts.patches[0]!).replace(/\.(patch|diff)$/, '').replace(/[^A-Za-z0-9_-]/g, '-')}`.slice(0, 55);
+  // Named after the patch file, or its directory when the file has a generic name (fix.patch).
+  const first = resolve(opts.patches[0]!);
+  const stem = basename(first).replace(/\.(patch|diff)$/, '');
+  const label = /^(fix|patch|diff|\d+)$/.test(stem) ? basename(resolve(first, '..')) : stem;
+  const name = opts.name ?? `livepatch-${label.replace(/[^A-Za-z0-9_-]/g, '-')}`.slice(0, 55);
   checkModuleName(name, opts.name ? '--name' : 'module name (from the patch file; choose one with --name)');
 
   const buildRoot = join(home, 'builds', `${name}-${Date.now().toString(36)}-${process.pid}`);
@@ -217,7 +221,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       const layout = async (bytes: Uint8Array, side: string) => {
         const file = join(buildRoot, `${side}-${u.object.replace(/\//g, '_')}`);
         writeFileSync(file, bytes);
-        const r = await run(['pahole', file], { maxCapture: 64 << 20 });
+        const r = await run(['pahole', '--anon_include', file], { maxCapture: 64 << 20 });
         if (r.code !== 0) throw new SutureError('environment', `pahole could not read the debug info of ${u.object}`, { details: r.stderr.trim(), hint: 'install dwarves (scripts/setup.sh)' });
         return parsePahole(r.stdout);
       };

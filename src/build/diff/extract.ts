@@ -32,7 +32,7 @@ import {
 import { SutureError } from '../../util/errors.js';
 import { targetOffset } from './identity.js';
 import { ObjectIndex, bytesOf, isStringSection, isText, sizeOf, type IndexedSymbol } from './object-index.js';
-import { isIgnoredSection, isSpecialStatic } from './rules.js';
+import { isAnonymousTarget, isIgnoredSection, isSpecialStatic } from './rules.js';
 import { SPECIAL_SECTIONS } from './special-sections.js';
 
 export interface ExtractRequest {
@@ -113,8 +113,9 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
       for (const r of idx.relocationsOf(sec)) {
         const s = r.symbol;
         if (!s || typeof s.section === 'number' || s.isUndefined) continue;
-        if (s.type === STT_SECTION) {
-          const inner = idx.symbolAt(s.section, targetOffset(r)) ?? idx.symbolAt(s.section, Number(r.addend));
+        if (isAnonymousTarget(s)) {
+          const base = Number(s.value);
+          const inner = idx.symbolAt(s.section, base + targetOffset(r)) ?? idx.symbolAt(s.section, base + Number(r.addend));
           if (!inner) {
             // Anonymous: strings, constants, jump tables, .altinstr_replacement: carry the section.
             if (!isIgnoredSection(s.section)) take(s.section);
@@ -133,8 +134,9 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
         if (owner && keep.has(owner)) {
           for (const r of idx.relocationsIn(sec, off, size)) {
             const s = r.symbol;
-            if (s && typeof s.section !== 'number' && !s.isUndefined && s.type === STT_SECTION && !isText(s.section) && !keep.has(s.section)) {
-              if (!idx.symbolAt(s.section, Number(r.addend))) {
+            // Anonymous targets of a kept entry (.altinstr_replacement, strings): carry them too.
+            if (s && typeof s.section !== 'number' && !s.isUndefined && isAnonymousTarget(s) && !keep.has(s.section)) {
+              if (!idx.symbolAt(s.section, Number(s.value) + Number(r.addend))) {
                 take(s.section);
                 grew = true;
               }
@@ -196,12 +198,12 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
       const s = r.symbol;
       if (!s || typeof s.section === 'number') continue;
       if (keep.has(s.section)) continue;
-      if (s.type === STT_SECTION) {
-        const off = targetOffset(r);
-        const inner = idx.symbolAt(s.section, off) ?? idx.symbolAt(s.section, Number(r.addend));
-        if (!inner) throw new SutureError('internal', `${file}: a relocation in ${rs.target.name} points into ${s.section.name}+${r.addend}, which is not carried and has no symbol there`);
+      if (isAnonymousTarget(s)) {
+        const base = Number(s.value);
+        const inner = idx.symbolAt(s.section, base + targetOffset(r)) ?? idx.symbolAt(s.section, base + Number(r.addend));
+        if (!inner) throw new SutureError('internal', `${file}: a relocation in ${rs.target.name} points into ${s.section.name}+${base + Number(r.addend)}, which is not carried and has no symbol there`);
         r.symbol = externalFor(inner.name, inner.sym.bind === STB_LOCAL, kindOf(inner.sym));
-        r.addend -= BigInt(inner.offset);
+        r.addend += BigInt(base - inner.offset);
       } else {
         r.symbol = externalFor(s.name, s.bind === STB_LOCAL, kindOf(s));
       }

@@ -3,7 +3,8 @@
  * What a relocation points at, in words that mean the same in the orig and
  * the patched object, so two functions can be compared beyond their bytes.
  */
-import { STT_SECTION, relocType, type Relocation, type Section } from '../../elf/mod.js';
+import { relocType, type Relocation, type Section } from '../../elf/mod.js';
+import { isAnonymousTarget } from './rules.js';
 import { bytesOf, isStringSection, type ObjectIndex } from './object-index.js';
 import { createHash } from 'node:crypto';
 
@@ -37,13 +38,13 @@ export class Identities {
     if (!sym) return 'none';
     if (sym.isUndefined) return `ext:${sym.name}${r.addend === -4n ? '' : `${r.addend}`}`;
     if (typeof sym.section === 'number') return `abs:${sym.name}:${sym.value}+${r.addend}`;
-    if (sym.type !== STT_SECTION && sym.name) return `sym:${mangle(sym.name)}+${r.addend}`;
+    if (!isAnonymousTarget(sym) && sym.name) return `sym:${mangle(sym.name)}+${r.addend}`;
     const sec = sym.section;
-    const off = targetOffset(r);
+    const off = Number(sym.value) + targetOffset(r);
     if (isStringSection(sec)) return `str:${JSON.stringify(this.stringAt(sec, off))}`;
     const inner = this.idx.symbolAt(sec, off);
     if (inner) return `sym:${mangle(inner.name)}+${off - inner.offset}`;
-    return `sec:${mangle(sec.name)}:${this.sectionPrint(sec)}+${r.addend}`;
+    return `sec:${mangle(sec.name)}:${this.sectionPrint(sec)}+${Number(sym.value) + Number(r.addend)}`;
   }
 
   private stringAt(sec: Section, off: number): string {

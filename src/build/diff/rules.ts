@@ -3,7 +3,7 @@
  * The rules of the diff engine, one named predicate each, with the kernel
  * case that motivates it.
  */
-import { SHF_WRITE, type Section } from '../../elf/mod.js';
+import { SHF_WRITE, STB_LOCAL, STT_NOTYPE, STT_SECTION, type ElfSymbol, type Section } from '../../elf/mod.js';
 import type { IndexedSymbol } from './object-index.js';
 import type { Relocation } from '../../elf/mod.js';
 
@@ -62,3 +62,13 @@ export function isInitOrExit(sec: Section): boolean {
 export function isReadOnly(sym: IndexedSymbol): boolean {
   return (sym.section.flags & SHF_WRITE) === 0n;
 }
+
+/**
+ * A relocation target that stands for "this section, at this offset" rather
+ * than for a function or object: a section symbol, or a local label gcc
+ * emitted as a symbol (`.LC2`, a string of a WARN() in inline assembly).
+ */
+export function isAnonymousTarget(s: ElfSymbol): boolean {
+  return s.type === STT_SECTION || (s.type === STT_NOTYPE && s.bind === STB_LOCAL && typeof s.section !== 'number');
+}
+
