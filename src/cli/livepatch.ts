@@ -7,6 +7,7 @@ import { scanPending } from '../livepatch/blockers.js';
 import { matcherFor } from '../livepatch/core.js';
 import { EXIT } from './exit-codes.js';
 import {
+  blockerJson,
   blockersText,
   fmtMs,
   liveDisplay,
@@ -116,9 +117,10 @@ async function runDisable(name: string, o: DisableOptions, unload: boolean): Pro
 const FORCE_EXPLAINED = (name: string) =>
   [
     `suture force ${name} writes 1 to /sys/kernel/livepatch/${name}/force: the kernel marks every task as switched at once, without checking their stacks.`,
-    `  - Tasks still inside a function the patch replaces (listed by suture status) go on running the old code while the others run the new:`,
-    `    the consistency the transition exists to guarantee is gone for them.`,
-    `  - The kernel keeps a forced patch's module for good: it can be disabled, but never removed (rmmod), until the next reboot.`,
+    `  - Tasks still inside a function the transition changes (listed below and by suture status) go on running the code they are in while`,
+    `    the others run the other version: the consistency the transition exists to guarantee is gone for them.`,
+    `  - When the transition removes code (a disable, or a cumulative patch replacing others), the kernel keeps the modules being removed`,
+    `    for good: they are never removed (rmmod) until the next reboot.`,
     `  - Upstream's advice: use it only when the patch's author says the blocked tasks are safe, then plan a reboot and apply no more patches.`,
     `Instead you can wait (suture status), or reverse the transition (suture disable ${name}).`,
     `To force it: suture force ${name} --yes`,
@@ -160,7 +162,7 @@ export function livepatchCommands(): Command[] {
     .argument('<name>', 'the livepatch in transition')
     .option('--yes', 'really force it')
     .option('--json', 'print one JSON object')
-    .action((name: string, o: { yes?: boolean; json?: boolean }) => {
+    .action(async (name: string, o: { yes?: boolean; json?: boolean }) => {
       const host = realHost();
       if (!o.yes) {
         const p = host.fs.readPatch(name);
@@ -175,14 +177,22 @@ export function livepatchCommands(): Command[] {
         process.exitCode = EXIT.usage;
         return;
       }
-      const r = forcePatch(host, name);
+      const r = await forcePatch(host, name);
       if (o.json) {
-        printJson({ command: 'force', patch: name, exitCode: EXIT.ok, forcedThrough: r.forcedThrough.blockers.length, pendingTasks: r.forcedThrough.pending });
+        printJson({
+          command: 'force',
+          patch: name,
+          exitCode: EXIT.ok,
+          completed: r.completed,
+          pendingTasks: r.forcedThrough.pending,
+          forcedThrough: r.forcedThrough.blockers.map(blockerJson),
+          pinned: r.pinned,
+        });
         return;
       }
-      out(`${name}: transition forced (${r.forcedThrough.pending} task${r.forcedThrough.pending === 1 ? '' : 's'} switched without a stack check)`);
+      out(`${name}: transition forced (${r.forcedThrough.pending} task${r.forcedThrough.pending === 1 ? '' : 's'} switched without a stack check)${r.completed ? '; complete' : '; the kernel completes it at its next retry'}`);
       if (r.forcedThrough.blockers.length) out(blockersText(r.forcedThrough));
-      out(`the module of ${name} can no longer be removed; reboot when you can`);
+      if (r.pinned.length) out(`the kernel now keeps the module${r.pinned.length > 1 ? 's' : ''} of ${r.pinned.join(', ')} for good (no rmmod until reboot)`);
     });
 
   return [load, replace, disable, unload, force];

@@ -338,8 +338,24 @@ export async function disablePatch(host: Host, name: string, opts: TransitionOpt
   }
 }
 
-/** Write `force`: the transition in progress completes at once. */
-export function forcePatch(host: Host, name: string): { patch: string; target: Target; forcedThrough: PendingScan } {
+export interface ForceResult {
+  patch: string;
+  target: Target;
+  /** The pending tasks just before: they were switched without a stack check. */
+  forcedThrough: PendingScan;
+  /**
+   * Patches the kernel marks forced, whose modules it then keeps for good
+   * (kernel/livepatch/transition.c klp_force_transition): the patch itself when
+   * the transition was unpatching; the patches a cumulative patch replaces when
+   * it was patching. Forcing an ordinary patching transition marks none.
+   */
+  pinned: string[];
+  /** The transition had completed when suture stopped waiting (the kernel finishes it at its next retry, about 1 s). */
+  completed: boolean;
+}
+
+/** Write `force`: every task is switched at once; the kernel completes the transition at its next retry. */
+export async function forcePatch(host: Host, name: string): Promise<ForceResult> {
   const { fs, store } = host;
   if (!host.isRoot) throw new SutureError('environment', 'changing livepatches needs root', { hint: 'run suture as root' });
   const p = fs.readPatch(name);
@@ -351,22 +367,16 @@ export function forcePatch(host: Host, name: string): { patch: string; target: T
   }
   const target: Target = p.enabled ? 1 : 0;
   const forcedThrough = scanPending(fs, target, matcherFor(fs, name, target), 50);
+  const replace = store.loadRecord(name)?.replace === true;
+  const pinned = target === 0 ? [name] : replace ? fs.patchNames().filter((n) => n !== name) : [];
   fs.writeForce(name);
-  const rec = store.loadRecord(name);
-  if (rec) store.writeLoadRecord({ ...rec, forced: true });
-  else {
+  for (const n of pinned) {
+    const rec = store.loadRecord(n);
     store.writeLoadRecord({
-      name,
-      sha256: '',
-      replace: undefined,
-      effectiveVersion: undefined,
-      cves: [],
-      description: undefined,
-      file: '',
-      loadedAt: '',
-      bootId: fs.bootId(),
+      ...(rec ?? { name: n, sha256: '', replace: undefined, effectiveVersion: undefined, cves: [], description: undefined, file: '', loadedAt: '', bootId: fs.bootId() }),
       forced: true,
     });
   }
-  return { patch: name, target, forcedThrough };
+  const completed = await waitFor(() => fs.transition(name) !== true, 10_000);
+  return { patch: name, target, forcedThrough, pinned, completed };
 }

@@ -201,7 +201,7 @@ export function hostStatus(host: Host): HostStatus {
   }
   if (transition) attention.push(`livepatch ${transition.patch} is in transition (${transition.pendingTasks} tasks still to switch)`);
   if (guard) attention.push(`the crash-loop guard has tripped: suture boot loads nothing until it is cleared (suture boot --clear-guard)`);
-  for (const p of patches) if (p.forced) attention.push(`livepatch ${p.name} was forced: its module can never be removed; reboot when you can`);
+  for (const p of patches) if (p.forced) attention.push(`livepatch ${p.name} was forced: the kernel keeps its module for good; reboot when you can`);
   // A replaced patch is superseded by a cumulative one that is loaded: that is expected, not a problem.
   const replacedByCumulative = (name: string) => patches.some((p) => p.enabled && p.replace && p.name !== name);
   for (const i of installed) {

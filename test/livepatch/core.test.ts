@@ -142,19 +142,32 @@ describe('disable / unload / replace / force', () => {
     expect(listPatches(host).map((p) => p.name)).toEqual(['fake_cumulative']);
   });
 
-  it('force: refused when not in transition; otherwise writes force and records it', async () => {
+  it('force: refused when not in transition; forcing a patching transition pins no module', async () => {
     const k = kernel();
     const host = k.host();
     await loadPatch(host, ko('fake_patch'), T);
-    expect(() => forcePatch(host, 'fake_patch')).toThrow('livepatch fake_patch is not in transition: there is nothing to force');
+    await expect(forcePatch(host, 'fake_patch')).rejects.toThrow('livepatch fake_patch is not in transition: there is nothing to force');
     await disablePatch(host, 'fake_patch', { ...T, unload: true });
     k.held.add('fake_patch');
     await loadPatch(host, ko('fake_patch'), { timeoutMs: 100, revertOnTimeout: false });
-    const f = forcePatch(host, 'fake_patch');
-    expect(f.target).toBe(1);
-    expect(host.store.loadRecord('fake_patch')?.forced).toBe(true);
-    await new Promise((r) => setTimeout(r, 50));
+    const f = await forcePatch(host, 'fake_patch');
+    expect(f).toMatchObject({ target: 1, pinned: [], completed: true });
+    expect(host.store.loadRecord('fake_patch')?.forced).toBeUndefined();
     expect(k.fs.transition('fake_patch')).toBe(false);
-    expect(hostStatus(host).attention).toContain('livepatch fake_patch was forced: its module can never be removed; reboot when you can');
   });
+
+  it('forcing a transition towards unpatched pins the patch: recorded, and status says so', async () => {
+    const k = kernel();
+    const host = k.host();
+    k.held.add('fake_patch');
+    await loadPatch(host, ko('fake_patch'), { timeoutMs: 100, revertOnTimeout: false });
+    // disabling a patch in its patching transition reverses it: the target becomes unpatched
+    const d = await disablePatch(host, 'fake_patch', { timeoutMs: 100, revertOnTimeout: false });
+    expect(d.outcome).toBe('stalled');
+    const f = await forcePatch(host, 'fake_patch');
+    expect(f).toMatchObject({ target: 0, pinned: ['fake_patch'] });
+    expect(host.store.loadRecord('fake_patch')?.forced).toBe(true);
+    expect(hostStatus(host).attention).toContain('livepatch fake_patch was forced: the kernel keeps its module for good; reboot when you can');
+  });
+
 });

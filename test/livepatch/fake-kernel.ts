@@ -183,6 +183,11 @@ export class FakeKernel {
         continue;
       }
       const enabled = this.get(`${dir}/enabled`)?.trim();
+      if (enabled === '0' && this.held.has(name) && this.get(`${dir}/transition`)?.trim() === '0') {
+        // an unpatching transition starts, and is held
+        this.logLine(`livepatch: '${name}': starting unpatching transition`);
+        this.put(`${dir}/transition`, '1\n');
+      }
       if (enabled === '0' && !this.held.has(name) && existsSync(this.p(dir))) {
         this.logLine(`livepatch: '${name}': starting unpatching transition`);
         this.release(name);
