@@ -390,10 +390,13 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       if (!mine.length) return;
       const exportAs = new Map<string, string>();
       for (const f of mine.filter((x) => x.status === 'changed' && !x.carriedOnly)) {
-        const global = `__suture_${i}_${f.name.replace(/[^A-Za-z0-9_]/g, '_')}`;
-        exportAs.set(f.name, global);
+        // The new version keeps the function's own name (stack traces and /proc/kallsyms show it),
+        // made global for the klp structures; a name changed in two units gets the unit's number.
+        const twice = functions.filter((x) => x.name === f.name && x.status === 'changed').length > 1;
+        const symbol = twice ? `${f.name}.suture${i}` : f.name;
+        exportAs.set(f.name, symbol);
         const list = klpObjects.get(object) ?? [];
-        list.push({ oldName: f.name, newFunction: global, sympos: f.sympos ?? 0 });
+        list.push({ oldName: f.name, newFunction: `__suture_new_${i}_${f.name.replace(/[^A-Za-z0-9_]/g, '_')}`, symbol, sympos: f.sympos ?? 0 });
         klpObjects.set(object, list);
       }
       const origNames = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);

@@ -15,6 +15,12 @@ export interface KlpFuncSpec {
   readonly oldName: string;
   /** The C function that replaces it. */
   readonly newFunction: string;
+  /**
+   * With declareNewFunctions: the symbol the new function has in its object,
+   * when it differs from the C identifier (`extern void id(void) __asm__("sym")`),
+   * e.g. a carried `version_proc_show` that keeps its own name.
+   */
+  readonly symbol?: string;
   /** livepatch old_sympos (0: unique in its object). */
   readonly sympos: number;
 }
@@ -75,8 +81,12 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
   L.push('#include <linux/module.h>');
   L.push('');
   if (spec.declareNewFunctions) {
-    const names = [...new Set(spec.objects.flatMap((o) => o.funcs.map((f) => f.newFunction)))];
-    for (const n of names) L.push(`extern void ${n}(void);`);
+    const seen = new Set<string>();
+    for (const f of spec.objects.flatMap((o) => o.funcs)) {
+      if (seen.has(f.newFunction)) continue;
+      seen.add(f.newFunction);
+      L.push(f.symbol ? `extern void ${f.newFunction}(void) __asm__(${cString(f.symbol)});` : `extern void ${f.newFunction}(void);`);
+    }
     L.push('');
   }
   spec.objects.forEach((o, i) => {
