@@ -68,7 +68,12 @@ export function resolveModules(index: ModuleIndex, modulesDir: string, names: re
       continue;
     }
     if (!index.files.has(name)) {
-      const close = [...index.files.keys()].filter((n) => n.includes(name) || name.includes(n)).slice(0, 8);
+      const close = [...index.files.keys()]
+        .map((n) => ({ n, d: n.includes(name) || name.includes(n) ? 0 : editDistance(n, name) }))
+        .filter((x) => x.d <= 2)
+        .sort((a, b) => a.d - b.d || a.n.localeCompare(b.n))
+        .slice(0, 8)
+        .map((x) => x.n);
       throw new SutureError('not-found', `the kernel has no module named ${raw}`, {
         hint: close.length ? `did you mean: ${close.join(', ')}` : `list them with: ls ${modulesDir}/kernel`,
       });
@@ -76,4 +81,19 @@ export function resolveModules(index: ModuleIndex, modulesDir: string, names: re
     visit(name, []);
   }
   return { loads: order.map((n) => ({ name: n, path: join(modulesDir, index.files.get(n)!) })), builtin };
+}
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
 }

@@ -38,6 +38,15 @@ describe('resolveModules', () => {
       expect((e as { hint: string }).hint).toContain('ext4');
     }
   });
+  it('resolveModules() suggests names a typo away', () => {
+    try {
+      resolveModules(index, dir, ['ext5']);
+    } catch (e) {
+      expect((e as { hint: string }).hint).toBe('did you mean: ext4');
+      return;
+    }
+    throw new Error('ext5 was accepted');
+  });
   it('moduleName() treats - and _ alike and strips compression suffixes', () => {
     expect(moduleName('kernel/fs/binfmt-misc.ko.xz')).toBe('binfmt_misc');
   });
