@@ -24,6 +24,7 @@ import { SutureError, fsError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
+import { parentOfPiece } from './diff/rules.js';
 import { extract } from './diff/extract.js';
 import { ObjectIndex } from './diff/object-index.js';
 import { changedLayouts, parsePahole } from './diff/layouts.js';
@@ -259,6 +260,12 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       if (!blocked.length) break;
       for (const f of blocked) {
         carriedOnly.add(`${d.unit}:${f.name}`);
+        // A piece (foo.cold, foo.part.N) belongs to its parent, which the diff already patches.
+        const parent = parentOfPiece(f.name);
+        if (parent && d.diff.functions.some((x) => x.name === parent)) {
+          f.reasons.push(`a piece of ${parent}, carried with it`);
+          continue;
+        }
         const callers = [...pidx.functions.values()].filter((c) => c.name !== f.name && pidx.relocationsIn(c.section, c.offset, c.size).some((r) => r.symbol?.name === f.name || (r.symbol?.type === 3 && pidx.symbolAt(r.symbol.section as never, Number(r.addend) + 4)?.name === f.name)));
         if (!callers.length) {
           d.diff.refusals.push({

@@ -58,7 +58,7 @@ function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
       ...r.functions.map((f) => [
         `  ${f.object}`,
         f.name,
-        f.carriedOnly ? 'carried (notrace; its callers are patched)' : f.status,
+        f.carriedOnly ? (f.reasons.some((x) => x.startsWith('a piece of')) ? 'carried with its parent' : 'carried (notrace; its callers are patched)') : f.status,
         f.sympos === undefined ? '-' : String(f.sympos),
         `${f.reasons.join('; ')}${showFirst && f.firstDifference !== undefined ? ` [first difference at +0x${f.firstDifference.toString(16)}]` : ''}`,
       ]),

@@ -27,8 +27,8 @@ export function targetOffset(r: Relocation): number {
 }
 
 export class Identities {
-  private readonly sectionPrints = new Map<Section, string>();
   private readonly busy = new Set<Section>();
+  private readonly cutCache = new Map<Section, number[]>();
 
   constructor(private readonly idx: ObjectIndex) {}
 
@@ -44,7 +44,41 @@ export class Identities {
     if (isStringSection(sec)) return `str:${JSON.stringify(this.stringAt(sec, off))}`;
     const inner = this.idx.symbolAt(sec, off);
     if (inner) return `sym:${mangle(inner.name)}+${off - inner.offset}`;
-    return `sec:${mangle(sec.name)}:${this.sectionPrint(sec)}+${Number(sym.value) + Number(r.addend)}`;
+    const at = Number(sym.value) + Number(r.addend);
+    return `sec:${mangle(sec.name)}:${this.slicePrint(sec, at)}`;
+  }
+
+  /** Offsets of a section that relocations anywhere in the object point at. */
+  private cuts(sec: Section): number[] {
+    let c = this.cutCache.get(sec);
+    if (!c) {
+      const set = new Set<number>([0]);
+      for (const target of this.idx.obj.sections) {
+        for (const r of this.idx.relocationsOf(target)) {
+          const s = r.symbol;
+          if (s && s.section === sec && isAnonymousTarget(s)) set.add(Number(s.value) + Number(r.addend));
+        }
+      }
+      c = [...set].sort((a, b) => a - b);
+      this.cutCache.set(sec, c);
+    }
+    return c;
+  }
+
+  /**
+   * The piece of an anonymous section a reference points at: from its offset
+   * to the next offset anything points at. An `.altinstr_replacement` holds
+   * the replacements of every function of the unit; a function is compared
+   * by its own replacement, not by the others'.
+   */
+  private slicePrint(sec: Section, at: number): string {
+    const cuts = this.cuts(sec);
+    const end = cuts.find((c) => c > at) ?? Math.max(at, bytesOf(sec).length);
+    if (this.busy.has(sec)) return `cycle+${at}`;
+    this.busy.add(sec);
+    const p = this.rangePrint(sec, at, end - at);
+    this.busy.delete(sec);
+    return createHash('sha256').update(p.bytes).update(p.relocs.join('|')).digest('hex').slice(0, 16);
   }
 
   private stringAt(sec: Section, off: number): string {
@@ -52,20 +86,6 @@ export class Identities {
     let end = off;
     while (end < b.length && b[end] !== 0) end++;
     return Buffer.from(b.subarray(off, end)).toString('latin1');
-  }
-
-  /** A fingerprint of an anonymous section: its bytes and what its relocations point at. */
-  sectionPrint(sec: Section): string {
-    const known = this.sectionPrints.get(sec);
-    if (known) return known;
-    if (this.busy.has(sec)) return 'cycle';
-    this.busy.add(sec);
-    const h = createHash('sha256').update(bytesOf(sec));
-    for (const r of this.idx.relocationsOf(sec)) h.update(`|${r.offset}:${r.type}:${this.key(r)}`);
-    this.busy.delete(sec);
-    const print = h.digest('hex').slice(0, 16);
-    this.sectionPrints.set(sec, print);
-    return print;
   }
 
   /** Bytes and relocations of a range, as comparable text. */
