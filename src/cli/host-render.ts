@@ -42,10 +42,13 @@ export function blockersText(scan: PendingScan, indent = '  '): string {
  * Turns host events into the live display: the step's detail line (elapsed,
  * tasks still to switch) and, when the set of blockers changes, their stacks.
  */
-export function liveDisplay(reporter: Reporter, step: StepHandle): (e: HostEvent) => void {
+export function liveDisplay(reporter: Reporter, step: StepHandle, onEnded?: (e: Extract<HostEvent, { type: 'ended' }>) => void): (e: HostEvent) => void {
   let shownKey = '';
   return (e) => {
     switch (e.type) {
+      case 'ended':
+        onEnded?.(e);
+        break;
       case 'note':
         reporter.info(`note: ${e.message}`);
         break;
@@ -55,8 +58,10 @@ export function liveDisplay(reporter: Reporter, step: StepHandle): (e: HostEvent
       case 'transition': {
         const p = e.progress;
         const verb = p.state === 'reversing' || p.state === 'reverse-stalled' ? 'reversing' : p.target === 1 ? 'patching' : 'unpatching';
-        const pending = p.scan ? `, ${p.scan.pending} of ${p.scan.tasks} tasks still to switch` : '';
-        step.update(`${e.patch} ${verb} ${fmtMs(p.elapsedMs)}${pending}`);
+        // The step line shows the elapsed time itself (live on a terminal); the detail changes only when
+        // the count does, so plain-line logs get a line per change, not one every two seconds.
+        const pending = p.scan ? `: ${p.scan.pending} of ${p.scan.tasks} tasks still to switch` : '';
+        step.update(`${e.patch} ${verb}${pending}`);
         const key = p.scan?.blockers.map((b) => `${b.tid}:${b.stack.find((f) => f.patched)?.function ?? ''}`).join(',') ?? '';
         if (p.scan && p.scan.blockers.length && key !== shownKey) {
           shownKey = key;
@@ -113,6 +118,18 @@ export function watchJson(w: WatchResult | undefined) {
 
 export function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
+}
+
+/**
+ * The result line of a completed transition, printed the moment the
+ * transition ends (scripts and the benchmark wait for it); on a terminal it
+ * first clears the live progress line, which redraws below it.
+ */
+export function printCompleteLine(e: Extract<HostEvent, { type: 'ended' }>): boolean {
+  if (e.outcome !== 'complete') return false;
+  const line = `${e.patch}: ${e.direction} complete in ${fmtMs(e.elapsedMs)}`;
+  process.stdout.write(process.stdout.isTTY && process.stderr.isTTY ? `\r\x1b[2K${line}\n` : `${line}\n`);
+  return true;
 }
 
 /** Exit code of a transition outcome. */

@@ -14,6 +14,7 @@ import {
   loadJson,
   outcomeExit,
   parseTimeout,
+  printCompleteLine,
   round,
   stalledAdvice,
   timeoutMs,
@@ -32,11 +33,14 @@ async function runLoad(file: string, o: LoadOptions, replace: boolean): Promise<
   const reporter = reporterFor(o);
   // Refusals come before any progress output: one line, the kernel untouched.
   const prep = prepareLoad(host, file, { replace });
+  let printed = false;
   const r: LoadResult = await reporter.step(`${replace ? 'replace with' : 'load'} ${basename(file)}`, (s) =>
     loadPrepared(host, prep, {
       timeoutMs: timeoutMs(o.timeout),
       revertOnTimeout: !!o.revertOnTimeout,
-      onEvent: liveDisplay(reporter, s),
+      onEvent: liveDisplay(reporter, s, (e) => {
+        if (!o.json) printed = printCompleteLine(e);
+      }),
     }),
   );
   process.exitCode = outcomeExit(r.outcome);
@@ -44,10 +48,10 @@ async function runLoad(file: string, o: LoadOptions, replace: boolean): Promise<
     printJson(loadJson(r, replace ? 'replace' : 'load'));
     return;
   }
-  const kernel = r.kernelTransitionMs !== undefined ? ` (kernel: ${fmtMs(r.kernelTransitionMs)})` : '';
   switch (r.outcome) {
     case 'complete':
-      out(`${r.patch}: patching complete in ${fmtMs(r.transition.elapsedMs)}${kernel}`);
+      if (!printed) out(`${r.patch}: patching complete in ${fmtMs(r.transition.elapsedMs)}`);
+      if (r.kernelTransitionMs !== undefined) out(`${r.patch}: the kernel logged the transition as ${fmtMs(r.kernelTransitionMs)}`);
       if (r.replaced.length) {
         out(`${r.patch} replaced ${r.replaced.join(', ')}${r.removed.length ? ` (modules removed: ${r.removed.join(', ')})` : ''}`);
         const left = r.replaced.filter((n) => !r.removed.includes(n));

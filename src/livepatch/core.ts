@@ -42,7 +42,9 @@ export type HostEvent =
   | { type: 'transition'; patch: string; progress: WatchProgress }
   | { type: 'reversing'; patch: string; afterMs: number }
   | { type: 'waiting'; what: string }
-  | { type: 'rmmod'; module: string };
+  | { type: 'rmmod'; module: string }
+  /** The transition has just ended (before suture reads the kernel log and tidies up). */
+  | { type: 'ended'; patch: string; direction: 'patching' | 'unpatching'; outcome: WatchResult['outcome']; elapsedMs: number };
 
 export interface TransitionOptions {
   /** Stop waiting after this long (ms); Infinity waits for ever. */
@@ -208,6 +210,7 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
     // the patch while it waits; one that is already complete (the usual case) is recorded once, after.
     if (fs.transition(p.name) !== false) store.writeLoadRecord(record);
     const transition = await runTransition(host, p.name, 1, opts);
+    opts.onEvent?.({ type: 'ended', patch: p.name, direction: 'patching', outcome: transition.outcome, elapsedMs: transition.elapsedMs });
     const kernelTransitionMs = kernelTransitionTime(host.kmsg(), p.name, 'patching');
     const result: LoadResult = {
       patch: p.name,
@@ -324,6 +327,7 @@ export async function disablePatch(host: Host, name: string, opts: TransitionOpt
     // Already disabled (unpatching in progress): only watch.
     if (p.enabled) fs.writeEnabled(name, 0);
     const transition = await runTransition(host, name, 0, opts);
+    opts.onEvent?.({ type: 'ended', patch: name, direction: 'unpatching', outcome: transition.outcome, elapsedMs: transition.elapsedMs });
     const kernelTransitionMs = kernelTransitionTime(host.kmsg(), name, 'unpatching');
     let removed = false;
     if (transition.outcome === 'complete' && opts.unload) {

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Applying a livepatch: `suture load` against the bare minimum, side by side
+ * in one boot of the reference kernel (suture running in the guest).
+ *
+ *   npx tsx bench/apply.ts [--runs N]
+ *
+ * Per run, alternating, on an otherwise idle guest (the example cmdline_proc_show livepatch):
+ *   suture  from just before `suture load x.ko` starts to the moment its "complete" line is read
+ *   raw     from just before `insmod x.ko` to the moment a tight shell loop reads transition = 0
+ *   json    `suture load --json`, for suture's own split: validation, insmod, watch
+ * each followed by the same raw unload (enabled ← 0, wait for the directory, rmmod).
+ * Clock: the guest kernel's own (lines written to /dev/kmsg, µs), which also
+ * gives the kernel's transition time ("starting patching transition" →
+ * "patching complete"). Also measured: `node -e 0` and `suture --version`,
+ * the cost of starting node and of loading suture's code.
+ *
+ * Prints each run, the medians, the overhead as a ratio and in ms.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ensureKernel, REFERENCE_KERNEL } from '../test/helpers/kernel.js';
+import { buildFixtureModule } from '../test/helpers/modules.js';
+
+function parseArgs(argv: string[]): { runs: number } {
+  let runs = 7;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--runs') {
+      runs = Number(argv[++i]);
+      if (!Number.isInteger(runs) || runs <= 0) throw new Error('--runs must be a positive integer');
+    } else throw new Error(`unknown option ${argv[i]} (use --runs N)`);
+  }
+  return { runs };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const { runs } = parseArgs(process.argv.slice(2));
+const ROOT = join(import.meta.dirname, '..');
+const meta = await ensureKernel();
+const ko = await buildFixtureModule(meta, 'livepatch-cmdline');
+const LP = '/sys/kernel/livepatch/livepatch_cmdline';
+
+// The guest script. `mark` writes to the kernel log: a shell builtin, no fork.
+const script = `
+mark() { echo "suture-bench: $*" > /dev/kmsg; }
+raw_unload() {
+  echo 0 > ${LP}/enabled
+  while [ -d ${LP} ]; do :; done
+  while [ "$(cat /sys/module/livepatch_cmdline/refcnt 2>/dev/null)" != 0 ]; do :; done
+  rmmod livepatch_cmdline
+}
+for i in $(seq 1 3); do mark "node-start $i"; /opt/suture/node -e 0; mark "node-end $i"; done
+for i in $(seq 1 3); do mark "version-start $i"; suture --version >/dev/null; mark "version-end $i"; done
+i=0
+while [ $i -lt ${runs} ]; do
+  i=$((i+1))
+  mark "suture-start $i"
+  suture load /modules/livepatch-cmdline.ko 2>/dev/null | while read -r line; do
+    case "$line" in *"patching complete"*) mark "suture-complete $i";; esac
+  done
+  raw_unload
+  mark "raw-start $i"
+  insmod /modules/livepatch-cmdline.ko
+  while read -r t < ${LP}/transition && [ "$t" = 1 ]; do :; done
+  mark "raw-complete $i"
+  raw_unload
+  suture load --json /modules/livepatch-cmdline.ko > /tmp/load-$i.json 2>/dev/null
+  cat /tmp/load-$i.json
+  echo "@@"
+  raw_unload
+done
+`;
+
+const r = spawnSync(
+  process.execPath,
+  [join(ROOT, 'bin', 'suture.js'), 'vm', 'run', '--kernel', REFERENCE_KERNEL, '--with-suture', '--timeout', '1500', '--module', ko, '--exec', script, '--json'],
+  { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 1_700_000 },
+);
+const res = JSON.parse(r.stdout);
+if (res.outcome !== 'ok') {
+  console.error(`the guest run failed: ${res.reason ?? JSON.stringify(res.error)}`);
+  console.error((res.commands?.[0]?.output ?? '').slice(-3000));
+  process.exit(1);
+}
+
+// Kernel-log timestamps of the marks and the livepatch lines.
+const marks = new Map<string, number>();
+const kernelMs: number[] = [];
+let starting: number | undefined;
+for (const line of res.dmesg as string[]) {
+  const m = /^\[\s*(\d+\.\d+)\]\s+(.*)$/.exec(line);
+  if (!m) continue;
+  const t = Number(m[1]) * 1000;
+  const text = m[2]!;
+  const mk = /^suture-bench: (\S+) (\d+)$/.exec(text);
+  if (mk) marks.set(`${mk[1]} ${mk[2]}`, t);
+  if (text.includes("'livepatch_cmdline': starting patching transition")) starting = t;
+  if (text.includes("'livepatch_cmdline': patching complete") && starting !== undefined) {
+    kernelMs.push(t - starting);
+    starting = undefined;
+  }
+}
+const span = (a: string, b: string, i: number) => {
+  const x = marks.get(`${a} ${i}`);
+  const y = marks.get(`${b} ${i}`);
+  return x !== undefined && y !== undefined ? y - x : NaN;
+};
+const node = [1, 2, 3].map((i) => span('node-start', 'node-end', i));
+const version = [1, 2, 3].map((i) => span('version-start', 'version-end', i));
+const sut: number[] = [];
+const raw: number[] = [];
+for (let i = 1; i <= runs; i++) {
+  sut.push(span('suture-start', 'suture-complete', i));
+  raw.push(span('raw-start', 'raw-complete', i));
+}
+const own = (res.commands[0].output as string)
+  .split(/^@@\n/m)
+  .map((t) => t.trim())
+  .filter((t) => t.startsWith('{'))
+  .map((t) => JSON.parse(t) as { timing: { totalMs: number; insmodMs: number; transitionMs: number; kernelTransitionMs?: number } });
+
+const f = (ms: number) => (Number.isNaN(ms) ? '   ?' : ms >= 100 ? ms.toFixed(0).padStart(6) : ms.toFixed(1).padStart(6));
+console.log(`kernel ${REFERENCE_KERNEL} under QEMU ${res.accel.toUpperCase()}, 1 vCPU, suture in the guest; guest clock; ${runs} runs`);
+console.log('run   suture load → "complete"   insmod + shell loop   kernel transition (suture, raw)');
+for (let i = 0; i < runs; i++) {
+  console.log(`${String(i + 1).padStart(3)}   ${f(sut[i]!)} ms                 ${f(raw[i]!)} ms             ${f(kernelMs[i * 3] ?? NaN)} ms, ${f(kernelMs[i * 3 + 1] ?? NaN)} ms`);
+}
+const ms = median(sut);
+const mr = median(raw);
+console.log('');
+console.log(`median suture load → complete line:  ${f(ms)} ms`);
+console.log(`median insmod + loop → transition 0: ${f(mr)} ms`);
+console.log(`overhead: ${(ms / mr).toFixed(1)}x, ${f(ms - mr)} ms`);
+console.log(`median kernel transition (dmesg, all loads): ${f(median(kernelMs))} ms`);
+console.log(`node -e 0: ${f(median(node))} ms; suture --version: ${f(median(version))} ms (node start + suture's code)`);
+if (own.length) {
+  console.log(
+    `suture load --json, its own split (medians): from reading the file to the end ${f(median(own.map((o) => o.timing.totalMs)))} ms, ` +
+      `of which insmod ${f(median(own.map((o) => o.timing.insmodMs)))} ms and watching ${f(median(own.map((o) => o.timing.transitionMs)))} ms`,
+  );
+}
