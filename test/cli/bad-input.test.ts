@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { suture } from '../helpers/cli.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -27,10 +27,6 @@ afterAll(() => {
 });
 
 describe('bad input', () => {
-  beforeAll(() => {
-    execFileSync('npm', ['run', '-s', 'build'], { cwd: join(import.meta.dirname, '..', '..') });
-  });
-
   it('a kernel name that is not debian:<release> is a usage error (exit 2)', () => {
     const r = suture(['kernel', 'fetch', 'linux-6.1'], { env });
     expect(r.status).toBe(2);

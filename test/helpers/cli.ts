@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** Run the built suture CLI (bin/suture.js → dist/) as a user would. */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -13,6 +14,9 @@ export interface CliResult {
 }
 
 export function suture(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): CliResult {
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+    throw new Error('dist/ is missing: the CLI tests run the built suture; run `npm run build` first (npm test does)');
+  }
   const r = spawnSync(process.execPath, [BIN, ...args], {
     env: opts.env ?? process.env,
     encoding: 'utf8',
