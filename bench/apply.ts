@@ -18,6 +18,7 @@
  * Prints each run, the medians, the overhead as a ratio and in ms.
  */
 import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ensureKernel, REFERENCE_KERNEL } from '../test/helpers/kernel.js';
 import { buildFixtureModule } from '../test/helpers/modules.js';
@@ -92,6 +93,8 @@ if (res.outcome !== 'ok') {
 // Kernel-log timestamps of the marks and the livepatch lines.
 const marks = new Map<string, number>();
 const kernelMs: number[] = [];
+/** When the kernel logged "patching complete", per load in order. */
+const kernelDone: number[] = [];
 let starting: number | undefined;
 for (const line of res.dmesg as string[]) {
   const m = /^\[\s*(\d+\.\d+)\]\s+(.*)$/.exec(line);
@@ -103,6 +106,7 @@ for (const line of res.dmesg as string[]) {
   if (text.includes("'livepatch_cmdline': starting patching transition")) starting = t;
   if (text.includes("'livepatch_cmdline': patching complete") && starting !== undefined) {
     kernelMs.push(t - starting);
+    kernelDone.push(t);
     starting = undefined;
   }
 }
@@ -115,9 +119,14 @@ const node = [1, 2, 3].map((i) => span('node-start', 'node-end', i));
 const version = [1, 2, 3].map((i) => span('version-start', 'version-end', i));
 const sut: number[] = [];
 const raw: number[] = [];
+/** From the kernel's "patching complete" to the mark after the complete line / the loop's exit. */
+const sutLag: number[] = [];
+const rawLag: number[] = [];
 for (let i = 1; i <= runs; i++) {
   sut.push(span('suture-start', 'suture-complete', i));
   raw.push(span('raw-start', 'raw-complete', i));
+  sutLag.push((marks.get(`suture-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * 3] ?? NaN));
+  rawLag.push((marks.get(`raw-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * 3 + 1] ?? NaN));
 }
 const own = (res.commands[0].output as string)
   .split(/^@@\n/m)
@@ -126,7 +135,8 @@ const own = (res.commands[0].output as string)
   .map((t) => JSON.parse(t) as { timing: { totalMs: number; insmodMs: number; transitionMs: number; kernelTransitionMs?: number } });
 
 const f = (ms: number) => (Number.isNaN(ms) ? '   ?' : ms >= 100 ? ms.toFixed(0).padStart(6) : ms.toFixed(1).padStart(6));
-console.log(`kernel ${REFERENCE_KERNEL} under QEMU ${res.accel.toUpperCase()}, 1 vCPU, suture in the guest; guest clock; ${runs} runs`);
+const host = cpus();
+console.log(`host: ${host.length} cores (${host[0]?.model ?? '?'}); guest: ${REFERENCE_KERNEL} under QEMU ${res.accel.toUpperCase()}, 1 vCPU, suture in the guest; guest clock; ${runs} runs`);
 console.log('run   suture load → "complete"   insmod + shell loop   kernel transition (suture, raw)');
 for (let i = 0; i < runs; i++) {
   console.log(`${String(i + 1).padStart(3)}   ${f(sut[i]!)} ms                 ${f(raw[i]!)} ms             ${f(kernelMs[i * 3] ?? NaN)} ms, ${f(kernelMs[i * 3 + 1] ?? NaN)} ms`);
@@ -137,7 +147,8 @@ console.log('');
 console.log(`median suture load → complete line:  ${f(ms)} ms`);
 console.log(`median insmod + loop → transition 0: ${f(mr)} ms`);
 console.log(`overhead: ${(ms / mr).toFixed(1)}x, ${f(ms - mr)} ms`);
-console.log(`median kernel transition (dmesg, all loads): ${f(median(kernelMs))} ms`);
+console.log(`median kernel transition (dmesg): ${f(median(kernelMs.filter((_, k) => k % 3 === 0)))} ms under suture load, ${f(median(kernelMs.filter((_, k) => k % 3 === 1)))} ms under insmod`);
+console.log(`median from the kernel's "patching complete" to the complete line read: ${f(median(sutLag))} ms (suture), ${f(median(rawLag))} ms (shell loop)`);
 console.log(`node -e 0: ${f(median(node))} ms; suture --version: ${f(median(version))} ms (node start + suture's code)`);
 if (own.length) {
   console.log(

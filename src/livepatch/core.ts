@@ -10,7 +10,7 @@
 import { SutureError } from '../util/errors.js';
 import { scanPending, type FrameMatcher, type PendingScan } from './blockers.js';
 import { kernelSaysAbout, kernelTransitionTime, readKmsg, uptimeUsec, type KmsgRecord } from './kernel-log.js';
-import { kmodLoader, type ModuleLoader } from './loader.js';
+import { kmodLoader, type LoaderResult, type ModuleLoader } from './loader.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
 import { StateStore, patchFacts, runDirFromEnv, stateDirFromEnv } from './state.js';
 import { HostFs, type SysfsPatch } from './sysfs.js';
@@ -198,8 +198,13 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
     const before = fs.patchNames();
     const since = nowUsec(fs);
     opts.onEvent?.({ type: 'insmod', patch: p.name, file });
-    const ins = await host.loader.insmod(file);
-    if (!ins.ok) throw refusal(host, p, ins.message, since);
+    // klp_enable_patch() starts the transition inside the insmod call and sets `enabled` once it has
+    // started; on an idle system it completes before insmod even returns. So sysfs is watched while
+    // insmod runs: `enabled` = 1 means the transition is under way (or done), whatever insmod is still doing.
+    let insmodDone: LoaderResult | undefined;
+    const insmod = host.loader.insmod(file).then((r) => (insmodDone = r));
+    while (insmodDone === undefined && fs.enabled(p.name) !== true) await sleep(1);
+    if (insmodDone && !insmodDone.ok) throw refusal(host, p, insmodDone.message, since);
     if (fs.transition(p.name) === undefined) {
       throw new SutureError('kernel-refused', `insmod ${file} succeeded but ${fs.livepatchDir()}/${p.name} did not appear`, {
         hint: 'the module did not call klp_enable_patch(); see the kernel log (dmesg)',
@@ -211,6 +216,13 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
     if (fs.transition(p.name) !== false) store.writeLoadRecord(record);
     const transition = await runTransition(host, p.name, 1, opts);
     opts.onEvent?.({ type: 'ended', patch: p.name, direction: 'patching', outcome: transition.outcome, elapsedMs: transition.elapsedMs });
+    const ins = insmodDone ?? (await insmod);
+    if (!ins.ok) {
+      // Enabled, yet insmod says it failed: report both; the patch is in the kernel.
+      throw new SutureError('kernel-refused', `insmod ${file} failed after livepatch ${p.name} was enabled: ${ins.message}`, {
+        hint: `see the kernel log (dmesg) and suture status; suture unload ${p.name} removes it`,
+      });
+    }
     const kernelTransitionMs = kernelTransitionTime(host.kmsg(), p.name, 'patching');
     const result: LoadResult = {
       patch: p.name,
