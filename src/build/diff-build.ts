@@ -204,9 +204,11 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   try {
     const stable = formatPatch(stabilizeLines(files));
     await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
-    const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, (update) => {
+    const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
       update(units.map((u) => u.object).join(' '));
-      return compileBoth(meta, home, trees, units.map((u) => u.object));
+      const c = await compileBoth(meta, home, trees, units.map((u) => u.object));
+      if (c.seconds.orig === 0) update('orig objects from the workspace cache');
+      return c;
     });
     for (const u of units) {
       keepFiles.set(u.unit, { orig: readFileSync(compiled.orig.get(u.object)!), patched: readFileSync(compiled.patched.get(u.object)!), file: compiled.patched.get(u.object)! });

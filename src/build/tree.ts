@@ -6,9 +6,9 @@
  * land in the build's own upper directories under $SUTURE_HOME/builds/<id>;
  * the prepared tree is never modified, even if suture is killed.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { toolchainFor, treeMakeArgs } from '../kernel/kbuild.js';
@@ -100,15 +100,28 @@ export interface CompiledObjects {
 }
 
 /**
+ * Where orig objects are kept between builds: an orig object depends only on
+ * the prepared tree, so a second patch of the same unit compiles one side only.
+ */
+export function origCacheDir(meta: KernelMetadata): string {
+  return join(meta.paths.root, 'orig-objects');
+}
+
+/**
  * Compile the objects in both trees with kbuild's exact flags (plus function
- * and data sections), orig and patched side by side.
+ * and data sections), orig and patched side by side. Orig objects come from
+ * the workspace's cache when an earlier build compiled them.
  */
 export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTrees, objects: readonly string[]): Promise<CompiledObjects> {
+  const cache = origCacheDir(meta);
+  const cached = (obj: string) => join(cache, obj);
+  const origToBuild = objects.filter((o) => !existsSync(cached(o)));
   const tc = toolchainFor(meta, home);
   const jobs = Math.max(1, Math.floor(cpus().length / 2));
   const make = treeMakeArgs(meta.compiler.command, meta.release, jobs);
-  const side = async (name: 'orig' | 'patched', o: Overlay) => {
+  const side = async (name: 'orig' | 'patched', o: Overlay, objects: readonly string[]) => {
     const t0 = performance.now();
+    if (!objects.length) return { files: new Map<string, string>(), seconds: 0 };
     const r = await tc.run([...make, ...objects], o.merged, { overlay: o });
     if (r.code !== 0) {
       const log = (r.stdout + '\n' + r.stderr).split('\n');
@@ -120,6 +133,12 @@ export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTr
     }
     return { files: new Map(objects.map((obj) => [obj, join(o.upper, obj)])), seconds: (performance.now() - t0) / 1000 };
   };
-  const [a, b] = await Promise.all([side('orig', t.orig), side('patched', t.patched)]);
-  return { orig: a.files, patched: b.files, seconds: { orig: a.seconds, patched: b.seconds } };
+  const [a, b] = await Promise.all([side('orig', t.orig, origToBuild), side('patched', t.patched, objects)]);
+  for (const [obj, file] of a.files) {
+    // Into the cache atomically: a half-copied object must never be taken for a compiled one.
+    mkdirSync(dirname(cached(obj)), { recursive: true });
+    copyFileSync(file, `${cached(obj)}.tmp`);
+    renameSync(`${cached(obj)}.tmp`, cached(obj));
+  }
+  return { orig: new Map(objects.map((o) => [o, cached(o)])), patched: b.files, seconds: { orig: a.seconds, patched: b.seconds } };
 }

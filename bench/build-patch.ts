@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Time `suture build fix.patch` for one-function patches, as a user runs it
+ * (one CLI process per build), next to the floor: compiling the same
+ * translation unit with plain kbuild (`make <unit>.o` in an overlay of the
+ * prepared tree), in the same run.
+ *
+ *   npm run build && npx tsx bench/build-patch.ts [--runs N] [--kernel K]
+ *
+ * "first" is the first build in this process's life on a warm workspace
+ * (fetched, prepared, image not yet decompressed in this CLI); "warm" builds
+ * a different one-function patch afterwards. Prints medians, each step's
+ * share, and the ratio to plain kbuild.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { toolchainFor, treeMakeArgs } from '../src/kernel/kbuild.js';
+import { parseKernelRef } from '../src/kernel/ref.js';
+import { requireWorkspace } from '../src/kernel/workspace.js';
+import { sutureHome } from '../src/util/paths.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const BIN = join(ROOT, 'bin', 'suture.js');
+const CORPUS = join(ROOT, 'test', 'patches', 'debian-6.1.0-56');
+const PATCHES = [
+  { dir: '01-proc-cmdline-string', unit: 'fs/proc/cmdline.o' },
+  { dir: '05-loadavg-static-local', unit: 'fs/proc/loadavg.o' },
+  { dir: '10-binfmt-misc-module', unit: 'fs/binfmt_misc.o' },
+];
+
+const args = process.argv.slice(2);
+const runs = Number(args[args.indexOf('--runs') + 1] ?? 3) || 3;
+const kernel = args.includes('--kernel') ? args[args.indexOf('--kernel') + 1]! : 'debian:6.1.0-56-amd64';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const home = sutureHome();
+const meta = requireWorkspace(home, parseKernelRef(kernel));
+const tc = toolchainFor(meta, home);
+const out = mkdtempSync(join(tmpdir(), 'suture-bench-build-'));
+
+async function plainKbuild(unit: string): Promise<number> {
+  const d = mkdtempSync(join(home, 'builds', 'bench-'));
+  const t0 = performance.now();
+  const r = await tc.run([...treeMakeArgs(meta.compiler.command, meta.release, 2), unit], meta.paths.source, {
+    overlay: { lower: meta.paths.source, upper: join(d, 'upper'), work: join(d, 'work'), merged: meta.paths.source },
+  });
+  const ms = performance.now() - t0;
+  rmSync(d, { recursive: true, force: true });
+  if (r.code !== 0) throw new Error(`make ${unit} failed: ${r.stderr.slice(-500)}`);
+  return ms;
+}
+
+function sutureBuild(dir: string): { ms: number; timings: Record<string, number> } {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [BIN, 'build', '--kernel', kernel, join(CORPUS, dir, 'fix.patch'), '-o', join(out, `${dir}.ko`), '--json'], { encoding: 'utf8' });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`suture build ${dir} failed: ${r.stderr.slice(-800)}`);
+  return { ms, timings: (JSON.parse(r.stdout) as { timingsMs: Record<string, number> }).timingsMs };
+}
+
+const rows: { patch: string; suture: number[]; plain: number[]; steps: Record<string, number[]> }[] = [];
+for (const p of PATCHES) {
+  const row = { patch: p.dir, suture: [] as number[], plain: [] as number[], steps: {} as Record<string, number[]> };
+  for (let i = 0; i < runs; i++) {
+    // Side by side: the floor, then suture, alternating so load changes hit both.
+    row.plain.push(await plainKbuild(p.unit));
+    const s = sutureBuild(p.dir);
+    row.suture.push(s.ms);
+    for (const [k, v] of Object.entries(s.timings)) (row.steps[k] ??= []).push(v);
+    process.stderr.write(`${p.dir} run ${i + 1}: suture ${(s.ms / 1000).toFixed(1)} s, plain kbuild ${(row.plain.at(-1)! / 1000).toFixed(1)} s\n`);
+  }
+  rows.push(row);
+}
+
+console.log(`\nsuture build of one-function patches, ${runs} runs each (medians), on ${kernel}`);
+console.log('patch                         suture   plain kbuild (1 unit)   ratio');
+for (const r of rows) {
+  const s = median(r.suture);
+  const k = median(r.plain);
+  console.log(`${r.patch.padEnd(28)}  ${(s / 1000).toFixed(1).padStart(5)} s   ${(k / 1000).toFixed(1).padStart(5)} s               ${(s / k).toFixed(2)}×`);
+}
+const first = rows[0]!;
+const total = median(first.suture);
+console.log(`\nsteps of ${first.patch} (median ms, share of ${Math.round(total)} ms end to end):`);
+for (const [k, v] of Object.entries(first.steps)) console.log(`  ${k.padEnd(12)} ${String(Math.round(median(v))).padStart(6)}  ${((median(v) / total) * 100).toFixed(0)}%`);
+rmSync(out, { recursive: true, force: true });
