@@ -107,13 +107,23 @@ function checkSafe(what: string, v: string): void {
   if (!SAFE.test(v) || v === '.' || v === '..') throw new SutureError('invalid-input', `${what} ${JSON.stringify(v)} cannot be used as a file name`);
 }
 
+/** An fs failure on suture's state, with the hint that fits it (root, or SUTURE_STATE_DIR / SUTURE_RUN_DIR). */
+function stateError(e: unknown, action: string, path: string): SutureError {
+  const err = fsError(e, action, path);
+  if (err.kind !== 'environment') return err;
+  return new SutureError(err.kind, err.message, {
+    hint: 'run suture as root; SUTURE_STATE_DIR (default /var/lib/suture) and SUTURE_RUN_DIR (default /run/suture) move its state',
+    cause: e,
+  });
+}
+
 function readJson<T>(path: string): T | undefined {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fsError(e, 'reading suture state', path);
+    throw stateError(e, 'reading suture state', path);
   }
   try {
     return JSON.parse(text) as T;
@@ -154,7 +164,7 @@ export function writeDurable(path: string, data: string | Buffer): void {
     fsyncDir(dir);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw fsError(e, 'writing suture state', path);
+    throw stateError(e, 'writing suture state', path);
   }
 }
 
@@ -163,7 +173,7 @@ function removeDurable(path: string): void {
     rmSync(path, { force: true });
     fsyncDir(dirname(path));
   } catch (e) {
-    throw fsError(e, 'removing suture state', path);
+    throw stateError(e, 'removing suture state', path);
   }
 }
 
@@ -227,7 +237,7 @@ export class StateStore {
       fsyncDir(dir);
     } catch (e) {
       rmSync(tmp, { force: true });
-      throw fsError(e, 'installing a patch', join(dir, file));
+      throw stateError(e, 'installing a patch', join(dir, file));
     }
     const at = list.findIndex((p) => p.name === patch.name);
     let superseded: InstalledPatch[] = [];
@@ -313,7 +323,7 @@ export class StateStore {
     try {
       mkdirSync(this.runDir, { recursive: true });
     } catch (e) {
-      throw fsError(e, 'creating the run directory', this.runDir);
+      throw stateError(e, 'creating the run directory', this.runDir);
     }
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -322,7 +332,7 @@ export class StateStore {
         closeSync(fd);
         return () => rmSync(path, { force: true });
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(e, 'taking the suture lock', path);
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw stateError(e, 'taking the suture lock', path);
         const holder = (() => {
           try {
             return readFileSync(path, 'utf8').trim();
