@@ -10,6 +10,7 @@
  *         → extract (only what changed, with its special-section entries)
  *         → klp module (generated klp structures, kbuild link, klp relocations)
  */
+import { timedSteps } from './steps.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -127,20 +128,7 @@ function refuseFiles(files: readonly FilePatch[]): void {
 
 export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildResult> {
   const { meta, home, reporter } = opts;
-  const timings: Record<string, number> = {};
-  const warnings: string[] = [];
-  const step = async <T>(key: string, title: string, fn: (update: (d: string) => void) => Promise<T> | T): Promise<T> => {
-    const t0 = performance.now();
-    try {
-      return await reporter.step(title, async (s) => fn((d) => s.update(d)));
-    } finally {
-      timings[key] = Math.round(performance.now() - t0);
-    }
-  };
-  const warn = (m: string) => {
-    warnings.push(m);
-    reporter.warn(m);
-  };
+  const { step, warn, timings, warnings } = timedSteps(reporter);
 
   // 1. Read the patches; refuse what cannot be patched before compiling.
   const texts = opts.patches.map((p) => {

@@ -18,6 +18,7 @@
  *  5. turn every reference vmlinux does not export into a klp relocation
  *     (build/klp) and write the module.
  */
+import { timedSteps } from './steps.js';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -250,20 +251,7 @@ function freshBuildDir(home: string, name: string): string {
 export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceBuildResult> {
   const { meta, home, reporter } = opts;
   const source = resolve(opts.source);
-  const timings: Record<string, number> = {};
-  const warnings: string[] = [];
-  const step = async <T>(key: string, title: string, fn: (update: (d: string) => void) => Promise<T> | T): Promise<T> => {
-    const t0 = performance.now();
-    try {
-      return await reporter.step(title, async (s) => fn((d) => s.update(d)));
-    } finally {
-      timings[key] = Math.round(performance.now() - t0);
-    }
-  };
-  const warn = (m: string) => {
-    warnings.push(m);
-    reporter.warn(m);
-  };
+  const { step, warn, timings, warnings } = timedSteps(reporter);
 
   // 1. The fix's own lines, checked and resolved before anything is compiled.
   let text: string;
