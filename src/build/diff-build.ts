@@ -52,6 +52,8 @@ export interface DiffBuildOptions {
   skipProvenance?: boolean;
   /** Keep the build directory (overlays, objects, generated module). */
   keep?: boolean;
+  /** Disassemble the first instruction that differs in each changed function. */
+  showFirstChanged?: boolean;
   /** An atomic-replace (cumulative) patch. */
   replace?: boolean;
 }
@@ -73,6 +75,8 @@ export interface FunctionReport {
   /** Patched through its callers: it has no ftrace call site of its own. */
   carriedOnly?: boolean;
   firstDifference?: number;
+  /** The instructions at the first difference (with --show-first-changed), as objdump prints them. */
+  firstChanged?: { orig?: string; patched?: string };
 }
 
 export interface DiffBuildResult {
@@ -315,6 +319,16 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       f.reasons.push(`the patch does not touch its lines (${f.unit}:${range.first}-${range.last}): it inlines or uses code that changed`);
     }
   }
+  if (opts.showFirstChanged) {
+    await step('first-changed', 'Disassembling the first difference of each changed function', async () => {
+      for (const f of functions) {
+        if (f.status !== 'changed' || f.firstDifference === undefined) continue;
+        const u = units.find((x) => x.unit === f.unit)!;
+        const at = async (side: 'orig' | 'patched') => instructionAt(join(buildRoot, `${side}-${u.object.replace(/\//g, '_')}`), f.name, f.firstDifference!);
+        f.firstChanged = { orig: await at('orig'), patched: await at('patched') };
+      }
+    });
+  }
   const patchedFns = functions.filter((f) => f.status === 'changed' && !f.carriedOnly);
   if (!patchedFns.length) {
     throw new SutureError('no-change', 'no functional change: the patch compiles to the same code in every unit it touches', {
@@ -489,3 +503,17 @@ function moduleFunctionBytes(meta: KernelMetadata, module: string, fn: string, s
   return view.data(sec).subarray(Number(sym.value), Number(sym.value) + size);
 }
 
+
+/** The instruction of a function (in its own section, as -ffunction-sections puts it) that covers an offset. */
+async function instructionAt(file: string, fn: string, offset: number): Promise<string | undefined> {
+  const r = await run(['objdump', '-d', '--no-show-raw-insn', `--disassemble=${fn}`, file], { maxCapture: 4 << 20 });
+  if (r.code !== 0) return undefined;
+  let best: string | undefined;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^\s*([0-9a-f]+):\s+(.*)$/.exec(line);
+    if (!m) continue;
+    if (parseInt(m[1]!, 16) <= offset) best = `+0x${m[1]}: ${m[2]!.replace(/\s+/g, ' ').trim()}`;
+    else break;
+  }
+  return best;
+}

@@ -60,7 +60,7 @@ function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
         f.name,
         f.carriedOnly ? (f.reasons.some((x) => x.startsWith('a piece of')) ? 'carried with its parent' : 'carried (notrace; its callers are patched)') : f.status,
         f.sympos === undefined ? '-' : String(f.sympos),
-        `${f.reasons.join('; ')}${showFirst && f.firstDifference !== undefined ? ` [first difference at +0x${f.firstDifference.toString(16)}]` : ''}`,
+        `${f.reasons.join('; ')}${showFirst && f.firstChanged ? ` [first difference: ${f.firstChanged.orig ?? '(none)'} → ${f.firstChanged.patched ?? '(none)'}]` : ''}`,
       ]),
     ]),
   );
@@ -95,6 +95,7 @@ export async function buildPatches(patches: string[], o: PatchBuildFlags, analyz
     replace: o.replace,
     skipProvenance: o.skipProvenance,
     keep: o.keep,
+    showFirstChanged: o.showFirstChanged,
   });
   if (o.json) printJson(patchReport(r));
   else printPatchResult(r, !!o.showFirstChanged);

@@ -43,7 +43,7 @@ describe('corpus: suture build', () => {
     const patch = join(CORPUS, dir, 'fix.patch');
     if (exp.expect === 'built') {
       const ko = join(out, `${exp.name}.ko`);
-      const { status, json, stderr } = sutureJson(['build', '--kernel', REFERENCE_KERNEL, patch, '--name', exp.name!, '-o', ko, '--cve', 'CVE-2099-0001']);
+      const { status, json, stderr } = sutureJson(['build', '--kernel', REFERENCE_KERNEL, patch, '--name', exp.name!, '-o', ko, '--cve', 'CVE-2099-0001', '--show-first-changed']);
       expect(status, `${stderr}\n${JSON.stringify(json, null, 1)}`).toBe(0);
       const fns = json.functions as { name: string; status: string; carriedOnly?: boolean; reasons: string[] }[];
       for (const f of exp.changed ?? []) expect(fns.find((x) => x.name === f && x.status === 'changed' && !x.carriedOnly), `${f} changed`).toBeTruthy();
@@ -51,6 +51,10 @@ describe('corpus: suture build', () => {
       for (const f of exp.carried ?? []) expect(fns.find((x) => x.name === f && x.carriedOnly), `${f} carried`).toBeTruthy();
       for (const d of exp.newData ?? []) expect(json.units.flatMap((u: { newData: string[] }) => u.newData)).toContain(d);
       if (exp.reason) expect(fns.flatMap((f) => f.reasons).join('\n')).toContain(exp.reason);
+      // --show-first-changed: the instruction where the code first differs, as objdump prints it.
+      for (const f of fns as { status: string; firstDifference?: number; firstChanged?: { patched?: string } }[]) {
+        if (f.status === 'changed' && f.firstDifference !== undefined) expect(f.firstChanged?.patched).toMatch(/^\+0x[0-9a-f]+: \S/);
+      }
       for (const p of json.provenance) expect(p.verdict, `${p.function}: ${p.detail}`).toBe('equal');
       built.set(dir, { ko, exp });
     } else {
