@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   ElfView,
+  SHF_ALLOC,
   SHF_EXECINSTR,
   SHN_LIVEPATCH,
   SHT_RELA,
@@ -134,25 +135,43 @@ interface Place {
 
 class Reader {
   readonly symbols: SymbolEntry[];
-  /** Relocations by the section they apply to, sorted by offset. */
+  /** Relocations by the section they apply to, sorted by offset; decoded when first asked for. */
   private readonly relocs = new Map<number, RelocationEntry[]>();
+  /** RELA section index by the section it applies to (klp relocation sections left out). */
+  private readonly relaFor = new Map<number, number>();
 
   constructor(readonly view: ElfView) {
     const symtab = view.sections.find((s) => s.type === SHT_SYMTAB);
     this.symbols = symtab ? view.symbols(symtab) : [];
     for (const s of view.sections) {
-      if (s.type !== SHT_RELA || s.name.startsWith('.klp.rela.')) continue;
-      const list = view.relocations(s).slice().sort((a, b) => Number(a.offset - b.offset));
-      this.relocs.set(s.info, list);
+      if (s.type === SHT_RELA && !s.name.startsWith('.klp.rela.')) this.relaFor.set(s.info, s.index);
     }
   }
 
+  /** Sections that hold allocated data and have relocations: where klp_patch and its arrays live (not .debug_*). */
+  dataSectionsWithRelocations(): number[] {
+    return [...this.relaFor.keys()].filter((i) => {
+      const s = this.view.sections[i];
+      return !!s && (s.flags & SHF_ALLOC) !== 0n && (s.flags & SHF_EXECINSTR) === 0n;
+    });
+  }
+
+  private relocsOf(section: number): RelocationEntry[] {
+    let list = this.relocs.get(section);
+    if (!list) {
+      const rela = this.relaFor.get(section);
+      list = rela === undefined ? [] : this.view.relocations(rela).slice().sort((a, b) => Number(a.offset - b.offset));
+      this.relocs.set(section, list);
+    }
+    return list;
+  }
+
   relocsIn(section: number, from: number, to: number): RelocationEntry[] {
-    return (this.relocs.get(section) ?? []).filter((r) => Number(r.offset) >= from && Number(r.offset) < to);
+    return this.relocsOf(section).filter((r) => Number(r.offset) >= from && Number(r.offset) < to);
   }
 
   relocAt(section: number, offset: number): RelocationEntry | undefined {
-    return (this.relocs.get(section) ?? []).find((r) => Number(r.offset) === offset);
+    return this.relocsOf(section).find((r) => Number(r.offset) === offset);
   }
 
   /** Where a relocation points: a section and an offset in it. */
@@ -225,9 +244,8 @@ export function readPatchStructure(view: ElfView): PatchStructure | undefined {
   const r = new Reader(view);
   const thisModule = r.symbols.filter((s) => s.name === '__this_module').map((s) => s.index);
   if (!thisModule.length) return undefined;
-  for (const [section, list] of [...view.sections.keys()].map((i) => [i, r.relocsIn(i, 0, Number.MAX_SAFE_INTEGER)] as const)) {
-    if (!r.isData(section)) continue;
-    for (const rel of list) {
+  for (const section of r.dataSectionsWithRelocations()) {
+    for (const rel of r.relocsIn(section, 0, Number.MAX_SAFE_INTEGER)) {
       if (!thisModule.includes(rel.symbol) || rel.addend !== 0n) continue;
       const patch = r.objectAt({ section, offset: Number(rel.offset) });
       if (!patch) continue;
