@@ -15,7 +15,7 @@ import { readPatchFile, type PatchFile } from './patch-file.js';
 import { StateStore, patchFacts, runDirFromEnv, stateDirFromEnv } from './state.js';
 import { HostFs, type SysfsPatch } from './sysfs.js';
 import { Transition, watchTransition, type Target, type WatchProgress, type WatchResult } from './transition.js';
-import { checkConflicts, checkLoad, checkPatchFile, gatherFacts, loadNotes } from './validate.js';
+import { checkConflicts, checkLoad, checkPatchFile, gatherFacts, loadNotes, type HostFacts } from './validate.js';
 
 export interface Host {
   fs: HostFs;
@@ -155,6 +155,7 @@ export interface LoadOptions extends TransitionOptions {
 /** A load that passed every check and has not touched the kernel yet. */
 export interface PreparedLoad {
   patch: PatchFile;
+  facts: HostFacts;
   notes: string[];
   replace: boolean;
   startedAt: number;
@@ -176,7 +177,7 @@ export function prepareLoad(host: Host, file: string, opts: { replace?: boolean 
   }
   const facts = gatherFacts(host.fs, { isRoot: host.isRoot });
   checkLoad(p, facts);
-  return { patch: p, notes: loadNotes(p, facts), replace: !!opts.replace, startedAt };
+  return { patch: p, facts, notes: loadNotes(p, facts), replace: !!opts.replace, startedAt };
 }
 
 /** Validate, insmod, watch the transition; on a reversal, take the module out again. */
@@ -193,8 +194,8 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
   for (const n of notes) opts.onEvent?.({ type: 'note', message: n });
   const unlock = store.lock(`${prep.replace ? 'replace' : 'load'} ${file}`);
   try {
-    // Re-read under the lock: another command may have changed things since.
-    checkConflicts(p, gatherFacts(fs, { isRoot: host.isRoot }));
+    // Re-read the livepatch state under the lock: another command may have changed it since.
+    checkConflicts(p, { ...prep.facts, patches: fs.readAllPatches(), loadedModules: new Set(fs.loadedModules().map((m) => m.name)) });
     const before = fs.patchNames();
     const since = nowUsec(fs);
     opts.onEvent?.({ type: 'insmod', patch: p.name, file });
