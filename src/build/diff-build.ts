@@ -48,6 +48,8 @@ export interface DiffBuildOptions {
   output?: string;
   cves?: readonly string[];
   description?: string;
+  /** The kernel version the patched kernel is equivalent to (modinfo suture_effective_version; `suture uname` shows it). */
+  effectiveVersion?: string;
   /** Build even when the orig build does not reproduce the shipped bytes. */
   skipProvenance?: boolean;
   /** Keep the build directory (overlays, objects, generated module). */
@@ -445,6 +447,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       `MODULE_INFO(suture_patch_sha256, "${patchHash}");`,
       `MODULE_INFO(suture_kernel, "${meta.release}");`,
       ...(opts.cves ?? []).map((c) => `MODULE_INFO(suture_cve, "${c.replace(/"/g, '')}");`),
+      ...(opts.effectiveVersion ? [`MODULE_INFO(suture_effective_version, "${opts.effectiveVersion.replace(/"/g, '')}");`] : []),
     ].join('\n');
     writeFileSync(
       join(moduleDir, 'klp.c'),

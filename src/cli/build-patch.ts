@@ -14,6 +14,7 @@ export interface PatchBuildFlags {
   output?: string;
   cve?: string[];
   description?: string;
+  effectiveVersion?: string;
   replace?: boolean;
   skipProvenance?: boolean;
   showFirstChanged?: boolean;
@@ -92,6 +93,7 @@ export async function buildPatches(patches: string[], o: PatchBuildFlags, analyz
     output: o.output,
     cves: o.cve ?? [],
     description: o.description,
+    effectiveVersion: o.effectiveVersion,
     replace: o.replace,
     skipProvenance: o.skipProvenance,
     keep: o.keep,

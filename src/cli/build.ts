@@ -67,6 +67,7 @@ export function buildCommand(): Command {
     .option('--replace', 'make it an atomic-replace (cumulative) livepatch: loading it replaces every livepatch loaded before')
     .option('--cve <id>', 'a CVE the patch fixes, recorded in modinfo; repeatable (diff mode)', (v: string, p: string[] = []) => [...p, v])
     .option('--description <text>', 'what the patch fixes, recorded in modinfo (diff mode)')
+    .option('--effective-version <version>', 'the kernel version the patched kernel is equivalent to, e.g. 6.1.194-1; `suture uname` shows it (diff mode)')
     .option('--show-first-changed', 'show where each changed function first differs (diff mode)')
     .option('--skip-provenance', 'build even when the orig build does not reproduce the shipped bytes (diff mode)')
     .option('--keep', 'keep the build directory (diff mode)')

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { readModinfo } from '../../src/elf/mod.js';
 import { ensureKernel, REFERENCE_KERNEL } from '../helpers/kernel.js';
 import { suture, sutureJson } from '../helpers/cli.js';
 
@@ -43,7 +44,7 @@ describe('corpus: suture build', () => {
     const patch = join(CORPUS, dir, 'fix.patch');
     if (exp.expect === 'built') {
       const ko = join(out, `${exp.name}.ko`);
-      const { status, json, stderr } = sutureJson(['build', '--kernel', REFERENCE_KERNEL, patch, '--name', exp.name!, '-o', ko, '--cve', 'CVE-2099-0001', '--show-first-changed']);
+      const { status, json, stderr } = sutureJson(['build', '--kernel', REFERENCE_KERNEL, patch, '--name', exp.name!, '-o', ko, '--cve', 'CVE-2099-0001', '--show-first-changed', '--effective-version', '6.1.999-1']);
       expect(status, `${stderr}\n${JSON.stringify(json, null, 1)}`).toBe(0);
       const fns = json.functions as { name: string; status: string; carriedOnly?: boolean; reasons: string[] }[];
       for (const f of exp.changed ?? []) expect(fns.find((x) => x.name === f && x.status === 'changed' && !x.carriedOnly), `${f} changed`).toBeTruthy();
@@ -56,6 +57,13 @@ describe('corpus: suture build', () => {
         if (f.status === 'changed' && f.firstDifference !== undefined) expect(f.firstChanged?.patched).toMatch(/^\+0x[0-9a-f]+: \S/);
       }
       for (const p of json.provenance) expect(p.verdict, `${p.function}: ${p.detail}`).toBe('equal');
+      // modinfo carries what the host side reads: CVEs, the effective version, the kernel, the patch's hash.
+      const info = readModinfo(readFileSync(ko));
+      expect(info.filter((e) => e.key === 'suture_cve').map((e) => e.value)).toEqual(['CVE-2099-0001']);
+      expect(info.find((e) => e.key === 'suture_effective_version')?.value).toBe('6.1.999-1');
+      expect(info.find((e) => e.key === 'suture_kernel')?.value).toBe('6.1.0-56-amd64');
+      expect(info.find((e) => e.key === 'suture_patch_sha256')?.value).toMatch(/^[0-9a-f]{64}$/);
+      expect(info.find((e) => e.key === 'livepatch')?.value).toBe('Y');
       built.set(dir, { ko, exp });
     } else {
       const r = suture(['build', '--kernel', REFERENCE_KERNEL, patch, '-o', join(out, 'never.ko')]);
