@@ -412,7 +412,6 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
         list.push({ oldName: f.name, newFunction: `__suture_new_${i}_${f.name.replace(/[^A-Za-z0-9_]/g, '_')}`, symbol, sympos: f.sympos ?? 0 });
         klpObjects.set(object, list);
       }
-      const origNames = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
       const x = extract(keepFiles.get(d.unit)!.patched, `${d.object} (patched)`, {
         functions: mine.map((f) => f.name),
         data: [...d.diff.newData, ...d.diff.changedConstants],
@@ -422,8 +421,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
           // New globals of another unit of this patch stay plain names: the module link resolves them.
           if (!local && diffs.some((o) => o.diff.newData.includes(sym) || o.diff.functions.some((f) => f.status === 'new' && f.name === sym))) return sym;
           const objects = object === 'vmlinux' ? ['vmlinux'] : [object, 'vmlinux'];
-          const lookup = local && !origNames.functions.has(sym) && !origNames.data.has(sym) ? sym : sym;
-          const r = resolveSymbol(src, { name: lookup, objects, role: 'referenced', anchors: anchorsOf.get(d.unit)!, usedBy: `${d.unit}` });
+          const r = resolveSymbol(src, { name: sym, objects, role: 'referenced', anchors: anchorsOf.get(d.unit)!, usedBy: `${d.unit}` });
           if (r.exported && !local) return sym;
           const klp = `${KLP_PREFIX}${r.object}.${r.name},${r.sympos}`;
           references.set(klp, { object: r.object, name: r.name, sympos: r.sympos, how: r.how });

@@ -210,7 +210,7 @@ async function once<T extends object | void>(
 }
 
 export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<FetchResult> {
-  const { home, reporter } = opts;
+  const { home } = opts;
   const st = workspaceState(home, ref);
   if (st.state === 'ready') return { meta: st.meta, cached: true };
   checkWritable(home);

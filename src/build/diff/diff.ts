@@ -4,7 +4,7 @@
  * against the object compiled from the patched source. Pure: objects in,
  * verdict out (changed and new functions, new data, refusals with reasons).
  */
-import type { ElfObject, Section } from '../../elf/mod.js';
+import type { ElfObject } from '../../elf/mod.js';
 import { Identities, mangle } from './identity.js';
 import { ObjectIndex, bytesOf, isText, sizeOf, type IndexedSymbol } from './object-index.js';
 import { hasFentry, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece } from './rules.js';
@@ -242,4 +242,3 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
   };
 }
 
-export type { Section };

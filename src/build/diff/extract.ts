@@ -24,14 +24,13 @@ import {
   STT_FUNC,
   STT_NOTYPE,
   STT_OBJECT,
-  STT_SECTION,
   SymbolTableSection,
   writeElf,
   type Section,
 } from '../../elf/mod.js';
 import { SutureError } from '../../util/errors.js';
 import { targetOffset } from './identity.js';
-import { ObjectIndex, bytesOf, isStringSection, isText, sizeOf, type IndexedSymbol } from './object-index.js';
+import { ObjectIndex, isText, sizeOf, type IndexedSymbol } from './object-index.js';
 import { isAnonymousTarget, isIgnoredSection, isSpecialStatic } from './rules.js';
 import { SPECIAL_SECTIONS } from './special-sections.js';
 
@@ -256,4 +255,3 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
   };
 }
 
-export { bytesOf, isStringSection };
