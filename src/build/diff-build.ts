@@ -246,11 +246,23 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     }),
   );
 
+  // Each unit's objects, indexed once for the steps below (parsing an object is not free).
+  const indexes = new Map<string, ObjectIndex>();
+  const indexOf = (unit: string, side: 'orig' | 'patched'): ObjectIndex => {
+    const key = `${side}:${unit}`;
+    let idx = indexes.get(key);
+    if (!idx) {
+      idx = new ObjectIndex(ElfObject.parse(keepFiles.get(unit)![side]), unit);
+      indexes.set(key, idx);
+    }
+    return idx;
+  };
+
   // Functions ftrace cannot redirect (notrace: the kernel's inline, SYSCALL_DEFINE bodies): carry them
   // inside the patch and patch their traceable callers instead.
   const carriedOnly = new Set<string>();
   for (const d of diffs) {
-    const pidx = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.patched), d.unit);
+    const pidx = indexOf(d.unit, 'patched');
     for (;;) {
       const blocked = d.diff.functions.filter((f) => f.status === 'changed' && !f.traceable && !carriedOnly.has(`${d.unit}:${f.name}`));
       if (!blocked.length) break;
@@ -280,7 +292,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       }
     }
     // Re-check traceability of callers pulled in: they came from the orig object's view of fentry.
-    const oidx = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+    const oidx = indexOf(d.unit, 'orig');
     for (const v of d.diff.functions) {
       if (v.status !== 'changed' || carriedOnly.has(`${d.unit}:${v.name}`)) continue;
       const of = oidx.functions.get(v.name);
@@ -345,7 +357,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const anchorsOf = new Map<string, Candidate[]>();
   const objectOf = (d: UnitReport) => (d.home.kind === 'module' ? d.home.module : 'vmlinux');
   for (const d of diffs) {
-    const o = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+    const o = indexOf(d.unit, 'orig');
     const anchors: Candidate[] = [];
     for (const fn of o.functions.keys()) {
       try {
@@ -365,7 +377,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       const r = resolveSymbol(src, { name: f.name, objects: [f.object], role: 'replaced', anchors: anchorsOf.get(f.unit)!, usedBy: `${f.unit}: ${f.name}` });
       f.sympos = r.sympos;
       sympos.set(`${f.object}:${f.name}`, r.sympos);
-      const o = new ObjectIndex(ElfObject.parse(keepFiles.get(d.unit)!.orig), d.unit);
+      const o = indexOf(d.unit, 'orig');
       const fn = o.functions.get(f.name)!;
       let shipped: Uint8Array | undefined;
       if (r.candidate?.entry && src.image) shipped = src.image.image.read(r.candidate.entry.address, fn.size);
