@@ -111,7 +111,8 @@ export function watchJson(w: WatchResult | undefined) {
     elapsedMs: round(w.elapsedMs),
     reversedAtMs: w.reversedAtMs === undefined ? undefined : round(w.reversedAtMs),
     maxPendingTasks: w.maxPending,
-    blockers: w.blockers?.blockers.map(blockerJson) ?? [],
+    // every task seen holding the transition up, with when (a task that switched is still named)
+    blockers: w.heldBy.map((b) => ({ ...blockerJson(b), firstSeenMs: round(b.firstSeenMs), lastSeenMs: round(b.lastSeenMs) })),
     states: w.history.map((h) => ({ state: h.state, atMs: round(h.atMs) })),
   };
 }

@@ -117,6 +117,33 @@ export function scanPending(fs: HostFs, target: 0 | 1, matcher: FrameMatcher, li
   return { tasks: tasks.length, pending: pending.length, blockers: described.slice(0, limit) };
 }
 
+/** A task seen pending during a watched transition, with when it was seen (ms since the transition started). */
+export interface SeenBlocker extends Blocker {
+  firstSeenMs: number;
+  lastSeenMs: number;
+}
+
+/**
+ * Fold one scan into the tasks seen so far (keyed by thread id; the newest
+ * description wins). A task that held the transition up for seconds must
+ * still be named after it switched, even if the last scan before completion
+ * only saw an idle task or a running one that switches at its next kernel exit.
+ */
+export function foldScan(seen: Map<number, SeenBlocker>, scan: PendingScan, atMs: number): void {
+  for (const b of scan.blockers) {
+    const prev = seen.get(b.tid);
+    seen.set(b.tid, { ...b, firstSeenMs: prev?.firstSeenMs ?? atMs, lastSeenMs: atMs });
+  }
+}
+
+/** The tasks that held a transition up: those in a patched function first, then the longest seen. */
+export function heldUpBy(seen: ReadonlyMap<number, SeenBlocker>, limit = 8): SeenBlocker[] {
+  const inPatched = (b: SeenBlocker) => Number(b.stack.some((f) => f.patched));
+  return [...seen.values()]
+    .sort((a, b) => inPatched(b) - inPatched(a) || b.lastSeenMs - b.firstSeenMs - (a.lastSeenMs - a.firstSeenMs) || a.pid - b.pid || a.tid - b.tid)
+    .slice(0, limit);
+}
+
 /** The frames worth showing: up to the first marked frame and a few below it, or the top few. */
 export function shortStack(stack: readonly StackFrame[], depth = 6): StackFrame[] {
   const i = stack.findIndex((f) => f.patched);

@@ -14,7 +14,7 @@
  * Every other event is a bug in the caller and throws.
  */
 import { SutureError } from '../util/errors.js';
-import { scanPending, type FrameMatcher, type PendingScan } from './blockers.js';
+import { foldScan, heldUpBy, scanPending, type FrameMatcher, type PendingScan, type SeenBlocker } from './blockers.js';
 import type { HostFs } from './sysfs.js';
 
 /** The kernel's target patch state: 1 patched, 0 unpatched (klp_target_state). */
@@ -160,8 +160,10 @@ export interface WatchResult {
   reversedAtMs: number | undefined;
   /** Most tasks seen pending at once. */
   maxPending: number;
-  /** Blockers seen during the transition (the latest scan that found any). */
+  /** The latest scan that found pending tasks (what holds the transition up now, if it did not complete). */
   blockers: PendingScan | undefined;
+  /** Every task seen pending in any scan, the ones in a patched function first, then the longest seen. */
+  heldBy: SeenBlocker[];
   history: { state: TransitionStateName; atMs: number }[];
 }
 
@@ -193,6 +195,7 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
   let lastScanAt = -Infinity;
   let scan: PendingScan | undefined;
   let blockers: PendingScan | undefined;
+  const seen = new Map<number, SeenBlocker>();
   let maxPending = 0;
   let reversedAtMs: number | undefined;
   const report = () => opts.onProgress?.({ state: tr.state, target: tr.target, elapsedMs: tr.elapsedMs(), scan });
@@ -215,6 +218,7 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
       scan = scanPending(fs, tr.target, opts.matcher);
       maxPending = Math.max(maxPending, scan.pending);
       if (scan.blockers.length) blockers = scan;
+      foldScan(seen, scan, tr.elapsedMs());
       report();
     }
     if (now >= deadline && (tr.state === 'patching' || tr.state === 'unpatching' || tr.state === 'reversing')) {
@@ -240,5 +244,5 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
   }
   report();
   const outcome = tr.state as WatchResult['outcome'];
-  return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, history: tr.history };
+  return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, heldBy: heldUpBy(seen), history: tr.history };
 }

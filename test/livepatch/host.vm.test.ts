@@ -323,7 +323,10 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
     const j = parse(json);
     expect(j).toMatchObject({ patch: 'livepatch_stall', outcome: 'complete', exitCode: 0 });
     expect(j.transition.maxPendingTasks).toBeGreaterThanOrEqual(1);
-    expect(j.transition.blockers.some((b: { comm: string }) => b.comm === 'cat')).toBe(true);
+    // every task seen holding it up, the one in the patched function first, even though it switched before the end
+    const cat = j.transition.blockers[0];
+    expect(cat, JSON.stringify(j.transition, null, 1)).toMatchObject({ comm: 'cat', reason: 'sleeping in suture_stall_wait [suture_stall_target], which the transition replaces' });
+    expect(cat.lastSeenMs - cat.firstSeenMs).toBeGreaterThan(500);
     expect(j.timing.transitionMs).toBeGreaterThan(1000);
     // the reader was inside the original function, and leaves it with the original's answer
     expect(reader).toBe('original\n');

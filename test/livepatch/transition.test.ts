@@ -142,6 +142,44 @@ describe('watchTransition', () => {
     expect(b.reason).toBe('sleeping in suture_stall_wait [suture_stall_target], which the transition replaces');
   });
 
+  it('still names the task that held it up after it switched, when the last scans only saw a task about to switch', async () => {
+    // Seen in the guest: cat leaves the patched function, then the last scan
+    // before completion finds only a running task; the result must name cat.
+    const k = new FakeKernel();
+    k.put('/sys/kernel/livepatch/p/transition', '1\n');
+    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    k.addTask(42, 'cat', 'D', '[<0>] suture_stall_wait+0x5a/0x90 [suture_stall_target]\n[<0>] vfs_read+0xb0/0x2a0\n', 0);
+    k.addTask(50, 'node', 'R', '', 1);
+    const c = fakeClock();
+    const tr = new Transition('p', c.clock);
+    tr.start(1);
+    const matcher = { functions: new Map([['suture_stall_target', new Set(['suture_stall_wait'])]]), livepatchModules: new Set<string>() };
+    const r = await watchTransition(k.fs, tr, {
+      timeoutMs: 60_000,
+      revertOnTimeout: false,
+      matcher,
+      clock: c.clock,
+      sleep: async (ms) => {
+        c.advance(ms);
+        if (c.clock() >= 2000 && c.clock() < 2100) {
+          k.setPatchState(42, 1);
+          k.setPatchState(50, 0);
+        }
+        if (c.clock() >= 3600) k.put('/sys/kernel/livepatch/p/transition', '0\n');
+      },
+    });
+    expect(r.outcome).toBe('complete');
+    // the latest scan saw only node
+    expect(r.blockers!.blockers.map((b) => b.comm)).toEqual(['node']);
+    expect(r.heldBy.map((b) => b.comm)).toEqual(['cat', 'node']);
+    const cat = r.heldBy[0]!;
+    expect(cat.firstSeenMs).toBeGreaterThanOrEqual(250);
+    expect(cat.firstSeenMs).toBeLessThan(300);
+    expect(cat.lastSeenMs).toBeGreaterThan(1500);
+    expect(cat.lastSeenMs).toBeLessThan(2000);
+    expect(r.heldBy[1]!.firstSeenMs).toBeGreaterThanOrEqual(2000);
+  });
+
   it('times out and leaves the transition running without --revert-on-timeout', async () => {
     const k = new FakeKernel();
     k.put('/sys/kernel/livepatch/p/transition', '1\n');
