@@ -32,9 +32,10 @@ import { changedLayouts, parsePahole } from './diff/layouts.js';
 import { compareWithShipped, type ProvenanceResult } from './diff/provenance.js';
 import { checkModuleName, kbuildFile, klpModuleSource, type KlpObjectSpec } from './generate.js';
 import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
-import { functionLines, touchedBy } from './patch/function-lines.js';
+import { functionLines, touchedBy, touchedDefinitions } from './patch/function-lines.js';
 import { stabilizeLines } from './patch/line-directives.js';
 import { formatPatch, parseSourcePatch, type FilePatch } from './patch/parse.js';
+import { includersOf, treeIncludeGraph } from './include-graph.js';
 import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from './tree.js';
 
 export interface DiffBuildOptions {
@@ -58,6 +59,8 @@ export interface DiffBuildOptions {
   showFirstChanged?: boolean;
   /** An atomic-replace (cumulative) patch. */
   replace?: boolean;
+  /** Most units one patch may compile (a changed header reaches many); DEFAULT_MAX_UNITS otherwise. */
+  maxUnits?: number;
 }
 
 export interface UnitReport {
@@ -96,22 +99,42 @@ export interface DiffBuildResult {
 
 const KLP_PREFIX = '.klp.sym.';
 
-/** Units of a patch: the .c files it touches, and for headers the .c files that include them directly. */
-async function unitsOf(tree: string, files: readonly FilePatch[]): Promise<{ units: string[]; notes: string[] }> {
+/** A changed header can reach thousands of units; past this many, the build stops and says so. */
+export const DEFAULT_MAX_UNITS = 64;
+
+/**
+ * Units of a patch: the .c files it touches, and for a changed header every
+ * .c file that includes it, directly or through other headers (the tree's
+ * include graph, kept in the workspace).
+ */
+async function unitsOf(
+  meta: KernelMetadata,
+  files: readonly FilePatch[],
+  maxUnits: number,
+): Promise<{ units: string[]; viaHeader: Map<string, string[]>; notes: string[] }> {
   const units = new Set<string>();
+  const viaHeader = new Map<string, string[]>();
   const notes: string[] = [];
-  for (const f of files) {
-    if (f.kind === 'c') units.add(f.path);
-    else if (f.kind === 'header') {
-      const base = basename(f.path);
-      const under = f.path.startsWith('include/') ? f.path.replace(/^include\/(uapi\/)?/, '') : base;
-      const r = await run(['grep', '-rlE', '--include=*.c', `^\\s*#\\s*include\\s*[<"](.*/)?${(f.path.startsWith('include/') ? under : base).replace(/[.+]/g, '\\$&')}[>"]`, '.'], { cwd: tree, maxCapture: 16 << 20 });
-      const found = r.stdout.split('\n').filter(Boolean).map((p) => p.replace(/^\.\//, ''));
-      for (const u of found) units.add(u);
-      notes.push(`${f.path}: ${found.length} source file${found.length === 1 ? '' : 's'} include it directly`);
+  for (const f of files) if (f.kind === 'c') units.add(f.path);
+  const headers = files.filter((f) => f.kind === 'header');
+  if (headers.length) {
+    const graph = await treeIncludeGraph(meta.paths.source, join(meta.paths.root, 'include-graph.json'));
+    for (const h of headers) {
+      const r = includersOf(graph, h.path);
+      // Candidates beyond a few times the limit cannot all be filtered out by the configuration; stop early.
+      if (r.everyUnit || r.all.length > 4 * maxUnits) {
+        throw new SutureError('limit', `${h.path} is included by ${r.everyUnit ? 'every unit of the kernel (through kbuild\'s -include headers)' : `${r.all.length} source files (${r.direct.length} directly)`}; suture compiles at most ${maxUnits} units for one patch`, {
+          hint: 'put the fix in the .c files that need it, or raise the limit with --max-units N (each unit is compiled twice)',
+        });
+      }
+      for (const u of r.all) {
+        units.add(u);
+        viaHeader.set(u, [...(viaHeader.get(u) ?? []), h.path]);
+      }
+      notes.push(`${h.path}: ${r.all.length} source file${r.all.length === 1 ? '' : 's'} include it (${r.direct.length} directly)`);
     }
   }
-  return { units: [...units].sort(), notes };
+  return { units: [...units].sort(), viaHeader, notes };
 }
 
 /** Refuse what a livepatch cannot be built from, before compiling anything. */
@@ -167,17 +190,29 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   // 2. Which units, and where each one's object goes.
   const kb = new KbuildObjects(tree);
   const units: { unit: string; object: string; home: ObjectHome }[] = [];
+  let viaHeader = new Map<string, string[]>();
   try {
     await step('units', 'Finding the translation units to compile', async (update) => {
-      const { units: us, notes } = await unitsOf(tree, files);
+      const maxUnits = opts.maxUnits ?? DEFAULT_MAX_UNITS;
+      const found = await unitsOf(meta, files, maxUnits);
+      const { units: us, notes } = found;
+      viaHeader = found.viaHeader;
       for (const n of notes) update(n);
+      let notBuilt = 0;
       for (const u of us) {
         const h = await kb.home(u);
         if (h.kind === 'not-built') {
           if (files.some((f) => f.path === u)) warn(`${u} is not built in this kernel's configuration (${h.why}): its changes cannot matter here`);
+          notBuilt++;
           continue;
         }
         units.push({ unit: u, object: h.object, home: h });
+      }
+      if (viaHeader.size) update(`${notBuilt} of ${us.length} source files are not built with this configuration`);
+      if (units.length > maxUnits) {
+        throw new SutureError('limit', `the patch reaches ${units.length} units built in this kernel (through ${[...new Set([...viaHeader.values()].flat())].join(', ')}); suture compiles at most ${maxUnits} units for one patch`, {
+          hint: 'put the fix in the .c files that need it, or raise the limit with --max-units N (each unit is compiled twice)',
+        });
       }
       update(`${units.length} unit${units.length === 1 ? '' : 's'}: ${units.map((u) => u.unit).join(', ')}`);
     });
@@ -319,6 +354,14 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     })),
   );
   // Say why a changed function the patch does not touch is in it: it inlines or reads what changed.
+  const headerDefs = new Map<string, string[]>();
+  for (const h of files.filter((x) => x.kind === 'header')) {
+    try {
+      headerDefs.set(h.path, touchedDefinitions(readFileSync(join(tree, h.path), 'utf8'), h));
+    } catch {
+      // a header the patch creates: nothing of it to name
+    }
+  }
   for (const f of functions) {
     if (f.status !== 'changed') continue;
     const fp = files.find((x) => x.path === f.unit);
@@ -329,9 +372,20 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       continue;
     }
     const range = functionLines(text, f.name);
-    if (range && (!fp || !touchedBy(fp, range))) {
-      f.reasons.push(`the patch does not touch its lines (${f.unit}:${range.first}-${range.last}): it inlines or uses code that changed`);
+    const entry = /^__(?:x64|ia32)_(?:compat_)?sys_(\w+)$/.exec(f.name);
+    if (!range && entry && !f.reasons.some((r) => r.startsWith('calls '))) {
+      f.reasons.push(`the entry of the ${entry[1]} syscall (${f.name.includes('compat') ? 'COMPAT_SYSCALL_DEFINE' : 'SYSCALL_DEFINE'} in ${f.unit}): its body is inlined into it`);
     }
+    // A caller pulled in for a notrace function already says so.
+    if (!range || (fp && touchedBy(fp, range)) || f.reasons.some((r) => r.startsWith('calls '))) continue;
+    const body = text.split('\n').slice(range.first - 1, range.last).join('\n');
+    // Through a changed header: name the inline or macro its text uses, when it does so directly.
+    const used = (viaHeader.get(f.unit) ?? []).flatMap((h) => (headerDefs.get(h) ?? []).filter((n) => new RegExp(`\\b${n}\\b`).test(body)).map((n) => `${n} (${h})`));
+    f.reasons.push(
+      used.length
+        ? `the patch does not touch its lines (${f.unit}:${range.first}-${range.last}): it uses ${used.join(', ')}, which the patch changes`
+        : `the patch does not touch its lines (${f.unit}:${range.first}-${range.last}): it inlines or uses code that changed`,
+    );
   }
   if (opts.showFirstChanged) {
     await step('first-changed', 'Disassembling the first difference of each changed function', async () => {

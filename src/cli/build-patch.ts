@@ -2,7 +2,8 @@
 /** `suture build fix.patch...` (diff mode) and `suture analyze fix.patch...` */
 import { Command } from 'commander';
 import { relative } from 'node:path';
-import { buildFromPatch, type DiffBuildResult } from '../build/diff-build.js';
+import { InvalidArgumentError } from 'commander';
+import { DEFAULT_MAX_UNITS, buildFromPatch, type DiffBuildResult } from '../build/diff-build.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { sutureHome } from '../util/paths.js';
@@ -19,7 +20,14 @@ export interface PatchBuildFlags {
   skipProvenance?: boolean;
   showFirstChanged?: boolean;
   keep?: boolean;
+  maxUnits?: number;
   json?: boolean;
+}
+
+export function parseMaxUnits(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('--max-units must be a whole number of units, at least 1');
+  return n;
 }
 
 function show(path: string): string {
@@ -98,6 +106,7 @@ export async function buildPatches(patches: string[], o: PatchBuildFlags, analyz
     skipProvenance: o.skipProvenance,
     keep: o.keep,
     showFirstChanged: o.showFirstChanged,
+    maxUnits: o.maxUnits,
   });
   if (o.json) printJson(patchReport(r));
   else printPatchResult(r, !!o.showFirstChanged);
@@ -111,6 +120,7 @@ export function analyzeCommand(): Command {
     .option('--skip-provenance', 'go on when the orig build does not reproduce the shipped bytes')
     .option('--show-first-changed', 'show where each changed function first differs')
     .option('--keep', 'keep the build directory')
+    .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS})`, parseMaxUnits)
     .option('--json', 'print one JSON object')
     .action((patches: string[], o: PatchBuildFlags) => buildPatches(patches, o, true));
 }

@@ -8,7 +8,8 @@ import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
-import { buildPatches, type PatchBuildFlags } from './build-patch.js';
+import { buildPatches, parseMaxUnits, type PatchBuildFlags } from './build-patch.js';
+import { DEFAULT_MAX_UNITS } from '../build/diff-build.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 
 interface BuildOptions {
@@ -71,6 +72,7 @@ export function buildCommand(): Command {
     .option('--show-first-changed', 'show where each changed function first differs (diff mode)')
     .option('--skip-provenance', 'build even when the orig build does not reproduce the shipped bytes (diff mode)')
     .option('--keep', 'keep the build directory (diff mode)')
+    .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS}; diff mode)`, parseMaxUnits)
     .option('--json', 'print one JSON object: the module, every function replaced and every symbol resolved')
     .action(async (patches: string[], o: BuildOptions & PatchBuildFlags) => {
       if (patches.length && o.source !== undefined) {

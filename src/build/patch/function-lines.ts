@@ -43,3 +43,31 @@ export function touchedBy(f: FilePatch, range: { first: number; last: number }):
     return false;
   });
 }
+
+/**
+ * The functions and function-like macros of a file whose definitions the
+ * patch touches (names only): for a changed header, the inlines and macros
+ * that make its includers change.
+ */
+export function touchedDefinitions(text: string, f: FilePatch): string[] {
+  const lines = text.split('\n');
+  const names = new Set<string>();
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const macro = /^#\s*define\s+([A-Za-z_]\w*)/.exec(line);
+    if (macro) {
+      let last = i;
+      while (last < lines.length - 1 && /\\\s*$/.test(lines[last]!)) last++;
+      if (touchedBy(f, { first: i + 1, last: last + 1 })) names.add(macro[1]!);
+      i = last;
+      continue;
+    }
+    const fn = /^[A-Za-z_][^=;]*?\b([A-Za-z_]\w*)\s*\(/.exec(line);
+    if (!fn || /^(if|for|while|switch|return|sizeof)$/.test(fn[1]!)) continue;
+    const range = functionLines(lines.slice(i).join('\n'), fn[1]!);
+    if (!range || range.first !== 1) continue;
+    if (touchedBy(f, { first: i + 1, last: i + range.last })) names.add(fn[1]!);
+    i += range.last - 1;
+  }
+  return [...names];
+}
