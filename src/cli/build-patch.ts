@@ -66,7 +66,8 @@ function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
       ['  object', 'function', 'status', 'sympos', 'why'],
       ...r.functions.map((f) => [
         `  ${f.object}`,
-        f.name,
+        // a name changed in two units (two static functions of one name): say which one
+        r.functions.filter((x) => x.name === f.name && x.object === f.object).length > 1 ? `${f.name} (${f.unit})` : f.name,
         f.carriedOnly ? (f.reasons.some((x) => x.startsWith('a piece of')) ? 'carried with its parent' : 'carried (notrace; its callers are patched)') : f.status,
         f.sympos === undefined ? '-' : String(f.sympos),
         `${f.reasons.join('; ')}${showFirst && f.firstChanged ? ` [first difference: ${f.firstChanged.orig ?? '(none)'} → ${f.firstChanged.patched ?? '(none)'}]` : ''}`,

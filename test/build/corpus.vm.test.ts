@@ -25,6 +25,8 @@ interface Expect {
   carried?: string[];
   kmods?: string[];
   reason?: string;
+  /** A name changed in more than one unit: the units, each with its own sympos. */
+  sameName?: Record<string, string[]>;
   load?: 'self';
 }
 
@@ -46,12 +48,17 @@ describe('corpus: suture build', () => {
       const ko = join(out, `${exp.name}.ko`);
       const { status, json, stderr } = sutureJson(['build', '--kernel', REFERENCE_KERNEL, patch, '--name', exp.name!, '-o', ko, '--cve', 'CVE-2099-0001', '--show-first-changed', '--effective-version', '6.1.999-1']);
       expect(status, `${stderr}\n${JSON.stringify(json, null, 1)}`).toBe(0);
-      const fns = json.functions as { name: string; status: string; carriedOnly?: boolean; reasons: string[] }[];
+      const fns = json.functions as { name: string; unit: string; sympos?: number; status: string; carriedOnly?: boolean; reasons: string[] }[];
       for (const f of exp.changed ?? []) expect(fns.find((x) => x.name === f && x.status === 'changed' && !x.carriedOnly), `${f} changed`).toBeTruthy();
       for (const f of exp.new ?? []) expect(fns.find((x) => x.name === f && x.status === 'new'), `${f} new`).toBeTruthy();
       for (const f of exp.carried ?? []) expect(fns.find((x) => x.name === f && x.carriedOnly), `${f} carried`).toBeTruthy();
       for (const d of exp.newData ?? []) expect(json.units.flatMap((u: { newData: string[] }) => u.newData)).toContain(d);
       if (exp.reason) expect(fns.flatMap((f) => f.reasons).join('\n')).toContain(exp.reason);
+      for (const [name, units] of Object.entries(exp.sameName ?? {})) {
+        const same = fns.filter((f) => f.name === name && f.status === 'changed');
+        expect(same.map((f) => f.unit).sort()).toEqual(units);
+        expect(new Set(same.map((f) => f.sympos)).size, `${name}: one sympos per copy`).toBe(units.length);
+      }
       // --show-first-changed: the instruction where the code first differs, as objdump prints it.
       for (const f of fns as { status: string; firstDifference?: number; firstChanged?: { patched?: string } }[]) {
         if (f.status === 'changed' && f.firstDifference !== undefined) expect(f.firstChanged?.patched).toMatch(/^\+0x[0-9a-f]+: \S/);
