@@ -22,7 +22,10 @@ async function hostCommands(): Promise<Command[]> {
 
 /** The commands for this command line: the host commands alone when one of them is asked for, else all. */
 export async function commandsFor(argv: readonly string[]): Promise<Command[]> {
-  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  const args = argv.slice(2);
+  // `suture --version` needs no command at all
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) return [];
+  const first = args.find((a) => !a.startsWith('-'));
   if (first && HOST_COMMANDS.has(first)) return hostCommands();
   const [kernel, vm, build, analyze, host] = await Promise.all([import('./kernel.js'), import('./vm.js'), import('./build.js'), import('./build-patch.js'), hostCommands()]);
   return [kernel.kernelCommand(), vm.vmCommand(), ...host, build.buildCommand(), analyze.analyzeCommand()];

@@ -135,6 +135,7 @@ async function runTransition(host: Host, patch: string, target: Target, opts: Tr
   return watchTransition(host.fs, tr, {
     timeoutMs: opts.timeoutMs,
     revertOnTimeout: opts.revertOnTimeout,
+    onEnd: (outcome, elapsedMs) => opts.onEvent?.({ type: 'ended', patch, direction: target === 1 ? 'patching' : 'unpatching', outcome, elapsedMs }),
     // Only a transition that takes a while needs it: the first look at `transition` comes first.
     matcher: () => matcherFor(host.fs, patch, target),
     onProgress: (progress) => {
@@ -211,12 +212,12 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
         hint: 'the module did not call klp_enable_patch(); see the kernel log (dmesg)',
       });
     }
-    const record = { ...patchFacts(p), file, loadedAt: new Date().toISOString(), bootId: fs.bootId() };
-    // A transition still running when insmod returns is recorded at once, so that status knows
-    // the patch while it waits; one that is already complete (the usual case) is recorded once, after.
-    if (fs.transition(p.name) !== false) store.writeLoadRecord(record);
+    const loadedAt = new Date().toISOString();
+    const record = () => ({ ...patchFacts(p), file, loadedAt, bootId: fs.bootId() });
+    // A transition still running is recorded at once, so that status knows the patch while it
+    // waits; one that is already complete (the usual case) is reported first and recorded after.
+    if (fs.transition(p.name) !== false) store.writeLoadRecord(record());
     const transition = await runTransition(host, p.name, 1, opts);
-    opts.onEvent?.({ type: 'ended', patch: p.name, direction: 'patching', outcome: transition.outcome, elapsedMs: transition.elapsedMs });
     const ins = insmodDone ?? (await insmod);
     if (!ins.ok) {
       // Enabled, yet insmod says it failed: report both; the patch is in the kernel.
@@ -244,7 +245,7 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
       return result;
     }
     if (transition.outcome === 'complete') {
-      store.writeLoadRecord({ ...record, transitionMs: Math.round(transition.elapsedMs * 1000) / 1000, kernelTransitionMs });
+      store.writeLoadRecord({ ...record(), transitionMs: Math.round(transition.elapsedMs * 1000) / 1000, kernelTransitionMs });
     }
     if (transition.outcome === 'complete' && p.structure?.replace) {
       result.replaced = before.filter((n) => n !== p.name);
@@ -340,7 +341,6 @@ export async function disablePatch(host: Host, name: string, opts: TransitionOpt
     // Already disabled (unpatching in progress): only watch.
     if (p.enabled) fs.writeEnabled(name, 0);
     const transition = await runTransition(host, name, 0, opts);
-    opts.onEvent?.({ type: 'ended', patch: name, direction: 'unpatching', outcome: transition.outcome, elapsedMs: transition.elapsedMs });
     const kernelTransitionMs = kernelTransitionTime(host.kmsg(), name, 'unpatching');
     let removed = false;
     if (transition.outcome === 'complete' && opts.unload) {

@@ -147,6 +147,12 @@ export interface WatchOptions {
   /** What marks a frame as the patched function; asked for only when tasks are first scanned. */
   matcher: FrameMatcher | (() => FrameMatcher);
   onProgress?: (p: WatchProgress) => void;
+  /**
+   * Called the moment the transition is seen to end (complete, reversed,
+   * forced) or stall, before any other bookkeeping: the "complete" line a
+   * script waits for is printed from here.
+   */
+  onEnd?: (outcome: WatchResult['outcome'], elapsedMs: number) => void;
   /** Injected in unit tests. */
   clock?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -242,7 +248,8 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
     }
     await sleep(pollDelayMs(tr.elapsedMs()));
   }
-  report();
   const outcome = tr.state as WatchResult['outcome'];
+  opts.onEnd?.(outcome, tr.elapsedMs());
+  report();
   return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, heldBy: heldUpBy(seen), history: tr.history };
 }
