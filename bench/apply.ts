@@ -9,11 +9,13 @@
  *   suture  from just before `suture load x.ko` starts to the moment its "complete" line is read
  *   raw     from just before `insmod x.ko` to the moment a tight shell loop reads transition = 0
  *   json    `suture load --json`, for suture's own split: validation, insmod, watch
+ *   floor   a minimal node program: spawn insmod, read transition every millisecond, print
+ *           (what any node tool pays in this guest; suture's own overhead is the rest)
  * each followed by the same raw unload (enabled ← 0, wait for the directory, rmmod).
  * Clock: the guest kernel's own (lines written to /dev/kmsg, µs), which also
  * gives the kernel's transition time ("starting patching transition" →
- * "patching complete"). Also measured: `node -e 0` and `suture --version`,
- * the cost of starting node and of loading suture's code.
+ * "patching complete"). Also measured: `node -e 0` and `suture list`, the
+ * cost of starting node and of loading the host layer's code.
  *
  * Prints each run, the medians, the overhead as a ratio and in ms.
  */
@@ -53,11 +55,24 @@ mark() { echo "suture-bench: $*" > /dev/kmsg; }
 raw_unload() {
   echo 0 > ${LP}/enabled
   while [ -d ${LP} ]; do :; done
-  while [ "$(cat /sys/module/livepatch_cmdline/refcnt 2>/dev/null)" != 0 ]; do :; done
-  rmmod livepatch_cmdline
+  while [ -d /sys/module/livepatch_cmdline ] && [ "$(cat /sys/module/livepatch_cmdline/refcnt 2>/dev/null)" != 0 ]; do :; done
+  rmmod livepatch_cmdline 2>/dev/null
 }
 for i in $(seq 1 3); do mark "node-start $i"; /opt/suture/node -e 0; mark "node-end $i"; done
-for i in $(seq 1 3); do mark "version-start $i"; suture --version >/dev/null; mark "version-end $i"; done
+for i in $(seq 1 3); do mark "list-start $i"; suture list >/dev/null; mark "list-end $i"; done
+cat > /tmp/floor.js <<'FLOOR'
+// The least any node program can do: spawn insmod, look at transition every millisecond, print.
+const { spawn } = require('node:child_process');
+const { readFileSync } = require('node:fs');
+const rd = (f) => { try { return readFileSync(f, 'utf8').trim(); } catch { return undefined; } };
+spawn('insmod', ['/modules/livepatch-cmdline.ko'], { stdio: 'inherit' });
+const t0 = Date.now();
+(function poll() {
+  if (rd('${LP}/enabled') === '1' && rd('${LP}/transition') === '0') return console.log('livepatch_cmdline: patching complete');
+  if (Date.now() - t0 > 20000) return console.log('floor: no complete transition within 20 s');
+  setTimeout(poll, 1);
+})();
+FLOOR
 i=0
 while [ $i -lt ${runs} ]; do
   i=$((i+1))
@@ -74,6 +89,11 @@ while [ $i -lt ${runs} ]; do
   suture load --json /modules/livepatch-cmdline.ko > /tmp/load-$i.json 2>/dev/null
   cat /tmp/load-$i.json
   echo "@@"
+  raw_unload
+  mark "floor-start $i"
+  /opt/suture/node /tmp/floor.js | while read -r line; do
+    case "$line" in *"patching complete"*) mark "floor-complete $i";; esac
+  done
   raw_unload
 done
 `;
@@ -116,17 +136,23 @@ const span = (a: string, b: string, i: number) => {
   return x !== undefined && y !== undefined ? y - x : NaN;
 };
 const node = [1, 2, 3].map((i) => span('node-start', 'node-end', i));
-const version = [1, 2, 3].map((i) => span('version-start', 'version-end', i));
+const list = [1, 2, 3].map((i) => span('list-start', 'list-end', i));
 const sut: number[] = [];
 const raw: number[] = [];
 /** From the kernel's "patching complete" to the mark after the complete line / the loop's exit. */
 const sutLag: number[] = [];
 const rawLag: number[] = [];
+const floor: number[] = [];
+const floorLag: number[] = [];
+/** Loads per run, in the guest script's order: suture, raw, suture --json, the node floor. */
+const PER_RUN = 4;
 for (let i = 1; i <= runs; i++) {
   sut.push(span('suture-start', 'suture-complete', i));
   raw.push(span('raw-start', 'raw-complete', i));
-  sutLag.push((marks.get(`suture-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * 3] ?? NaN));
-  rawLag.push((marks.get(`raw-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * 3 + 1] ?? NaN));
+  floor.push(span('floor-start', 'floor-complete', i));
+  sutLag.push((marks.get(`suture-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * PER_RUN] ?? NaN));
+  rawLag.push((marks.get(`raw-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * PER_RUN + 1] ?? NaN));
+  floorLag.push((marks.get(`floor-complete ${i}`) ?? NaN) - (kernelDone[(i - 1) * PER_RUN + 3] ?? NaN));
 }
 const own = (res.commands[0].output as string)
   .split(/^@@\n/m)
@@ -137,9 +163,11 @@ const own = (res.commands[0].output as string)
 const f = (ms: number) => (Number.isNaN(ms) ? '   ?' : ms >= 100 ? ms.toFixed(0).padStart(6) : ms.toFixed(1).padStart(6));
 const host = cpus();
 console.log(`host: ${host.length} cores (${host[0]?.model ?? '?'}); guest: ${REFERENCE_KERNEL} under QEMU ${res.accel.toUpperCase()}, 1 vCPU, suture in the guest; guest clock; ${runs} runs`);
-console.log('run   suture load → "complete"   insmod + shell loop   kernel transition (suture, raw)');
+console.log('run   suture load → "complete"   insmod + shell loop   minimal node poller   kernel transition (suture, raw)');
 for (let i = 0; i < runs; i++) {
-  console.log(`${String(i + 1).padStart(3)}   ${f(sut[i]!)} ms                 ${f(raw[i]!)} ms             ${f(kernelMs[i * 3] ?? NaN)} ms, ${f(kernelMs[i * 3 + 1] ?? NaN)} ms`);
+  console.log(
+    `${String(i + 1).padStart(3)}   ${f(sut[i]!)} ms                 ${f(raw[i]!)} ms             ${f(floor[i]!)} ms           ${f(kernelMs[i * PER_RUN] ?? NaN)} ms, ${f(kernelMs[i * PER_RUN + 1] ?? NaN)} ms`,
+  );
 }
 const ms = median(sut);
 const mr = median(raw);
@@ -147,9 +175,12 @@ console.log('');
 console.log(`median suture load → complete line:  ${f(ms)} ms`);
 console.log(`median insmod + loop → transition 0: ${f(mr)} ms`);
 console.log(`overhead: ${(ms / mr).toFixed(1)}x, ${f(ms - mr)} ms`);
-console.log(`median kernel transition (dmesg): ${f(median(kernelMs.filter((_, k) => k % 3 === 0)))} ms under suture load, ${f(median(kernelMs.filter((_, k) => k % 3 === 1)))} ms under insmod`);
-console.log(`median from the kernel's "patching complete" to the complete line read: ${f(median(sutLag))} ms (suture), ${f(median(rawLag))} ms (shell loop)`);
-console.log(`node -e 0: ${f(median(node))} ms; suture --version: ${f(median(version))} ms (node start + suture's code)`);
+console.log(`median minimal node poller (spawn insmod, read transition every 1 ms): ${f(median(floor))} ms`);
+console.log(`median kernel transition (dmesg): ${f(median(kernelMs.filter((_, k) => k % PER_RUN === 0)))} ms under suture load, ${f(median(kernelMs.filter((_, k) => k % PER_RUN === 1)))} ms under insmod`);
+console.log(
+  `median from the kernel's "patching complete" to the complete line read: ${f(median(sutLag))} ms (suture), ${f(median(floorLag))} ms (minimal node poller), ${f(median(rawLag))} ms (shell loop)`,
+);
+console.log(`node -e 0: ${f(median(node))} ms; suture list: ${f(median(list))} ms (node start, the host layer's code, reading sysfs)`);
 if (own.length) {
   console.log(
     `suture load --json, its own split (medians): from reading the file to the end ${f(median(own.map((o) => o.timing.totalMs)))} ms, ` +
