@@ -13,7 +13,7 @@ import { requireWorkspace } from '../kernel/workspace.js';
 import { DISK_KMODS, ensureDiskImage } from '../vm/disk.js';
 import { runVm, type StepResult, type VmCommand, type VmResult } from '../vm/run.js';
 
-/** The package root (dist/cli/vm.js → ../..): what --with-suture carries into the guest. */
+/** The package root (dist/cli/vm.js or dist/bundle/vm-*.js → ../..): what --with-suture carries into the guest. */
 const APP_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 import { EXIT } from './exit-codes.js';
 import { printJson } from './output.js';

@@ -111,7 +111,7 @@ export interface SutureBundle {
 export async function sutureBundle(src: BundleSource, existingDirs: Iterable<string> = []): Promise<SutureBundle> {
   const appRoot = src.appRoot;
   const node = src.node ?? process.execPath;
-  for (const need of ['package.json', 'dist/cli/main.js', 'bin/suture.js']) {
+  for (const need of ['package.json', 'dist/bundle/main.js', 'bin/suture.js']) {
     if (!existsSync(join(appRoot, need))) {
       throw new SutureError('environment', `${join(appRoot, need)} does not exist: suture is not built`, { hint: 'run npm run build' });
     }

@@ -14,7 +14,7 @@ export interface CliResult {
 }
 
 export function suture(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): CliResult {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+  if (!existsSync(join(ROOT, 'dist', 'bundle', 'main.js'))) {
     throw new Error('dist/ is missing: the CLI tests run the built suture; run `npm run build` first (npm test does)');
   }
   const r = spawnSync(process.execPath, [BIN, ...args], {

@@ -33,6 +33,7 @@ describe('suture bundle', () => {
     const paths = b.entries.map((e) => e.path.replace(/^\/+/, ''));
     expect(paths).toContain(`${GUEST_APP.slice(1)}/node`);
     expect(paths).toContain(`${GUEST_APP.slice(1)}/dist/cli/main.js`);
+    expect(paths).toContain(`${GUEST_APP.slice(1)}/dist/bundle/main.js`);
     expect(paths).toContain(`${GUEST_APP.slice(1)}/node_modules/commander/package.json`);
     expect(paths.some((p) => p.includes('/dist/') && p.endsWith('.map'))).toBe(false);
     for (const lib of b.libraries) expect(paths).toContain(lib.slice(1));
