@@ -102,6 +102,12 @@ const KLP_PREFIX = '.klp.sym.';
 /** A changed header can reach thousands of units; past this many, the build stops and says so. */
 export const DEFAULT_MAX_UNITS = 64;
 
+function tooManyUnits(what: string, maxUnits: number): SutureError {
+  return new SutureError('limit', `${what}; suture compiles at most ${maxUnits} units for one patch`, {
+    hint: 'put the fix in the .c files that need it, or raise the limit with --max-units N (each unit is compiled twice)',
+  });
+}
+
 /**
  * Units of a patch: the .c files it touches, and for a changed header every
  * .c file that includes it, directly or through other headers (the tree's
@@ -123,9 +129,7 @@ async function unitsOf(
       const r = includersOf(graph, h.path);
       // Candidates beyond a few times the limit cannot all be filtered out by the configuration; stop early.
       if (r.everyUnit || r.all.length > 4 * maxUnits) {
-        throw new SutureError('limit', `${h.path} is included by ${r.everyUnit ? 'every unit of the kernel (through kbuild\'s -include headers)' : `${r.all.length} source files (${r.direct.length} directly)`}; suture compiles at most ${maxUnits} units for one patch`, {
-          hint: 'put the fix in the .c files that need it, or raise the limit with --max-units N (each unit is compiled twice)',
-        });
+        throw tooManyUnits(`${h.path} is included by ${r.everyUnit ? "every unit of the kernel (through kbuild's -include headers)" : `${r.all.length} source files (${r.direct.length} directly)`}`, maxUnits);
       }
       for (const u of r.all) {
         units.add(u);
@@ -210,9 +214,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       }
       if (viaHeader.size) update(`${notBuilt} of ${us.length} source files are not built with this configuration`);
       if (units.length > maxUnits) {
-        throw new SutureError('limit', `the patch reaches ${units.length} units built in this kernel (through ${[...new Set([...viaHeader.values()].flat())].join(', ')}); suture compiles at most ${maxUnits} units for one patch`, {
-          hint: 'put the fix in the .c files that need it, or raise the limit with --max-units N (each unit is compiled twice)',
-        });
+        throw tooManyUnits(`the patch reaches ${units.length} units built in this kernel (through ${[...new Set([...viaHeader.values()].flat())].join(', ')})`, maxUnits);
       }
       update(`${units.length} unit${units.length === 1 ? '' : 's'}: ${units.map((u) => u.unit).join(', ')}`);
     });
