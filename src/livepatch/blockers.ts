@@ -124,15 +124,20 @@ export interface SeenBlocker extends Blocker {
 }
 
 /**
- * Fold one scan into the tasks seen so far (keyed by thread id; the newest
- * description wins). A task that held the transition up for seconds must
- * still be named after it switched, even if the last scan before completion
- * only saw an idle task or a running one that switches at its next kernel exit.
+ * Fold one scan into the tasks seen so far (keyed by thread id). A task that
+ * held the transition up for seconds must still be named after it switched,
+ * even if the last scan before completion only saw an idle task or a running
+ * one that switches at its next kernel exit. The newest description wins,
+ * except that one with a patched function on the stack (why it held the
+ * transition up) is not replaced by a later one without (a task woken on its
+ * way out, not switched yet).
  */
 export function foldScan(seen: Map<number, SeenBlocker>, scan: PendingScan, atMs: number): void {
+  const inPatched = (b: Blocker) => b.stack.some((f) => f.patched);
   for (const b of scan.blockers) {
     const prev = seen.get(b.tid);
-    seen.set(b.tid, { ...b, firstSeenMs: prev?.firstSeenMs ?? atMs, lastSeenMs: atMs });
+    const keep = prev && inPatched(prev) && !inPatched(b) ? prev : b;
+    seen.set(b.tid, { ...keep, firstSeenMs: prev?.firstSeenMs ?? atMs, lastSeenMs: atMs });
   }
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** Reading /proc/<pid>/stack and naming what holds a transition up. */
 import { describe, expect, it } from 'vitest';
-import { blockerReason, formatFrame, markFrame, parseStack, parseStackLine, scanPending, shortStack } from '../../src/livepatch/blockers.js';
+import { blockerReason, foldScan, formatFrame, heldUpBy, markFrame, parseStack, parseStackLine, scanPending, shortStack, type Blocker, type SeenBlocker } from '../../src/livepatch/blockers.js';
 import { FakeKernel } from './fake-kernel.js';
 
 const matcher = {
@@ -82,5 +82,45 @@ describe('scanPending', () => {
     const k = new FakeKernel();
     k.addTask(2, 'a', 'S', '');
     expect(scanPending(k.fs, 1, matcher)).toEqual({ tasks: 2, pending: 0, blockers: [] });
+  });
+});
+
+describe('foldScan / heldUpBy', () => {
+  const frame = (fn: string, patched: boolean) => ({ function: fn, offset: 0x10, size: 0x40, module: undefined, patched });
+  const task = (tid: number, comm: string, state: string, stack: ReturnType<typeof frame>[]): Blocker => ({
+    pid: tid,
+    tid,
+    comm,
+    state,
+    kernelThread: false,
+    stack,
+    reason: blockerReason({ state, stack }, 1),
+  });
+  const scan = (...blockers: Blocker[]) => ({ tasks: 10, pending: blockers.length, blockers });
+
+  it('keeps why a task held the transition up after it woke on its way out, and when it was seen', () => {
+    const seen = new Map<number, SeenBlocker>();
+    foldScan(seen, scan(task(42, 'cat', 'D', [frame('suture_stall_wait', true), frame('vfs_read', false)])), 250);
+    foldScan(seen, scan(task(42, 'cat', 'D', [frame('suture_stall_wait', true), frame('vfs_read', false)])), 750);
+    // released: running, the patched function left, not switched yet; and a newcomer about to switch
+    foldScan(seen, scan(task(42, 'cat', 'R', []), task(50, 'node', 'R', [])), 1250);
+    const held = heldUpBy(seen);
+    expect(held.map((b) => [b.comm, b.firstSeenMs, b.lastSeenMs])).toEqual([
+      ['cat', 250, 1250],
+      ['node', 1250, 1250],
+    ]);
+    expect(held[0]!.reason).toBe('sleeping in suture_stall_wait, which the transition replaces');
+    expect(held[1]!.reason).toBe('running on a CPU (switches at its next kernel exit or sleep)');
+  });
+
+  it('otherwise the newest description wins, and the longest seen comes first', () => {
+    const seen = new Map<number, SeenBlocker>();
+    foldScan(seen, scan(task(7, 'a', 'S', [frame('do_wait', false)]), task(8, 'b', 'R', [])), 0);
+    foldScan(seen, scan(task(8, 'b', 'S', [frame('pipe_read', false)])), 900);
+    expect(heldUpBy(seen).map((b) => [b.comm, b.state])).toEqual([
+      ['b', 'S'],
+      ['a', 'S'],
+    ]);
+    expect(heldUpBy(seen, 1)).toHaveLength(1);
   });
 });
