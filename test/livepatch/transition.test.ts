@@ -11,6 +11,20 @@ function fakeClock() {
   return { clock: () => t, sleep: async (ms: number) => void (t += ms), advance: (ms: number) => void (t += ms) };
 }
 
+/** What marks the test module's sleeping function as patched. */
+const stallMatcher = { functions: new Map([['suture_stall_target', new Set(['suture_stall_wait'])]]), livepatchModules: new Set<string>() };
+
+/** Livepatch p enabled and in its patching transition, watched on a fake clock from 0. */
+function patchingP() {
+  const k = new FakeKernel();
+  k.put('/sys/kernel/livepatch/p/transition', '1\n');
+  k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+  const c = fakeClock();
+  const tr = new Transition('p', c.clock);
+  tr.start(1);
+  return { k, c, tr };
+}
+
 describe('Transition state machine', () => {
   it('start → complete, with the target and the history', () => {
     const c = fakeClock();
@@ -109,20 +123,14 @@ describe('watchTransition', () => {
   });
 
   it('waits while transition reads 1, names the blocker after the threshold, completes when it clears', async () => {
-    const k = new FakeKernel();
-    k.put('/sys/kernel/livepatch/p/transition', '1\n');
-    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    const { k, c, tr } = patchingP();
     k.addTask(42, 'cat', 'D', '[<0>] suture_stall_wait+0x5a/0x90 [suture_stall_target]\n[<0>] suture_stall_read+0x1c/0x40 [suture_stall_target]\n[<0>] vfs_read+0xb0/0x2a0\n', 0);
     k.addTask(43, 'sh', 'S', '[<0>] do_wait+0x1/0x2\n', 1);
-    const c = fakeClock();
     const seen: number[] = [];
-    const tr = new Transition('p', c.clock);
-    tr.start(1);
-    const matcher = { functions: new Map([['suture_stall_target', new Set(['suture_stall_wait'])]]), livepatchModules: new Set<string>() };
     const r = await watchTransition(k.fs, tr, {
       timeoutMs: 60_000,
       revertOnTimeout: false,
-      matcher,
+      matcher: stallMatcher,
       clock: c.clock,
       sleep: async (ms) => {
         c.advance(ms);
@@ -145,19 +153,13 @@ describe('watchTransition', () => {
   it('still names the task that held it up after it switched, when the last scans only saw a task about to switch', async () => {
     // Seen in the guest: cat leaves the patched function, then the last scan
     // before completion finds only a running task; the result must name cat.
-    const k = new FakeKernel();
-    k.put('/sys/kernel/livepatch/p/transition', '1\n');
-    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
+    const { k, c, tr } = patchingP();
     k.addTask(42, 'cat', 'D', '[<0>] suture_stall_wait+0x5a/0x90 [suture_stall_target]\n[<0>] vfs_read+0xb0/0x2a0\n', 0);
     k.addTask(50, 'node', 'R', '', 1);
-    const c = fakeClock();
-    const tr = new Transition('p', c.clock);
-    tr.start(1);
-    const matcher = { functions: new Map([['suture_stall_target', new Set(['suture_stall_wait'])]]), livepatchModules: new Set<string>() };
     const r = await watchTransition(k.fs, tr, {
       timeoutMs: 60_000,
       revertOnTimeout: false,
-      matcher,
+      matcher: stallMatcher,
       clock: c.clock,
       sleep: async (ms) => {
         c.advance(ms);
@@ -181,12 +183,7 @@ describe('watchTransition', () => {
   });
 
   it('times out and leaves the transition running without --revert-on-timeout', async () => {
-    const k = new FakeKernel();
-    k.put('/sys/kernel/livepatch/p/transition', '1\n');
-    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
-    const c = fakeClock();
-    const tr = new Transition('p', c.clock);
-    tr.start(1);
+    const { k, c, tr } = patchingP();
     const r = await watchTransition(k.fs, tr, { timeoutMs: 2000, revertOnTimeout: false, matcher: noMatcher, clock: c.clock, sleep: c.sleep });
     expect(r.outcome).toBe('stalled');
     expect(k.get('/sys/kernel/livepatch/p/enabled')).toBe('1\n');
@@ -194,12 +191,7 @@ describe('watchTransition', () => {
   });
 
   it('on timeout with revert: writes 0 to enabled, waits for the reversal, ends "reversed"', async () => {
-    const k = new FakeKernel();
-    k.put('/sys/kernel/livepatch/p/transition', '1\n');
-    k.put('/sys/kernel/livepatch/p/enabled', '1\n');
-    const c = fakeClock();
-    const tr = new Transition('p', c.clock);
-    tr.start(1);
+    const { k, c, tr } = patchingP();
     const r = await watchTransition(k.fs, tr, {
       timeoutMs: 2000,
       revertOnTimeout: true,
