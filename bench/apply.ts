@@ -24,6 +24,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ensureKernel, REFERENCE_KERNEL } from '../test/helpers/kernel.js';
 import { buildFixtureModule } from '../test/helpers/modules.js';
+import { median } from './stats.js';
 
 function parseArgs(argv: string[]): { runs: number } {
   let runs = 7;
@@ -36,12 +37,6 @@ function parseArgs(argv: string[]): { runs: number } {
   return { runs };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (!s.length) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const { runs } = parseArgs(process.argv.slice(2));
 const ROOT = join(import.meta.dirname, '..');

@@ -21,6 +21,7 @@ import { toolchainFor, treeMakeArgs } from '../src/kernel/kbuild.js';
 import { parseKernelRef } from '../src/kernel/ref.js';
 import { requireWorkspace } from '../src/kernel/workspace.js';
 import { sutureHome } from '../src/util/paths.js';
+import { median } from './stats.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'suture.js');
@@ -35,11 +36,6 @@ const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 3) || 3;
 const kernel = args.includes('--kernel') ? args[args.indexOf('--kernel') + 1]! : 'debian:6.1.0-56-amd64';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const home = sutureHome();
 const meta = requireWorkspace(home, parseKernelRef(kernel));
