@@ -99,7 +99,7 @@ export function kernelCommand(): Command {
         ['kallsyms', meta.paths.kallsyms],
         ['size', fmtBytes(meta.sizeBytes)],
         ['fetched', meta.fetchedAt],
-        ['packages', meta.packages.map((p) => `${p.name} ${p.version}`).join('\n' + ' '.repeat(18))],
+        ['packages', meta.packages.map((p) => `${p.name} ${p.version}${p.why ? `\n${' '.repeat(20)}(${p.why})` : ''}`).join('\n' + ' '.repeat(18))],
       ];
       out(table(rows));
     });

@@ -95,6 +95,8 @@ export interface PackageRecord {
   size?: number;
   filename?: string;
   depends?: string;
+  /** `Built-Using:` (a signed image names the `linux` source version it was built from). */
+  builtUsing?: string;
 }
 
 export function openApt(root: string, mirrors: Mirrors): Apt {
@@ -161,6 +163,7 @@ export function openApt(root: string, mirrors: Mirrors): Apt {
         size: f.has('Size') ? Number(f.get('Size')) : undefined,
         filename: f.get('Filename'),
         depends: f.get('Depends'),
+        builtUsing: f.get('Built-Using'),
       }));
     },
     async names(prefix) {

@@ -16,7 +16,8 @@ import { SutureError, fsError } from '../util/errors.js';
 import { requireTool, runChecked } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { runVm, type VmResult } from '../vm/run.js';
-import { findMirrors, openApt, type Apt, type PackageRecord } from './apt.js';
+import { findMirrors, openApt, type Apt } from './apt.js';
+import { PACKAGE_ROLES, planPackages } from './packages.js';
 import { compilerText, parseKconfig } from './config.js';
 import { formatKernelRef, type KernelRef } from './ref.js';
 import { treeMakeArgs } from './kbuild.js';
@@ -39,15 +40,6 @@ export interface FetchResult {
   cached: boolean;
 }
 
-/** The Debian packages that make up a kernel workspace. */
-export interface PackagePlan {
-  image: PackageRecord;
-  headers: PackageRecord;
-  common: PackageRecord;
-  kbuild: PackageRecord;
-  source: PackageRecord;
-}
-
 /** Which releases of a kind the archive has (linux-image-<release> names). */
 export async function archiveReleases(apt: Apt): Promise<string[]> {
   const names = await apt.names('linux-image-');
@@ -57,45 +49,19 @@ export async function archiveReleases(apt: Apt): Promise<string[]> {
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
-function newest(records: PackageRecord[]): PackageRecord | undefined {
-  return [...records].sort((a, b) => b.version.localeCompare(a.version, 'en', { numeric: true }))[0];
-}
-
-/** Resolve the five packages of a kernel release, all of one source version. */
-export async function planPackages(apt: Apt, ref: KernelRef): Promise<PackagePlan> {
+/** The release is not in the archive: say which releases of its series are. */
+async function releaseNotInArchive(apt: Apt, ref: KernelRef): Promise<never> {
   const name = formatKernelRef(ref);
-  const headers = newest(await apt.show(`linux-headers-${ref.release}`));
-  const image = newest(await apt.show(`linux-image-${ref.release}`)) ?? newest(await apt.show(`linux-image-${ref.release}-unsigned`));
-  if (!headers || !image) {
-    const all = await archiveReleases(apt);
-    const same = all.filter((r) => r.startsWith(`${ref.series}.`) && r.endsWith(`-${ref.flavour}`));
-    const range = same.length ? `${same[0]} … ${same[same.length - 1]}` : 'none';
-    throw new SutureError(
-      'not-found',
-      same.length
-        ? `${name} is not in the archive (no longer, or not yet); this series has ${same.length} releases there: ${range}`
-        : `${name} is not a kernel the archive has`,
-      { hint: `pick one of: ${(same.length ? same : all.filter((r) => r.endsWith('-amd64'))).slice(-8).join(', ')} (as debian:<release>)` },
-    );
-  }
-  const v = headers.version;
-  const pick = async (pkg: string): Promise<PackageRecord> => {
-    const rec = (await apt.show(pkg)).find((r) => r.version === v);
-    if (!rec) {
-      throw new SutureError('archive', `${pkg} ${v} (the version of ${name}'s headers) is not in the archive`, {
-        hint: 'the archive may have moved on; fetch a newer release of this series',
-      });
-    }
-    return rec;
-  };
-  const abi = ref.abi;
-  return {
-    image,
-    headers,
-    common: await pick(`linux-headers-${abi}-common`),
-    kbuild: await pick(`linux-kbuild-${ref.series}`),
-    source: await pick(`linux-source-${ref.series}`),
-  };
+  const all = await archiveReleases(apt);
+  const same = all.filter((r) => r.startsWith(`${ref.series}.`) && r.endsWith(`-${ref.flavour}`));
+  const range = same.length ? `${same[0]} … ${same[same.length - 1]}` : 'none';
+  throw new SutureError(
+    'not-found',
+    same.length
+      ? `${name} is not in the archive (no longer, or not yet); this series has ${same.length} releases there: ${range}`
+      : `${name} is not a kernel the archive has`,
+    { hint: `pick one of: ${(same.length ? same : all.filter((r) => r.endsWith('-amd64'))).slice(-8).join(', ')} (as debian:<release>)` },
+  );
 }
 
 class Lock {
@@ -241,11 +207,11 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
   const plan = await reporter.step(`Resolving ${formatKernelRef(ref)} in the archive`, async (s) => {
     s.update('refreshing package lists');
     await apt.update(opts.refresh ? 0 : undefined);
-    const p = await planPackages(apt, ref);
+    const p = await planPackages((pkg) => apt.show(pkg), ref, () => releaseNotInArchive(apt, ref));
     s.update(`${p.headers.version}`);
     return p;
   });
-  const records = [plan.image, plan.headers, plan.common, plan.kbuild, plan.source];
+  const records = PACKAGE_ROLES.map((role) => plan[role]);
   const totalMb = records.reduce((n, r) => n + (r.size ?? 0), 0) / 1e6;
 
   const packages = (await once(paths, reporter, timings, 'download', `Downloading 5 packages (${totalMb.toFixed(0)} MB)`, [], async (update) => {
@@ -260,7 +226,7 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
         mkdirSync(paths.debs, { recursive: true });
         renameSync(got, final);
       }
-      out.push({ name: r.package, version: r.version, file: final, size: statSync(final).size });
+      out.push({ name: r.package, version: r.version, file: final, size: statSync(final).size, role: r.role, why: r.why });
     }
     rmSync(partial, { recursive: true, force: true });
     return out;

@@ -7,6 +7,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SutureError } from '../util/errors.js';
+import type { PackageRole } from './packages.js';
 import { formatKernelRef, type KernelRef } from './ref.js';
 
 /** Bumped when a workspace needs a step redone (2: the tree is prepared with SECTION_KCFLAGS). */
@@ -56,6 +57,9 @@ export interface PackageInfo {
   version: string;
   file: string;
   size: number;
+  /** What the package is for in the workspace, and why this version was picked (absent in workspaces fetched before these were recorded). */
+  role?: PackageRole;
+  why?: string;
 }
 
 export interface CompilerInfo {

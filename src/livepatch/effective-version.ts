@@ -14,64 +14,7 @@
  * which is what vulnerability scanners read. So `-r` stays, and `-v`/`-a` carry
  * the effective version in place of the kernel's own.
  */
-
-/** Debian version ordering (dpkg's verrevcmp), for `[epoch:]upstream[-revision]`. */
-export function compareVersions(a: string, b: string): number {
-  const pa = splitVersion(a);
-  const pb = splitVersion(b);
-  if (pa.epoch !== pb.epoch) return pa.epoch < pb.epoch ? -1 : 1;
-  return verrevcmp(pa.upstream, pb.upstream) || verrevcmp(pa.revision, pb.revision);
-}
-
-function splitVersion(v: string): { epoch: number; upstream: string; revision: string } {
-  let rest = v.trim();
-  let epoch = 0;
-  const colon = rest.indexOf(':');
-  if (colon > 0 && /^\d+$/.test(rest.slice(0, colon))) {
-    epoch = Number(rest.slice(0, colon));
-    rest = rest.slice(colon + 1);
-  }
-  const dash = rest.lastIndexOf('-');
-  return dash < 0 ? { epoch, upstream: rest, revision: '' } : { epoch, upstream: rest.slice(0, dash), revision: rest.slice(dash + 1) };
-}
-
-const isDigit = (c: string) => c >= '0' && c <= '9';
-
-/** dpkg's character order: '~' sorts before everything, even the end; letters before other characters. */
-function order(c: string): number {
-  if (c === '' || isDigit(c)) return 0;
-  if (c === '~') return -1;
-  if (/[A-Za-z]/.test(c)) return c.charCodeAt(0);
-  return c.charCodeAt(0) + 256;
-}
-
-/** dpkg's verrevcmp: alternating runs of non-digits (by `order`) and digits (by value). */
-function verrevcmp(a: string, b: string): number {
-  let i = 0;
-  let j = 0;
-  const at = (s: string, k: number) => (k < s.length ? s[k]! : '');
-  while (i < a.length || j < b.length) {
-    let firstDiff = 0;
-    while ((at(a, i) !== '' && !isDigit(at(a, i))) || (at(b, j) !== '' && !isDigit(at(b, j)))) {
-      const ac = order(at(a, i));
-      const bc = order(at(b, j));
-      if (ac !== bc) return ac < bc ? -1 : 1;
-      i++;
-      j++;
-    }
-    while (at(a, i) === '0') i++;
-    while (at(b, j) === '0') j++;
-    while (isDigit(at(a, i)) && isDigit(at(b, j))) {
-      if (!firstDiff) firstDiff = a.charCodeAt(i) - b.charCodeAt(j);
-      i++;
-      j++;
-    }
-    if (isDigit(at(a, i))) return 1;
-    if (isDigit(at(b, j))) return -1;
-    if (firstDiff) return firstDiff < 0 ? -1 : 1;
-  }
-  return 0;
-}
+import { compareVersions } from '../util/debian-version.js';
 
 /** The kernel's own distribution version from its version string (`uname -v`), e.g. Debian's "6.1.192-2". */
 export function kernelOwnVersion(unameV: string | undefined): string | undefined {

@@ -31,7 +31,8 @@ export function kvmUsable(dev = '/dev/kvm'): boolean {
 
 /**
  * KVM that opens is not always KVM that works: on some hosts a KVM guest hangs
- * before printing anything. The runner records that here, and `auto` uses TCG
+ * before printing anything, on others QEMU aborts in its KVM code (an MSR
+ * assertion) before the guest starts. The runner records that here, and `auto` uses TCG
  * from then on.
  */
 export function kvmKnownBad(stateDir: string): boolean {

@@ -110,21 +110,23 @@ const CONSOLE_KEEP = 400;
 /** If KVM prints nothing for this long, it is the hanging kind: fall back to TCG. */
 const KVM_FIRST_OUTPUT_MS = 20_000;
 
+/** KVM that opens but does not run a guest: it hangs silently, or QEMU dies before the guest prints a byte. */
+interface KvmFailure {
+  kvmFailure: string;
+}
+
 export async function runVm(spec: VmSpec): Promise<VmResult> {
   const accel = pickAccel(spec.accel ?? 'auto', spec.stateDir);
   const r = await runOnce(spec, accel);
-  if (accel === 'kvm' && r === 'kvm-silent') {
-    markKvmBad(spec.stateDir, 'a KVM guest printed nothing within 20 s');
-    if ((spec.accel ?? 'auto') === 'auto') {
-      const again = await runOnce(spec, 'tcg');
-      if (again !== 'kvm-silent') return again;
-    }
-    throw new SutureError('guest-timeout', 'the KVM guest printed nothing within 20 s (KVM hangs on this host)', {
-      hint: 'use --accel tcg',
-    });
+  if (!('kvmFailure' in r)) return r;
+  markKvmBad(spec.stateDir, r.kvmFailure);
+  if ((spec.accel ?? 'auto') === 'auto') {
+    const again = await runOnce(spec, 'tcg');
+    if (!('kvmFailure' in again)) return again;
   }
-  if (r === 'kvm-silent') throw new SutureError('internal', 'unexpected silent guest');
-  return r;
+  throw new SutureError('guest-timeout', `KVM does not run guests on this host: ${r.kvmFailure}`, {
+    hint: 'use --accel tcg',
+  });
 }
 
 /**
@@ -155,7 +157,7 @@ class FileFollower {
   }
 }
 
-async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-silent'> {
+async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | KvmFailure> {
   const t0 = performance.now();
   const qemu = findQemu();
   const busybox = findStaticBusybox();
@@ -318,7 +320,12 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | 'kvm-sile
     chan.close();
   }
   rmSync(work, { recursive: true, force: true });
-  if (kvmSilent) return 'kvm-silent';
+  if (kvmSilent) return { kvmFailure: `a KVM guest printed nothing within ${KVM_FIRST_OUTPUT_MS / 1000} s` };
+  if (accel === 'kvm' && !sawAnything && !timedOut) {
+    // QEMU itself stopped (an assertion in its KVM code on some hosts) before the guest said anything.
+    const last = q.stderr.trim().split('\n').pop();
+    return { kvmFailure: `QEMU under KVM stopped before the guest printed anything (exit ${q.code ?? 'by signal'}${last ? `: ${last}` : ''})` };
+  }
   if (consolePending) consoleLines.push(consolePending);
 
   const result = (id: string): StepResult => {
