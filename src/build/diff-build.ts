@@ -21,7 +21,7 @@ import { KbuildObjects, type ObjectHome } from '../kernel/kbuild-objects.js';
 import { moduleName, readModuleIndex } from '../kernel/modules.js';
 import { resolveSymbol, workspaceSymbolSources, type Candidate, type SymbolSources } from '../kernel/symbols/mod.js';
 import type { KernelMetadata } from '../kernel/workspace.js';
-import { SutureError, fsError } from '../util/errors.js';
+import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
@@ -34,7 +34,8 @@ import { checkModuleName, kbuildFile, klpModuleSource, type KlpObjectSpec } from
 import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
 import { functionLines, touchedBy, touchedDefinitions } from './patch/function-lines.js';
 import { stabilizeLines } from './patch/line-directives.js';
-import { formatPatch, parseSourcePatch, type FilePatch } from './patch/parse.js';
+import { formatPatch, type FilePatch } from './patch/parse.js';
+import { diskTree, loadPatches, readPatchInputs } from './patch/inputs.js';
 import { includersOf, treeIncludeGraph } from './include-graph.js';
 import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from './tree.js';
 
@@ -61,6 +62,8 @@ export interface DiffBuildOptions {
   replace?: boolean;
   /** Most units one patch may compile (a changed header reaches many); DEFAULT_MAX_UNITS otherwise. */
   maxUnits?: number;
+  /** The strip level of every patch (-p N); found against the tree otherwise. */
+  strip?: number;
 }
 
 export interface UnitReport {
@@ -86,6 +89,8 @@ export interface FunctionReport {
 
 export interface DiffBuildResult {
   name: string;
+  /** Each patch read, with the strip level used and why. */
+  patches: { label: string; strip: number; why: string; files: string[] }[];
   output?: string;
   patchHash: string;
   units: UnitReport[];
@@ -164,14 +169,10 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const { step, warn, timings, warnings } = timedSteps(reporter);
 
   // 1. Read the patches; refuse what cannot be patched before compiling.
-  const texts = opts.patches.map((p) => {
-    try {
-      return { file: p, text: readFileSync(p, 'utf8') };
-    } catch (e) {
-      throw fsError(e, 'reading the patch', p);
-    }
-  });
-  const files = texts.flatMap((t) => parseSourcePatch(t.text, basename(t.file)));
+  // Patch files, quilt folders (series) and git format-patch mail; each one's strip level found against the tree.
+  const texts = readPatchInputs(opts.patches);
+  const loaded = loadPatches(texts, diskTree(meta.paths.source), opts.strip);
+  const files = loaded.flatMap((l) => l.files);
   refuseFiles(files);
   const patchHash = createHash('sha256').update(texts.map((t) => t.text).join('\n')).digest('hex');
   // Named after the patch file, or its directory when the file has a generic name (fix.patch).
@@ -184,12 +185,14 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const buildRoot = join(home, 'builds', `${name}-${Date.now().toString(36)}-${process.pid}`);
   mkdirSync(buildRoot, { recursive: true });
   const combined = join(buildRoot, 'user.patch');
-  writeFileSync(combined, texts.map((t) => t.text.endsWith('\n') ? t.text : `${t.text}\n`).join(''));
+  // The patches as read (tree-relative names, a/ b/ prefixes): what GNU patch checks below with -p1.
+  writeFileSync(combined, formatPatch(files));
 
   const tree = meta.paths.source;
-  await step('apply-check', `Checking that ${opts.patches.length === 1 ? `${basename(opts.patches[0]!)} applies` : `${opts.patches.length} patches apply`}`, () =>
-    checkPatchApplies(tree, combined, opts.patches.map((p) => basename(p)).join(' + ')),
-  );
+  await step('apply-check', `Checking that ${texts.length === 1 ? `${texts[0]!.label} applies` : `${texts.length} patches apply`}`, (update) => {
+    for (const l of loaded) update(`${l.label}: -p${l.strip.level} (${l.strip.why})`);
+    return checkPatchApplies(tree, combined, texts.map((t) => t.label).join(' + '));
+  });
 
   // 2. Which units, and where each one's object goes.
   const kb = new KbuildObjects(tree);
@@ -452,7 +455,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   }
   for (const p of bad) warn(`provenance skipped: ${p.object}: ${p.function}: ${p.detail}`);
 
-  const result: DiffBuildResult = { name, patchHash, units: diffs, functions, provenance, references: [], warnings, timings, ...(opts.keep ? { buildDir: buildRoot } : {}) };
+  const result: DiffBuildResult = { name, patches: loaded.map((l) => ({ label: l.label, strip: l.strip.level, why: l.strip.why, files: l.files.map((f) => f.path) })), patchHash, units: diffs, functions, provenance, references: [], warnings, timings, ...(opts.keep ? { buildDir: buildRoot } : {}) };
   if (opts.analyzeOnly) {
     if (!opts.keep) rmSync(buildRoot, { recursive: true, force: true });
     return result;
@@ -512,6 +515,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       '#include <linux/module.h>',
       `MODULE_INFO(suture_patch_sha256, "${patchHash}");`,
       `MODULE_INFO(suture_kernel, "${meta.release}");`,
+      ...(src.image?.image.gnuBuildId() ? [`MODULE_INFO(suture_build_id, "${src.image.image.gnuBuildId()}");`] : []),
       ...(opts.cves ?? []).map((c) => `MODULE_INFO(suture_cve, "${c.replace(/"/g, '')}");`),
       ...(opts.effectiveVersion ? [`MODULE_INFO(suture_effective_version, "${opts.effectiveVersion.replace(/"/g, '')}");`] : []),
     ].join('\n');

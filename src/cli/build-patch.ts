@@ -21,8 +21,18 @@ export interface PatchBuildFlags {
   showFirstChanged?: boolean;
   keep?: boolean;
   maxUnits?: number;
+  strip?: number;
   json?: boolean;
 }
+
+export function parseStrip(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 64) throw new InvalidArgumentError('-p takes the number of leading path components to drop, as patch -pN does (0, 1, 2, ...)');
+  return n;
+}
+
+/** `-p N`, shared by build and analyze. */
+export const STRIP_HELP = 'drop N leading components of every path in the patches (as patch -pN); found against the kernel tree otherwise';
 
 export function parseMaxUnits(v: string): number {
   const n = Number(v);
@@ -40,6 +50,7 @@ export function patchReport(r: DiffBuildResult) {
     name: r.name,
     output: r.output,
     patchSha256: r.patchHash,
+    patches: r.patches,
     units: r.units.map((u) => ({
       unit: u.unit,
       object: u.home.kind === 'module' ? u.home.module : 'vmlinux',
@@ -60,6 +71,7 @@ export function patchReport(r: DiffBuildResult) {
 
 function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
   if (r.output) out(`built ${show(r.output)}: livepatch ${r.name}`);
+  for (const p of r.patches) out(`  ${p.label}: -p${p.strip} (${p.why})`);
   out('');
   out(
     table([
@@ -108,6 +120,7 @@ export async function buildPatches(patches: string[], o: PatchBuildFlags, analyz
     keep: o.keep,
     showFirstChanged: o.showFirstChanged,
     maxUnits: o.maxUnits,
+    strip: o.strip,
   });
   if (o.json) printJson(patchReport(r));
   else printPatchResult(r, !!o.showFirstChanged);
@@ -122,6 +135,7 @@ export function analyzeCommand(): Command {
     .option('--show-first-changed', 'show where each changed function first differs')
     .option('--keep', 'keep the build directory')
     .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS})`, parseMaxUnits)
+    .option('-p, --strip <n>', STRIP_HELP, parseStrip)
     .option('--json', 'print one JSON object')
     .action((patches: string[], o: PatchBuildFlags) => buildPatches(patches, o, true));
 }

@@ -8,7 +8,7 @@ import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
-import { buildPatches, parseMaxUnits, type PatchBuildFlags } from './build-patch.js';
+import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, type PatchBuildFlags } from './build-patch.js';
 import { DEFAULT_MAX_UNITS } from '../build/diff-build.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 
@@ -60,7 +60,7 @@ function printResult(r: SourceBuildResult): void {
 export function buildCommand(): Command {
   return new Command('build')
     .description('build a livepatch module for a kernel')
-    .argument('[patches...]', 'one or more unified diffs against the kernel source, applied in order (diff mode)')
+    .argument('[patches...]', 'unified diffs against the kernel source (git diff, diff -Nupr, git format-patch mail) or quilt folders with a series file, applied in order (diff mode)')
     .requiredOption('--kernel <kernel>', 'the target kernel, e.g. debian:6.1.0-56-amd64')
     .option('--source <fix.c>', 'plain kernel C with new functions and SUTURE_REPLACE lines (#include <suture.h>)')
     .option('--name <name>', 'module and livepatch name (default: livepatch_<file name>)')
@@ -73,6 +73,7 @@ export function buildCommand(): Command {
     .option('--skip-provenance', 'build even when the orig build does not reproduce the shipped bytes (diff mode)')
     .option('--keep', 'keep the build directory (diff mode)')
     .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS}; diff mode)`, parseMaxUnits)
+    .option('-p, --strip <n>', `${STRIP_HELP} (diff mode)`, parseStrip)
     .option('--json', 'print one JSON object: the module, every function replaced and every symbol resolved')
     .action(async (patches: string[], o: BuildOptions & PatchBuildFlags) => {
       if (patches.length && o.source !== undefined) {
