@@ -19,7 +19,7 @@ import { workspaceBtf } from '../kernel/btf.js';
 import { buildExternalModule } from '../kernel/kbuild.js';
 import { KbuildObjects, type ObjectHome } from '../kernel/kbuild-objects.js';
 import { moduleName, readModuleIndex } from '../kernel/modules.js';
-import { resolveSymbol, workspaceSymbolSources, type Candidate, type SymbolSources } from '../kernel/symbols/mod.js';
+import { SymbolResolutionError, dependencyExport, resolveSymbol, workspaceSymbolSources, type Candidate, type ResolvedSymbol, type SymbolSources } from '../kernel/symbols/mod.js';
 import type { KernelMetadata } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
@@ -96,13 +96,16 @@ export interface DiffBuildResult {
   units: UnitReport[];
   functions: FunctionReport[];
   provenance: ProvenanceResult[];
-  references: { object: string; name: string; sympos: number; how: string }[];
+  references: { object: string; name: string; sympos: number; how: string; section?: string }[];
   warnings: string[];
   timings: Record<string, number>;
   buildDir?: string;
 }
 
 const KLP_PREFIX = '.klp.sym.';
+
+/** vmlinux symbols the generated klp.c refers to (relocation clearing: text_poke under text_mutex). */
+const GENERATED_REFERENCES = ['text_poke', 'text_poke_sync', 'text_mutex'];
 
 /** A changed header can reach thousands of units; past this many, the build stops and says so. */
 export const DEFAULT_MAX_UNITS = 64;
@@ -412,7 +415,12 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
 
   // 5. Symbols: sympos of replaced functions, and what every reference resolves to.
   const modules = [...new Set(diffs.filter((d) => d.home.kind === 'module').map((d) => (d.home as { module: string }).module))];
-  const src: SymbolSources = await step('symbols', `Loading the symbols of ${meta.name}`, () => workspaceSymbolSources(meta, modules));
+  // The patched modules' dependencies too: their code may call those modules' exports (nfsd → sunrpc).
+  const moduleIndex = modules.length ? readModuleIndex(meta.paths.modules) : undefined;
+  const depsOf = new Map(modules.map((m) => [m, moduleIndex!.deps.get(moduleName(m)) ?? []]));
+  const src: SymbolSources = await step('symbols', `Loading the symbols of ${meta.name}`, () =>
+    workspaceSymbolSources(meta, [...new Set([...modules, ...[...depsOf.values()].flat()])]),
+  );
   const anchorsOf = new Map<string, Candidate[]>();
   const objectOf = (d: UnitReport) => (d.home.kind === 'module' ? d.home.module : 'vmlinux');
   for (const d of diffs) {
@@ -465,7 +473,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const moduleDir = join(buildRoot, 'module');
   mkdirSync(moduleDir, { recursive: true });
   const parts: string[] = [];
-  const references = new Map<string, { object: string; name: string; sympos: number; how: string }>();
+  const references = new Map<string, { object: string; name: string; sympos: number; how: string; section?: string }>();
   const klpObjects = new Map<string, KlpObjectSpec['funcs'][number][]>();
   await step('extract', 'Extracting the changed functions and their special-section entries', () => {
     diffs.forEach((d, i) => {
@@ -492,7 +500,21 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
           // New globals of another unit of this patch stay plain names: the module link resolves them.
           if (!local && diffs.some((o) => o.diff.newData.includes(sym) || o.diff.functions.some((f) => f.status === 'new' && f.name === sym))) return sym;
           const objects = object === 'vmlinux' ? ['vmlinux'] : [object, 'vmlinux'];
-          const r = resolveSymbol(src, { name: sym, objects, role: 'referenced', anchors: anchorsOf.get(d.unit)!, usedBy: `${d.unit}` });
+          let r: ResolvedSymbol;
+          try {
+            r = resolveSymbol(src, { name: sym, objects, role: 'referenced', anchors: anchorsOf.get(d.unit)!, usedBy: `${d.unit}` });
+          } catch (e) {
+            // An export of a module the patched module depends on: a klp relocation in the patched module's
+            // own section (build/klp/plan.ts says why), named apart per patched module.
+            const dep = object !== 'vmlinux' && !local && e instanceof SymbolResolutionError && e.kind === 'not-found'
+              ? dependencyExport({ module: object, name: sym, usedBy: d.unit }, depsOf.get(object) ?? [], src.exports, src.modules.get(moduleName(object))?.versions() ?? new Map())
+              : undefined;
+            if (!dep) throw e;
+            const x = resolveSymbol(src, { name: sym, objects: [dep.exporter], role: 'referenced', anchors: [], usedBy: `${d.unit}` });
+            const link = `.suture.dep.${object}.${x.object}.${x.name},${x.sympos}`;
+            references.set(link, { object: x.object, name: x.name, sympos: x.sympos, how: `exported by ${dep.exporter}, which ${object} depends on (CRC ${dep.crc})`, section: object });
+            return link;
+          }
           if (r.exported && !local) return sym;
           const klp = `${KLP_PREFIX}${r.object}.${r.name},${r.sympos}`;
           references.set(klp, { object: r.object, name: r.name, sympos: r.sympos, how: r.how });
@@ -523,7 +545,12 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       join(moduleDir, 'klp.c'),
       klpModuleSource({
         name,
-        objects: [...klpObjects].map(([object, funcs]) => ({ object, funcs })),
+        objects: [...klpObjects].map(([object, funcs]) => ({
+          object,
+          funcs,
+          // A module object whose code this patch reaches through klp relocations: clear them when it is unpatched (generate.ts).
+          clearRelocations: object !== 'vmlinux' && [...references.values()].some((r) => (r.section ?? r.object) === object),
+        })),
         prelude,
         declareNewFunctions: true,
         replace: opts.replace ?? false,
@@ -542,13 +569,16 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       linked,
       output,
       (sym): SymbolDisposition | undefined => {
-        if (sym.startsWith(KLP_PREFIX)) {
-          const ref = references.get(sym);
-          if (!ref) return undefined;
-          return { kind: 'klp', object: ref.object, name: ref.name, sympos: ref.sympos };
-        }
+        const ref = references.get(sym);
+        if (ref) return { kind: 'klp', object: ref.object, name: ref.name, sympos: ref.sympos, section: ref.section };
+        if (sym.startsWith(KLP_PREFIX)) return undefined;
         const e = exports.vmlinux(sym);
         if (e) return { kind: 'exported', crc: e.crc, namespace: e.namespace };
+        // What the generated relocation clearing uses (generate.ts): unexported, unique in vmlinux.
+        if (GENERATED_REFERENCES.includes(sym)) {
+          const r = resolveSymbol(src, { name: sym, objects: ['vmlinux'], role: 'referenced', anchors: [], usedBy: 'the generated klp.c' });
+          return { kind: 'klp', object: 'vmlinux', name: r.name, sympos: r.sympos };
+        }
         return undefined;
       },
       (sym) => exports.vmlinux(sym) !== undefined,

@@ -25,10 +25,25 @@ export interface KlpFuncSpec {
   readonly sympos: number;
 }
 
+/** The kernel's four callbacks of a klp_object (Documentation/livepatch/callbacks.rst). */
+export const CALLBACK_KINDS = ['pre_patch', 'post_patch', 'pre_unpatch', 'post_unpatch'] as const;
+export type CallbackKind = (typeof CALLBACK_KINDS)[number];
+
 export interface KlpObjectSpec {
   /** 'vmlinux' or a module name. */
   readonly object: string;
+  /** Functions it replaces (may be empty when it has callbacks). */
   readonly funcs: readonly KlpFuncSpec[];
+  /**
+   * The author's callbacks, C identifiers of functions taking `struct klp_object *`
+   * (pre_patch returns int: non-zero refuses the patch, or the module's load).
+   */
+  readonly callbacks?: Partial<Record<CallbackKind, string>>;
+  /**
+   * A module object with klp relocations: clear their targets when the object is
+   * unpatched (see RELOCATION_CLEARING), so that the module can be loaded again.
+   */
+  readonly clearRelocations?: boolean;
 }
 
 export interface KlpModuleSpec {
@@ -68,8 +83,8 @@ function cString(s: string): string {
 /** The C source of the module's livepatch part. */
 export function klpModuleSource(spec: KlpModuleSpec): string {
   checkModuleName(spec.name);
-  if (spec.objects.length === 0 || spec.objects.some((o) => o.funcs.length === 0)) {
-    throw new SutureError('internal', `livepatch ${spec.name}: every klp_object needs at least one function`);
+  if (spec.objects.length === 0 || spec.objects.some((o) => o.funcs.length === 0 && !Object.keys(o.callbacks ?? {}).length)) {
+    throw new SutureError('internal', `livepatch ${spec.name}: every klp_object needs a function or a callback`);
   }
   const L: string[] = [];
   L.push('// SPDX-License-Identifier: GPL-2.0-only');
@@ -89,7 +104,18 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
     }
     L.push('');
   }
+  if (spec.declareNewFunctions) {
+    for (const o of spec.objects) {
+      for (const k of CALLBACK_KINDS) {
+        const fn = o.callbacks?.[k];
+        if (fn) L.push(`extern ${k === 'pre_patch' ? 'int' : 'void'} ${fn}(struct klp_object *obj);`);
+      }
+    }
+    L.push('');
+  }
+  if (spec.objects.some((o) => o.clearRelocations && o.object !== 'vmlinux')) L.push(RELOCATION_CLEARING);
   spec.objects.forEach((o, i) => {
+    L.push(...callbackWrappers(o, i));
     L.push(`/* ${o.object} */`);
     L.push(`static struct klp_func __suture_funcs_${i}[] = {`);
     for (const f of o.funcs) {
@@ -101,7 +127,8 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
   });
   L.push('static struct klp_object __suture_objs[] = {');
   spec.objects.forEach((o, i) => {
-    L.push(`\t{ .name = ${o.object === 'vmlinux' ? 'NULL' : cString(o.object)}, .funcs = __suture_funcs_${i} },`);
+    const cbs = CALLBACK_KINDS.filter((k) => hasWrapper(o, k)).map((k) => `.${k} = __suture_${k}_${i}`);
+    L.push(`\t{ .name = ${o.object === 'vmlinux' ? 'NULL' : cString(o.object)}, .funcs = __suture_funcs_${i}${cbs.length ? `, .callbacks = { ${cbs.join(', ')} }` : ''} },`);
   });
   L.push('\t{ }');
   L.push('};');
@@ -127,6 +154,100 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
   L.push('MODULE_INFO(livepatch, "Y");');
   if (spec.description) L.push(`MODULE_DESCRIPTION(${cString(spec.description)});`);
   return `${L.join('\n')}\n`;
+}
+
+/**
+ * RELOCATION_CLEARING. Linux 6.1 writes a module object's klp relocations
+ * into this livepatch's code when the module loads (klp_module_coming) and
+ * leaves them there when it goes; x86's relocation writer refuses a target
+ * that is not zero ("Skipping invalid relocation target, existing value is
+ * nonzero"), so while the patch stays loaded the module could never be
+ * loaded again ("invalid module format"; seen on 6.1.0-56 with binfmt_misc).
+ * Later kernels clear them themselves (clear_relocate_add, 6.3). Here the
+ * livepatch clears its own targets for that object: in the object's
+ * post-unpatch callback (run when the module goes, and when the patch is
+ * disabled), and after a pre-patch callback refuses (the kernel then runs no
+ * post-unpatch, but the relocations were already written). The targets are
+ * this module's own text, so they are written with text_poke under
+ * text_mutex, as the kernel's writer does; no patched code runs then (the
+ * object is unpatched, or was never patched).
+ */
+const RELOCATION_CLEARING = `#include <linux/elf.h>
+#include <linux/memory.h>
+#include <linux/string.h>
+#include <asm/text-patching.h>
+
+/* Zero every target of this module's .klp.rela.<obj->name>.* sections (see suture's generate.ts). */
+static void __suture_clear_relocations(struct klp_object *obj)
+{
+	struct klp_modinfo *info = THIS_MODULE->klp_info;
+	static const u64 zero;
+	char prefix[MODULE_NAME_LEN + 12];
+	size_t plen;
+	unsigned int i, k;
+
+	if (!info || !obj->name)
+		return;
+	plen = snprintf(prefix, sizeof(prefix), ".klp.rela.%s.", obj->name);
+	mutex_lock(&text_mutex);
+	for (i = 1; i < info->hdr.e_shnum; i++) {
+		const Elf64_Shdr *sec = &info->sechdrs[i];
+		const Elf64_Rela *rela = (const Elf64_Rela *)sec->sh_addr;
+		unsigned long base;
+
+		if (!(sec->sh_flags & SHF_RELA_LIVEPATCH) || strncmp(info->secstrings + sec->sh_name, prefix, plen))
+			continue;
+		base = info->sechdrs[sec->sh_info].sh_addr;
+		for (k = 0; k < sec->sh_size / sizeof(*rela); k++) {
+			size_t size;
+
+			switch (ELF64_R_TYPE(rela[k].r_info)) {
+			case R_X86_64_64:
+			case R_X86_64_PC64:
+				size = 8;
+				break;
+			case R_X86_64_PC32:
+			case R_X86_64_PLT32:
+			case R_X86_64_32:
+			case R_X86_64_32S:
+				size = 4;
+				break;
+			default:
+				continue;
+			}
+			text_poke((void *)(base + rela[k].r_offset), &zero, size);
+		}
+	}
+	text_poke_sync();
+	mutex_unlock(&text_mutex);
+}
+`;
+
+function hasWrapper(o: KlpObjectSpec, k: CallbackKind): boolean {
+  const clear = !!o.clearRelocations && o.object !== 'vmlinux';
+  return !!o.callbacks?.[k] || (clear && (k === 'post_unpatch' || (k === 'pre_patch' && !!o.callbacks?.pre_patch)));
+}
+
+/** The klp_object callbacks of object `i`: the author's, with relocation clearing where needed. */
+function callbackWrappers(o: KlpObjectSpec, i: number): string[] {
+  const clear = !!o.clearRelocations && o.object !== 'vmlinux';
+  const L: string[] = [];
+  for (const k of CALLBACK_KINDS) {
+    if (!hasWrapper(o, k)) continue;
+    const user = o.callbacks?.[k];
+    if (k === 'pre_patch') {
+      L.push(`static int __suture_pre_patch_${i}(struct klp_object *obj)`, '{');
+      L.push(`	int ret = ${user}(obj);`, '');
+      if (clear) L.push('	if (ret)', '		__suture_clear_relocations(obj);');
+      L.push('	return ret;', '}', '');
+    } else {
+      L.push(`static void __suture_${k}_${i}(struct klp_object *obj)`, '{');
+      if (user) L.push(`	${user}(obj);`);
+      if (clear && k === 'post_unpatch') L.push('	__suture_clear_relocations(obj);');
+      L.push('}', '');
+    }
+  }
+  return L;
 }
 
 /** The Kbuild file of a module made of `objects` (basenames without .o; default: the module's own name). */

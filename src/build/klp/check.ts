@@ -70,7 +70,11 @@ export function checkLivepatchModule(bytes: Uint8Array, file: string, exported: 
         const s = syms[r.symbol]!;
         const sm = KLP_SYM.exec(s.name);
         if (s.rawShndx !== SHN_LIVEPATCH || !sm) problems.push(`${sec.name}: entry at 0x${r.offset.toString(16)} names '${s.name}', not a klp symbol`);
-        else if (sm[1] !== object) problems.push(`${sec.name}: entry at 0x${r.offset.toString(16)} names ${s.name}, a symbol of another object`);
+        // kernel/livepatch/core.c klp_resolve_symbols: a module's section may not name vmlinux symbols; a
+        // vmlinux section is applied when the patch loads, when no module symbol is sure to be there.
+        else if (object === 'vmlinux' ? sm[1] !== 'vmlinux' : sm[1] === 'vmlinux') {
+          problems.push(`${sec.name}: entry at 0x${r.offset.toString(16)} names ${s.name}, ${object === 'vmlinux' ? 'a module symbol from the vmlinux section' : 'a vmlinux symbol from a module section (the kernel refuses it)'}`);
+        }
       }
       sections.push({ name: sec.name, object, entries: rels.length });
     } else if (target && (target.flags & SHF_ALLOC) !== 0n) {

@@ -22,6 +22,38 @@
  * patch plain code and data (not `__jump_table`, `__ex_table`, `.init*`,
  * `.data..ro_after_init`, ...). A `.klp.rela.<module>` section never names a
  * `.klp.sym.vmlinux.*` symbol: vmlinux symbols always get vmlinux sections.
+ *
+ * OTHER MODULES' EXPORTS. Patched module code often calls an export of a
+ * module it depends on (nfsd's e_show calls sunrpc's cache_check). Two ways
+ * to reach it, judged by what the kernel guarantees in both load orders:
+ *
+ * - An ordinary relocation: modpost writes `depends=sunrpc` and a CRC, and
+ *   the module loader resolves the name when the *livepatch* loads. So
+ *   sunrpc must be loaded before the livepatch on every host, even one that
+ *   never loads nfsd (insmod/finit_module fail with "Unknown symbol"), and
+ *   the livepatch then holds a reference on sunrpc: it cannot be unloaded
+ *   while the patch is. It works in both orders only by loading and pinning
+ *   a module the host may not want.
+ * - A klp relocation in the patched module's own section
+ *   (`.klp.rela.nfsd..text` naming `.klp.sym.sunrpc.cache_check,0`): the
+ *   livepatch core resolves it through sunrpc's kallsyms when nfsd is
+ *   patched, at klp_module_coming() if nfsd loads later, or when the patch
+ *   is enabled if nfsd is already there (klp_apply_section_relocs; its own
+ *   comment allows "the to-be-patched module or one of its module
+ *   dependencies", exported symbols included). Whenever nfsd is loading or
+ *   loaded, sunrpc is live: nfsd's own loader resolved cache_check from it
+ *   and took a reference (ref_module refuses an exporter still COMING), so
+ *   sunrpc cannot go before nfsd does. And the patched nfsd code runs only
+ *   while nfsd is loaded: klp_module_going() unpatches the object before
+ *   nfsd's memory goes. The address is valid exactly as long as the code
+ *   that uses it can run, in either order, and nothing extra is loaded or
+ *   pinned.
+ *
+ * suture takes the klp relocation, for exporters in the patched module's
+ * modules.dep only (any other module may be absent when it loads, and its
+ * load would be refused). The kernel checks no CRC for a klp symbol, so the
+ * build checks it: the CRC the shipped patched module was linked against
+ * (its `__versions`) must equal Module.symvers (kernel/symbols/module-exports.ts).
  */
 import {
   DataSection,
@@ -57,6 +89,13 @@ export type SymbolDisposition =
       readonly sympos: number;
       /** A module that exports it (then modpost listed it in depends= and __versions). */
       readonly exportedBy?: string | undefined;
+      /**
+       * The klp object whose `.klp.rela.<section>.*` sections carry its relocations, when it is
+       * not `object`: the patched module whose code uses an export of a module it depends on
+       * (nfsd's code calling sunrpc's cache_check: `.klp.rela.nfsd..text` naming
+       * `.klp.sym.sunrpc.cache_check,0`). See OTHER MODULES' EXPORTS above.
+       */
+      readonly section?: string | undefined;
     };
 
 export interface KlpSymbolRename {
@@ -179,15 +218,16 @@ export function planKlp(obj: ElfObject, dispose: (name: string) => SymbolDisposi
       if (!sec.isRela) {
         throw new SutureError('invalid-input', `${file}: ${sec} is SHT_REL; livepatch relocations must be SHT_RELA`, { hint: 'x86_64 modules use RELA: was this built for x86_64?' });
       }
-      if (d.object !== 'vmlinux' && !moduleRelocationAllowed(target)) {
+      const owner = d.section ?? d.object;
+      if (owner !== 'vmlinux' && !moduleRelocationAllowed(target)) {
         throw new SutureError(
           'invalid-input',
           `${file}: section ${target} refers to ${d.name} of module ${d.object}; livepatch applies a module's relocations when that module loads, after this module's init, so they may only patch code and plain data, not ${target.name}`,
           { hint: `reach ${d.name} from a function instead (static keys of a module: use static_key_enabled())` },
         );
       }
-      let list = byObject.get(d.object);
-      if (!list) byObject.set(d.object, (list = []));
+      let list = byObject.get(owner);
+      if (!list) byObject.set(owner, (list = []));
       list.push(r);
       uses.set(r.symbol, (uses.get(r.symbol) ?? 0) + 1);
     }

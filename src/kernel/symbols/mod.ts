@@ -36,4 +36,5 @@ export {
   type SymbolHint,
   type SymbolSources,
 } from './resolve.js';
+export { dependencyExport, type DependencyExport } from './module-exports.js';
 export { workspaceExports, workspaceImage, workspaceModule, workspaceSymbolSources, workspaceVmlinux } from './workspace-symbols.js';

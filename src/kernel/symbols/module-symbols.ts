@@ -126,6 +126,25 @@ export class ModuleSymbols {
     return new ModuleSymbols(module, file, undefined, symbols);
   }
 
+  /**
+   * The module's `__versions` (MODVERSIONS): for each symbol it imports, the
+   * CRC it was linked against (struct modversion_info: an unsigned long CRC,
+   * then the name in the remaining 56 bytes). Empty without MODVERSIONS.
+   */
+  versions(): Map<string, number> {
+    const out = new Map<string, number>();
+    const sec = this.#view?.findSection('__versions');
+    if (!sec || !this.#view) return out;
+    const d = this.#view.data(sec);
+    const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
+    for (let at = 0; at + 64 <= d.length; at += 64) {
+      const name = d.subarray(at + 8, at + 64);
+      const end = name.indexOf(0);
+      out.set(Buffer.from(end < 0 ? name : name.subarray(0, end)).toString('latin1'), dv.getUint32(at, true));
+    }
+    return out;
+  }
+
   /** Defined symbols with this name, in symtab order. */
   named(name: string): readonly ModuleSymbol[] {
     return this.#byName.get(name) ?? [];
