@@ -12,6 +12,7 @@ packages=(
   gcc make flex bison bc libelf-dev libssl-dev dwarves python3   # kbuild: prepare trees (objtool, resolve_btfids), build modules
   cpio xz-utils zstd kmod binutils patch               # unpack packages, depmod, readelf/objdump, apply fixes
   debian-archive-keyring ca-certificates
+  apt-utils gnupg      # tests: a signed fixture archive (apt-ftparchive, gpg) read by suture's own apt
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -32,14 +32,22 @@ export function kernelCommand(): Command {
   cmd
     .command('fetch')
     .description('download, unpack and prepare a Debian kernel (cached; a second fetch does nothing)')
-    .argument('<kernel>', 'e.g. debian:6.1.0-56-amd64')
+    .argument('<kernel>', 'e.g. debian:6.1.0-56-amd64, debian:6.12.57+deb13-amd64')
+    .option('--debs <dir>', 'a folder of .deb files (a host\'s /var/cache/apt/archives, a snapshot download) to use before asking the archive')
     .option('--refresh', 'refresh the package lists even if they are recent')
     .option('--json', 'print the workspace metadata as JSON')
-    .action(async (name: string, o: { refresh?: boolean; json?: boolean }) => {
+    .addHelpText(
+      'after',
+      '\nPackages are picked by the relations Debian wrote: the headers\' exact common package, the newest linux-kbuild that\n' +
+        'satisfies their >= relation, the image and source built from the same linux source version. A kernel whose\n' +
+        'packages left the archive: pass them with --debs DIR; on a host running that kernel, its installed /boot and\n' +
+        '/lib/modules stand in for the image package.',
+    )
+    .action(async (name: string, o: { refresh?: boolean; json?: boolean; debs?: string }) => {
       const ref = parseKernelRef(name);
       const reporter = reporterFor(o);
       const t0 = performance.now();
-      const r = await fetchKernel(ref, { home: sutureHome(), reporter, refresh: o.refresh });
+      const r = await fetchKernel(ref, { home: sutureHome(), reporter, refresh: o.refresh, debs: o.debs });
       if (o.json) return printJson({ cached: r.cached, ...r.meta });
       const secs = ((performance.now() - t0) / 1000).toFixed(1);
       out(

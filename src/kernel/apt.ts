@@ -8,14 +8,17 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { SutureError, fsError } from '../util/errors.js';
 import { run, runChecked } from '../util/exec.js';
+import type { DebianCodename } from './ref.js';
 
-/** The suites that carry bookworm's kernels, and where each comes from. */
-export const BOOKWORM_SUITES = [
-  { suite: 'bookworm', archive: 'main' },
-  { suite: 'bookworm-updates', archive: 'main' },
-  { suite: 'bookworm-backports', archive: 'main' },
-  { suite: 'bookworm-security', archive: 'security' },
-] as const;
+/** The suites that carry a Debian release's kernels, and which archive each comes from. */
+export function suitesOf(codename: DebianCodename): { suite: string; archive: 'main' | 'security' }[] {
+  return [
+    { suite: codename, archive: 'main' },
+    { suite: `${codename}-updates`, archive: 'main' },
+    { suite: `${codename}-backports`, archive: 'main' },
+    { suite: `${codename}-security`, archive: 'security' },
+  ];
+}
 
 export interface Mirrors {
   /** Base URI of the Debian archive (the directory holding dists/ and pool/). */
@@ -24,6 +27,8 @@ export interface Mirrors {
   security: string;
   /** Where these were learned from, for messages. */
   source: string;
+  /** The keyring that signs them (SUTURE_DEBIAN_KEYRING for a private mirror; Debian's own keyring by default). */
+  keyring?: string;
 }
 
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
@@ -49,7 +54,7 @@ export function findMirrors(env: NodeJS.ProcessEnv = process.env, etc = '/etc/ap
   }
   // A mirror of the main archive usually sits beside debian-security.
   security ??= main.replace(/\/debian\/?$/, '/debian-security');
-  return { main: main.replace(/\/$/, ''), security: security.replace(/\/$/, ''), source };
+  return { main: main.replace(/\/$/, ''), security: security.replace(/\/$/, ''), source, ...(env.SUTURE_DEBIAN_KEYRING ? { keyring: env.SUTURE_DEBIAN_KEYRING } : {}) };
 }
 
 /** All URIs named by the host's apt sources (one-line and deb822 formats). */
@@ -78,6 +83,7 @@ export function hostAptUris(etc = '/etc/apt'): string[] {
 
 export interface Apt {
   root: string;
+  codename: DebianCodename;
   /** Refresh the package lists if they are older than maxAgeMs (or missing). */
   update(maxAgeMs?: number): Promise<void>;
   /** `apt-cache show` records of a package, all versions. Empty when the archive does not have it. */
@@ -97,9 +103,20 @@ export interface PackageRecord {
   depends?: string;
   /** `Built-Using:` (a signed image names the `linux` source version it was built from). */
   builtUsing?: string;
+  /** The archive's SHA256 of the .deb. */
+  sha256?: string;
+  /** A .deb the user supplied (`kernel fetch --debs`): used as it is, never downloaded. */
+  localFile?: string;
+  /** Not a .deb: the image as installed on this host, under this root (src/kernel/installed.ts). */
+  installedAt?: string;
 }
 
-export function openApt(root: string, mirrors: Mirrors): Apt {
+/**
+ * suture's apt for one Debian release, under `root` (one root per release:
+ * bookworm's and trixie's lists never mix). `mirrors.local` adds a `file:`
+ * repository (tests use a fixture archive made with apt-ftparchive).
+ */
+export function openApt(root: string, mirrors: Mirrors, codename: DebianCodename): Apt {
   const dirs = {
     lists: join(root, 'lists'),
     cache: join(root, 'cache'),
@@ -113,8 +130,9 @@ export function openApt(root: string, mirrors: Mirrors): Apt {
     for (const d of [root, dirs.lists, join(dirs.lists, 'partial'), dirs.archives, join(dirs.archives, 'partial'), dirs.parts, dirs.prefs]) {
       mkdirSync(d, { recursive: true });
     }
-    const signedBy = existsSync(KEYRING) ? ` [signed-by=${KEYRING}]` : '';
-    const lines = BOOKWORM_SUITES.map(
+    const keyring = mirrors.keyring ?? KEYRING;
+    const signedBy = existsSync(keyring) ? ` [signed-by=${keyring}]` : '';
+    const lines = suitesOf(codename).map(
       (s) => `deb${signedBy} ${s.archive === 'main' ? mirrors.main : mirrors.security} ${s.suite} main`,
     );
     writeFileSync(sourcesList, `# written by suture; the host's apt sources are not used or changed\n${lines.join('\n')}\n`);
@@ -141,13 +159,18 @@ export function openApt(root: string, mirrors: Mirrors): Apt {
   const stamp = join(root, 'lists', '.suture-updated');
   return {
     root,
+    codename,
     async update(maxAgeMs = 6 * 3600_000) {
       if (existsSync(stamp) && Date.now() - statSync(stamp).mtimeMs < maxAgeMs) return;
       const r = await run(['apt-get', ...opts, '-q', 'update'], { timeoutMs: 15 * 60_000 });
       const failed = /^(E:|Err:)/m.test(r.stdout + r.stderr);
       if (r.code !== 0 || failed) {
-        throw new SutureError('archive', `could not refresh the package lists from ${mirrors.main} and ${mirrors.security}`, {
-          hint: `check the network and the mirrors (learned from ${mirrors.source})`,
+        const text = r.stdout + r.stderr;
+        const suites = suitesOf(codename)
+          .map((x) => x.suite)
+          .filter((suite) => new RegExp(`^(?:Err:\\S*|E:|W:).*\\s${suite}(?:/|\\s)`, 'm').test(text));
+        throw new SutureError('archive', `could not refresh the package lists${suites.length ? ` of ${suites.join(', ')}` : ''} from ${mirrors.main} and ${mirrors.security}`, {
+          hint: `check the network and that the mirrors (learned from ${mirrors.source}) carry ${suites.length ? suites.join(', ') : suitesOf(codename).map((x) => x.suite).join(', ')}`,
           details: (r.stderr || r.stdout).trim().split('\n').slice(-10).join('\n'),
         });
       }
@@ -164,6 +187,7 @@ export function openApt(root: string, mirrors: Mirrors): Apt {
         filename: f.get('Filename'),
         depends: f.get('Depends'),
         builtUsing: f.get('Built-Using'),
+        sha256: f.get('SHA256'),
       }));
     },
     async names(prefix) {

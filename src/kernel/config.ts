@@ -32,3 +32,12 @@ export function compilerText(config: Map<string, KconfigValue>): string | undefi
 export function compilerCommand(ccVersionText: string): string {
   return ccVersionText.split(/\s+/)[0]!;
 }
+
+/**
+ * The Debian package that brings a compiler command: `gcc-12` for bookworm's
+ * kernels, `gcc-14` for `x86_64-linux-gnu-gcc-14` (trixie's kernels name the
+ * triplet-prefixed binary, which gcc-14 pulls in).
+ */
+export function compilerPackage(command: string): string {
+  return command.replace(/^x86_64-linux-gnu-/, '');
+}

@@ -8,15 +8,18 @@
  * is redone from scratch, so an interrupted fetch resumes cleanly. The
  * workspace counts as ready only when kernel.json is written, last.
  */
-import { accessSync, constants as fsConstants, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, closeSync, openSync, unlinkSync, lstatSync } from 'node:fs';
+import { accessSync, constants as fsConstants, copyFileSync, cpSync, symlinkSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, closeSync, openSync, unlinkSync, lstatSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { compareVersions } from '../util/debian-version.js';
 import { SutureError, fsError } from '../util/errors.js';
 import { requireTool, runChecked } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { runVm, type VmResult } from '../vm/run.js';
 import { findMirrors, openApt, type Apt } from './apt.js';
+import { installedImage } from './installed.js';
+import { checkLocalDeb, mergedShow, readDebsDir, type LocalDeb } from './local-debs.js';
 import { PACKAGE_ROLES, planPackages } from './packages.js';
 import { compilerText, parseKconfig } from './config.js';
 import { formatKernelRef, type KernelRef } from './ref.js';
@@ -32,6 +35,10 @@ export interface FetchOptions {
   reporter: Reporter;
   /** Refresh package lists even if they are recent. */
   refresh?: boolean;
+  /** A folder of .deb files to use before asking the archive (`--debs`). */
+  debs?: string;
+  /** Where this host's installed kernels are looked for (`/`; tests give a prepared root). */
+  hostRoot?: string;
 }
 
 export interface FetchResult {
@@ -46,21 +53,24 @@ export async function archiveReleases(apt: Apt): Promise<string[]> {
   return names
     .map((n) => /^linux-image-(\d[\w.+~-]*-(?:amd64|cloud-amd64|rt-amd64))$/.exec(n)?.[1])
     .filter((r): r is string => !!r && !/-dbg$|-unsigned$/.test(r))
-    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    .sort((a, b) => compareVersions(a, b));
 }
 
 /** The release is not in the archive: say which releases of its series are. */
 async function releaseNotInArchive(apt: Apt, ref: KernelRef): Promise<never> {
   const name = formatKernelRef(ref);
   const all = await archiveReleases(apt);
-  const same = all.filter((r) => r.startsWith(`${ref.series}.`) && r.endsWith(`-${ref.flavour}`));
+  const flavourOf = (r: string) => (r.endsWith('-cloud-amd64') ? 'cloud-amd64' : r.endsWith('-rt-amd64') ? 'rt-amd64' : 'amd64');
+  const same = all.filter((r) => r.startsWith(`${ref.series}.`) && flavourOf(r) === ref.flavour);
   const range = same.length ? `${same[0]} … ${same[same.length - 1]}` : 'none';
   throw new SutureError(
     'not-found',
     same.length
       ? `${name} is not in the archive (no longer, or not yet); this series has ${same.length} releases there: ${range}`
       : `${name} is not a kernel the archive has`,
-    { hint: `pick one of: ${(same.length ? same : all.filter((r) => r.endsWith('-amd64'))).slice(-8).join(', ')} (as debian:<release>)` },
+    {
+      hint: `pick one of: ${(same.length ? same : all.filter((r) => r.endsWith('-amd64'))).slice(-8).join(', ')} (as debian:<release>), or pass its packages with --debs DIR`,
+    },
   );
 }
 
@@ -179,6 +189,8 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
   const { home } = opts;
   const st = workspaceState(home, ref);
   if (st.state === 'ready') return { meta: st.meta, cached: true };
+  // Bad input is refused before the cache is touched.
+  const local = opts.debs ? await readDebsDir(opts.debs) : [];
   checkWritable(home);
   const paths = workspacePaths(home, ref);
   const name = formatKernelRef(ref);
@@ -186,7 +198,7 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
   const lock = Lock.take(join(home, 'kernels', `.${basename(paths.root)}.lock`), name);
   try {
     rmSync(paths.metadata, { force: true }); // stale (older schema): ready again only when this fetch completes
-    return { meta: await fetchSteps(ref, paths, opts), cached: false };
+    return { meta: await fetchSteps(ref, paths, opts, local), cached: false };
   } catch (e) {
     // Nothing worth resuming (no step done, no package downloaded): leave no trace in the cache.
     if (!existsSync(paths.steps) && !hasFiles(paths.debs)) rmSync(paths.root, { recursive: true, force: true });
@@ -196,37 +208,59 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
   }
 }
 
-async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOptions): Promise<KernelMetadata> {
+async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOptions, local: readonly LocalDeb[]): Promise<KernelMetadata> {
   const { home, reporter } = opts;
   const timings: Record<string, number> = {};
   // Every tool the steps run, checked before anything is downloaded.
   for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb', 'tar', 'xz', 'depmod', 'qemu-system-x86_64']) requireTool(tool);
   const mirrors = findMirrors();
-  const apt = openApt(join(home, 'apt'), mirrors);
+  const apt = openApt(join(home, 'apt', ref.codename), mirrors, ref.codename);
 
   const plan = await reporter.step(`Resolving ${formatKernelRef(ref)} in the archive`, async (s) => {
     s.update('refreshing package lists');
     await apt.update(opts.refresh ? 0 : undefined);
-    const p = await planPackages((pkg) => apt.show(pkg), ref, () => releaseNotInArchive(apt, ref));
+    const installed = await installedImage(ref.release, opts.hostRoot);
+    const p = await planPackages(mergedShow(apt, local), ref, () => releaseNotInArchive(apt, ref), installed);
     s.update(`${p.headers.version}`);
     return p;
   });
   const records = PACKAGE_ROLES.map((role) => plan[role]);
-  const totalMb = records.reduce((n, r) => n + (r.size ?? 0), 0) / 1e6;
+  const fromArchive = records.filter((r) => !r.localFile && !r.installedAt);
+  const totalMb = fromArchive.reduce((n, r) => n + (r.size ?? 0), 0) / 1e6;
+  const title = fromArchive.length === records.length
+    ? `Downloading ${records.length} packages (${totalMb.toFixed(0)} MB)`
+    : `Downloading ${fromArchive.length} packages (${totalMb.toFixed(0)} MB), ${records.length - fromArchive.length} supplied`;
 
-  const packages = (await once(paths, reporter, timings, 'download', `Downloading 5 packages (${totalMb.toFixed(0)} MB)`, [], async (update) => {
+  const packages = (await once(paths, reporter, timings, 'download', title, [], async (update) => {
+    // Supplied files are checked whole before any of them is used.
+    for (const r of records) {
+      if (r.localFile) {
+        update(`checking ${r.localFile}`);
+        await checkLocalDeb({ ...r, localFile: r.localFile }, r.sha256);
+      }
+    }
     const out: PackageInfo[] = [];
     const partial = join(paths.debs, '.partial');
     for (const r of records) {
+      const info = { name: r.package, version: r.version, role: r.role, why: r.why };
+      if (r.installedAt) {
+        out.push({ ...info, file: r.installedAt, size: 0, origin: 'installed' });
+        continue;
+      }
       const final = join(paths.debs, `${r.package}_${r.version.replace(/:/g, '%3a')}_amd64.deb`);
-      if (!(existsSync(final) && r.size !== undefined && statSync(final).size === r.size)) {
+      if (r.localFile) {
+        update(`${r.package} ${r.version} from ${r.localFile}`);
+        mkdirSync(paths.debs, { recursive: true });
+        copyFileSync(r.localFile, `${final}.tmp`);
+        renameSync(`${final}.tmp`, final);
+      } else if (!(existsSync(final) && r.size !== undefined && statSync(final).size === r.size)) {
         update(`${r.package} ${r.version} (${((r.size ?? 0) / 1e6).toFixed(0)} MB)`);
         rmSync(partial, { recursive: true, force: true });
         const got = await apt.download(r.package, r.version, partial);
         mkdirSync(paths.debs, { recursive: true });
         renameSync(got, final);
       }
-      out.push({ name: r.package, version: r.version, file: final, size: statSync(final).size, role: r.role, why: r.why });
+      out.push({ ...info, file: final, size: statSync(final).size, origin: r.localFile ? 'debs' : 'archive' });
     }
     rmSync(partial, { recursive: true, force: true });
     return out;
@@ -235,13 +269,18 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
 
   await once(paths, reporter, timings, 'unpack', 'Unpacking image and headers', [paths.image, join(paths.root, 'headers')], async (update) => {
     update(plan.image.package);
-    await runChecked(['dpkg-deb', '-x', deb(plan.image.package), paths.image], { kind: 'environment', what: 'dpkg-deb' });
+    if (plan.image.installedAt) copyInstalledImage(plan.image.installedAt, ref.release, paths.image);
+    else await runChecked(['dpkg-deb', '-x', deb(plan.image.package), paths.image], { kind: 'environment', what: 'dpkg-deb' });
+    // Debian 13's packages install under /usr/lib/modules (merged /usr): give the image the /lib of a merged-/usr system.
+    if (!existsSync(join(paths.image, 'lib')) && existsSync(join(paths.image, 'usr', 'lib', 'modules'))) symlinkSync(join('usr', 'lib'), join(paths.image, 'lib'));
     for (const r of [plan.headers, plan.common, plan.kbuild]) {
       update(r.package);
       await runChecked(['dpkg-deb', '-x', deb(r.package), join(paths.root, 'headers')], { kind: 'environment', what: 'dpkg-deb' });
     }
     if (!existsSync(paths.vmlinuz)) throw new SutureError('archive', `${plan.image.package} has no ${basename(paths.vmlinuz)}`);
     relocateHeaders(paths, ref);
+    const compressed = await decompressModules(paths.modules, update);
+    if (compressed) update(`${compressed} compressed modules decompressed`);
     update('depmod');
     // Debian generates modules.dep at install time; the package does not carry it.
     await runChecked(['depmod', '-b', paths.image, ref.release], { kind: 'environment', what: 'depmod' });
@@ -273,7 +312,7 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
   if (!ccText) throw new SutureError('invalid-input', `${paths.config} has no CONFIG_CC_VERSION_TEXT`);
   let toolchain!: Toolchain;
   await reporter.step(`Finding the kernel's compiler (${ccText})`, async (s) => {
-    toolchain = await ensureToolchain({ ccVersionText: ccText, series: ref.series, home, mirrors, onProgress: (l) => s.update(l) });
+    toolchain = await ensureToolchain({ ccVersionText: ccText, suite: ref.codename, home, mirrors, onProgress: (l) => s.update(l) });
     s.update(toolchain.info.via === 'host' ? 'the host compiler matches' : `build root ${toolchain.info.buildroot}`);
   });
 
@@ -355,6 +394,49 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
     writeMetadata(meta);
     return meta;
   });
+}
+
+/** This host's installed image of `release` (under `root`), copied as `dpkg-deb -x` would unpack the package. */
+function copyInstalledImage(root: string, release: string, dest: string): void {
+  mkdirSync(join(dest, 'boot'), { recursive: true });
+  for (const f of [`vmlinuz-${release}`, `config-${release}`]) copyFileSync(join(root, 'boot', f), join(dest, 'boot', f));
+  const from = join(root, 'lib', 'modules', release);
+  // build/ and source/ point at the host's headers, and modules.* indexes are made again by depmod.
+  cpSync(from, join(dest, 'lib', 'modules', release), {
+    recursive: true,
+    filter: (src) => {
+      const rel = src.slice(from.length + 1);
+      return rel !== 'build' && rel !== 'source' && !/^modules\.(?!order$|builtin$|builtin\.modinfo$)/.test(rel);
+    },
+  });
+}
+
+/**
+ * Debian 13's kernels ship every module as `.ko.xz` (CONFIG_MODULE_COMPRESS_XZ).
+ * The workspace keeps them decompressed, once, with xz itself, so that every
+ * later reader (module symbols, provenance, the VM's insmod, modules.dep)
+ * sees plain ELF. Returns how many were decompressed.
+ */
+async function decompressModules(modules: string, update: (d: string) => void): Promise<number> {
+  const files: string[] = [];
+  const stack = [modules];
+  while (stack.length) {
+    const dir = stack.pop()!;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) stack.push(join(dir, e.name));
+      else if (e.isFile() && /\.ko\.(xz|zst)$/.test(e.name)) files.push(join(dir, e.name));
+    }
+  }
+  const batch = 200;
+  for (let i = 0; i < files.length; i += batch) {
+    update(`decompressing modules: ${i} of ${files.length}`);
+    const chunk = files.slice(i, i + batch);
+    const xz = chunk.filter((f) => f.endsWith('.xz'));
+    const zst = chunk.filter((f) => f.endsWith('.zst'));
+    if (xz.length) await runChecked(['xz', '-d', '-T1', '--', ...xz], { kind: 'archive', what: `decompressing ${xz.length} .ko.xz modules` });
+    if (zst.length) await runChecked(['zstd', '-q', '-d', '--rm', '--', ...zst], { kind: 'archive', what: `decompressing ${zst.length} .ko.zst modules` });
+  }
+  return files.length;
 }
 
 /**

@@ -79,7 +79,7 @@ export async function pickByRelation(show: ShowPackage, rel: Relation, role: Pac
 /** What a user can do when a package version is gone from the archive. */
 export function missingHint(pkg: string, version?: string): string {
   const file = version ? `${pkg}_${version.replace(/:/g, '%3a')}_amd64.deb` : `${pkg}_*_amd64.deb`;
-  return `the archive has moved on past ${file}: fetch a newer release of this series`;
+  return `put ${file} in a folder (a host's /var/cache/apt/archives, or a download from a snapshot of the archive) and pass it with --debs DIR, or fetch a newer release of this series`;
 }
 
 /** The relation in a package's Depends whose package name matches, or undefined. */
@@ -91,13 +91,23 @@ function dependsOn(rec: PackageRecord, match: (pkg: string) => boolean): Relatio
   return undefined;
 }
 
-/** Resolve the five packages of a kernel release. `notInArchive` is called when the release itself is unknown. */
-export async function planPackages(show: ShowPackage, ref: KernelRef, notInArchive: () => Promise<never>): Promise<PackagePlan> {
+/**
+ * Resolve the five packages of a kernel release. `notInArchive` is called
+ * when the release itself is unknown; `installed` is this host's installed
+ * image of the release, used when no image package built from the kernel's
+ * source is available.
+ */
+export async function planPackages(
+  show: ShowPackage,
+  ref: KernelRef,
+  notInArchive: () => Promise<never>,
+  installed?: PackageRecord,
+): Promise<PackagePlan> {
   const name = formatKernelRef(ref);
   const headersAll = await show(`linux-headers-${ref.release}`);
   const headersRec = newestVersion(headersAll);
   const images = [...(await show(`linux-image-${ref.release}`)), ...(await show(`linux-image-${ref.release}-unsigned`))];
-  if (!headersRec || images.length === 0) return notInArchive();
+  if (!headersRec || (images.length === 0 && !installed)) return notInArchive();
   const s = sourceVersionOf(headersRec);
   const headers: PlannedPackage = {
     ...headersRec,
@@ -105,19 +115,26 @@ export async function planPackages(show: ShowPackage, ref: KernelRef, notInArchi
     why: headersAll.length > 1 ? `the newest of ${headersAll.length} versions of ${headersRec.package}` : `the only version of ${headersRec.package}`,
   };
 
-  const built = images.filter((r) => (builtFromLinux(r) ?? sourceVersionOf(r)) === s);
+  const builtFrom = (r: PackageRecord) => builtFromLinux(r) ?? sourceVersionOf(r);
+  const built = images.filter((r) => builtFrom(r) === s);
   const imageRec = newestVersion(built.filter((r) => !r.package.endsWith('-unsigned'))) ?? newestVersion(built);
-  if (!imageRec) {
-    const have = images.map((r) => `${r.package} ${r.version} (built from linux ${builtFromLinux(r) ?? sourceVersionOf(r)})`).join(', ');
+  let image: PlannedPackage;
+  if (imageRec) {
+    image = {
+      ...imageRec,
+      role: 'image',
+      why: builtFromLinux(imageRec) ? `Built-Using: linux (= ${s}), the source of the headers` : `built from linux ${s}, the source of the headers`,
+    };
+  } else if (installed && builtFrom(installed) === s) {
+    image = { ...installed, role: 'image', why: `this host runs ${ref.release}: its installed /boot and /lib/modules (built from linux ${s}) stand in for the package` };
+  } else {
+    const have = [...images, ...(installed ? [installed] : [])]
+      .map((r) => `${r.package} ${r.version}${r.installedAt ? ' (installed)' : ''} (built from linux ${builtFrom(r)})`)
+      .join(', ');
     throw new SutureError('archive', `no image of ${name} built from linux ${s} (the source of its headers ${headers.version}) is in the archive; it has ${have}`, {
       hint: missingHint(`linux-image-${ref.release}`, headers.version),
     });
   }
-  const image: PlannedPackage = {
-    ...imageRec,
-    role: 'image',
-    why: builtFromLinux(imageRec) ? `Built-Using: linux (= ${s}), the source of the headers` : `built from linux ${s}, the source of the headers`,
-  };
 
   const origin = `${headers.package} ${headers.version}`;
   const commonRel = dependsOn(headers, (p) => p.startsWith('linux-headers-') && p.endsWith('-common'));

@@ -16,7 +16,13 @@ export interface KernelRef {
   flavour: string;
   /** Upstream series, which names the source and kbuild packages: 6.1, 6.12 */
   series: string;
+  /** The Debian release whose archive carries it (and whose compiler built it): bookworm, trixie. */
+  codename: DebianCodename;
 }
+
+/** The Debian releases suture fetches kernels from, by the number in their `+debNN` ABI suffix. */
+export const DEBIAN_CODENAMES = { 12: 'bookworm', 13: 'trixie' } as const;
+export type DebianCodename = (typeof DEBIAN_CODENAMES)[keyof typeof DEBIAN_CODENAMES];
 
 const FLAVOURS = ['cloud-amd64', 'rt-amd64', 'amd64'] as const;
 
@@ -41,7 +47,29 @@ export function parseKernelRef(text: string): KernelRef {
       hint: `a release looks like 6.1.0-56-amd64 (ABI 6.1.0-56, flavour amd64); flavours: ${FLAVOURS.join(', ')}`,
     });
   }
-  return { distro: 'debian', release, abi, flavour, series };
+  return { distro: 'debian', release, abi, flavour, series, codename: codenameOf(release, abi, series) };
+}
+
+/**
+ * Which Debian release a kernel ABI belongs to: `6.12.57+deb13` is trixie's,
+ * `6.12.48+deb12` bookworm's (backports or security); bookworm's own 6.1
+ * kernels carry no suffix (`6.1.0-56`).
+ */
+function codenameOf(release: string, abi: string, series: string): DebianCodename {
+  const deb = /\+deb(\d+)(?:[+.]\d+)?$/.exec(abi)?.[1];
+  if (deb !== undefined) {
+    const name = (DEBIAN_CODENAMES as Record<string, DebianCodename | undefined>)[deb];
+    if (!name) {
+      throw new SutureError('usage', `"${release}" is a kernel of Debian ${deb}; suture fetches Debian 12 (bookworm) and 13 (trixie) kernels`, {
+        hint: 'name a bookworm (6.1.0-N-amd64, 6.12.N+deb12-amd64) or trixie (6.12.N+deb13-amd64) release',
+      });
+    }
+    return name;
+  }
+  if (series === '6.1' && /^6\.1\.0-\d+$/.test(abi)) return 'bookworm';
+  throw new SutureError('usage', `"${release}" is not a release name Debian uses`, {
+    hint: 'Debian 12 names its kernels 6.1.0-N-amd64 (and 6.12.N+deb12-amd64 in backports); Debian 13 names them 6.12.N+deb13-amd64',
+  });
 }
 
 export function formatKernelRef(ref: KernelRef): string {

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { SutureError } from '../util/errors.js';
 import { run, runChecked, which, type RunOptions, type RunResult } from '../util/exec.js';
 import type { Mirrors } from './apt.js';
-import { compilerCommand } from './config.js';
+import type { DebianCodename } from './ref.js';
+import { compilerCommand, compilerPackage } from './config.js';
 import type { CompilerInfo } from './workspace.js';
 
 /**
@@ -98,18 +99,14 @@ export function buildrootToolchain(text: string, root: string, home: string): To
   };
 }
 
-/** The Debian suite whose gcc built a kernel of this series (bookworm for 6.1 and the 6.12 backports). */
-export function buildrootSuite(_series: string): string {
-  return 'bookworm';
-}
-
 /**
  * Pick the toolchain for a kernel: the host's compiler if it matches exactly,
  * else the build root (made now if missing).
  */
 export async function ensureToolchain(opts: {
   ccVersionText: string;
-  series: string;
+  /** The Debian release whose gcc built the kernel (bookworm for 6.1 and the 6.12 backports, trixie for 6.12+deb13). */
+  suite: DebianCodename;
   home: string;
   mirrors: Mirrors;
   onProgress?: (line: string) => void;
@@ -125,7 +122,7 @@ export async function ensureToolchain(opts: {
     }
     return hostToolchain(opts.ccVersionText);
   }
-  const suite = buildrootSuite(opts.series);
+  const suite = opts.suite;
   const root = join(opts.home, 'buildroots', suite);
   const tc = buildrootToolchain(opts.ccVersionText, root, opts.home);
   const ready = join(root, '.suture-ready');
@@ -137,7 +134,7 @@ export async function ensureToolchain(opts: {
   } else {
     // A build root made by an older suture may lack packages this one needs.
     const have = readReady(ready);
-    const missing = [cc, ...BUILDROOT_PACKAGES].filter((p) => !have.includes(p));
+    const missing = [compilerPackage(cc), ...BUILDROOT_PACKAGES].filter((p) => !have.includes(p));
     if (missing.length) {
       opts.onProgress?.(`adding ${missing.join(', ')} to the ${suite} build root`);
       for (const argv of [['apt-get', 'update', '-q'], ['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]]) {
@@ -148,7 +145,7 @@ export async function ensureToolchain(opts: {
           });
         }
       }
-      writeReady(ready, [cc, ...BUILDROOT_PACKAGES]);
+      writeReady(ready, [compilerPackage(cc), ...BUILDROOT_PACKAGES]);
     }
   }
   const probe = await tc.run([cc, '--version'], '/');
@@ -190,7 +187,7 @@ async function makeBuildroot(
   rmSync(root, { recursive: true, force: true });
   mkdirSync(dirname(root), { recursive: true });
   const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
-  const include = [cc, ...BUILDROOT_PACKAGES].join(',');
+  const include = [compilerPackage(cc), ...BUILDROOT_PACKAGES].join(',');
   await runChecked(
     [
       'debootstrap',
@@ -209,7 +206,7 @@ async function makeBuildroot(
     `deb ${mirrors.main} ${suite} main\ndeb ${mirrors.main} ${suite}-updates main\ndeb ${mirrors.security} ${suite}-security main\n`,
   );
   mkdirSync(join(root, 'tmp'), { recursive: true });
-  writeReady(join(root, '.suture-ready'), [cc, ...BUILDROOT_PACKAGES]);
+  writeReady(join(root, '.suture-ready'), [compilerPackage(cc), ...BUILDROOT_PACKAGES]);
 }
 
 /** The packages a build root was made with (recorded in its ready mark). */

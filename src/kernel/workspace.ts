@@ -60,6 +60,8 @@ export interface PackageInfo {
   /** What the package is for in the workspace, and why this version was picked (absent in workspaces fetched before these were recorded). */
   role?: PackageRole;
   why?: string;
+  /** Where it came from: downloaded, supplied with --debs, or this host's installed image (file is then that root). */
+  origin?: 'archive' | 'debs' | 'installed';
 }
 
 export interface CompilerInfo {
