@@ -25,7 +25,7 @@ import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
-import { parentOfPiece } from './diff/rules.js';
+import { hasFentry, parentOfPiece } from './diff/rules.js';
 import { extract } from './diff/extract.js';
 import { ObjectIndex } from './diff/object-index.js';
 import { changedLayouts, parsePahole } from './diff/layouts.js';
@@ -339,7 +339,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     for (const v of d.diff.functions) {
       if (v.status !== 'changed' || carriedOnly.has(`${d.unit}:${v.name}`)) continue;
       const of = oidx.functions.get(v.name);
-      if (of && !oidx.relocationsIn(of.section, of.offset, 8).some((r) => Number(r.offset) === of.offset + 1 && r.symbol?.name === '__fentry__')) v.traceable = false;
+      if (of && !hasFentry(of.section, oidx.relocationsOf(of.section), of.offset)) v.traceable = false;
     }
   }
 

@@ -40,6 +40,8 @@ export const EXIT = {
   reverted: 34,
   /** `suture boot` refused: the previous boot started loading patches and never finished. */
   crashLoop: 35,
+  /** One of suture's state files is damaged (not what suture wrote); the message names it and what to do. */
+  stateDamaged: 36,
   internal: 70,
   interrupted: 130,
 } as const;
@@ -74,6 +76,10 @@ export function exitCodeFor(kind: ErrorKind): number {
       return EXIT.transitionTimeout;
     case 'crash-loop':
       return EXIT.crashLoop;
+    case 'state-damaged':
+      return EXIT.stateDamaged;
+    case 'interrupted':
+      return EXIT.interrupted;
     case 'ambiguous':
       return EXIT.ambiguous;
     case 'unpatchable':

@@ -95,8 +95,9 @@ export function hostStatusCommands(): Command[] {
       const k = s.kernel;
       out(`kernel       ${k.release ?? '?'}  ${k.version ?? ''}`);
       out(
-        `effective    ${k.effective.effective ?? '(the kernel shows no version)'}${k.effective.from ? ` (declared by ${k.effective.from}; the kernel's own is ${k.effective.kernel})` : ''}`,
+        `effective    ${k.effective.effective ?? '(the kernel shows no version)'}${k.effective.from ? ` (claimed by ${k.effective.from} in its own ${k.effective.declared.find((d) => d.patch === k.effective.from)?.source ?? 'modinfo'}; the kernel's own is ${k.effective.kernel})` : ''}`,
       );
+      for (const d of k.effective.ignored) out(`             ignored: ${d.patch} claims ${d.version}, not a version of this kernel's series`);
       out(
         `livepatch    ${k.livepatchAvailable ? 'available' : 'NOT available'}, ftrace ${k.ftraceEnabled === false ? 'DISABLED' : 'enabled'}${k.tainted !== undefined && k.tainted & (1 << 15) ? ', kernel tainted K (a livepatch was loaded this boot)' : ''}`,
       );
@@ -107,10 +108,31 @@ export function hostStatusCommands(): Command[] {
       out(`installed    ${s.installed.length ? `for ${k.release}:` : `none for ${k.release}`}`);
       for (const i of s.installed) out(`  ${i.name}  ${i.loaded ? 'loaded' : 'not loaded'}  installed ${i.installedAt}${i.replace ? '  cumulative' : ''}`);
       const b = s.boot.last;
+      const ended = (x: NonNullable<typeof b>) =>
+        x.end === undefined
+          ? x.phase === 'done'
+            ? 'finished'
+            : 'STARTED AND NEVER FINISHED'
+          : x.end === 'complete'
+            ? 'finished'
+            : x.end === 'failed'
+              ? 'finished with failures'
+              : x.end === 'interrupted'
+                ? `INTERRUPTED by ${x.reason ?? 'a signal'} (not a crash)`
+                : x.end === 'error'
+                  ? `ENDED WITH AN ERROR (${x.reason ?? '?'})`
+                  : x.end === 'guard'
+                    ? 'refused by the crash-loop guard'
+                    : 'stopped (suture boot --stop)';
       out(
-        `boot         ${b ? `last suture boot ${b.phase === 'done' ? 'finished' : 'STARTED AND NEVER FINISHED'} (boot ${b.bootId}${b.bootId === k.bootId ? ', this boot' : ''}, ${b.startedAt})${b.failed?.length ? `, failed: ${b.failed.map((f) => f.name).join(', ')}` : ''}` : 'suture boot has not run'}`,
+        `boot         ${b ? `last suture boot ${ended(b)} (boot ${b.bootId}${b.bootId === k.bootId ? ', this boot' : ''}, ${b.startedAt})${b.failed?.length ? `, failed: ${b.failed.map((f) => f.name).join(', ')}` : ''}` : 'suture boot has not run'}`,
       );
-      out(`guard        ${s.boot.guard ? `TRIPPED at ${s.boot.guard.trippedAt}: suture boot loads nothing (clear: suture boot --clear-guard)` : 'clear'}`);
+      const a = s.boot.armed;
+      if (a?.window && a.bootId === k.bootId) out(`             guard window open until uptime ${Math.round(a.window.untilUptime)} s (now ${Math.round(s.boot.uptime ?? 0)} s): a crash before then blames ${a.loaded[a.loaded.length - 1] ?? '?'}`);
+      const g = s.boot.guard;
+      out(
+        `guard        ${g ? `TRIPPED at ${g.trippedAt}: the boot ${g.previous.bootId} ${g.when === 'window' ? 'crashed inside the guard window after loading' : g.when === 'oops' ? `logged a kernel report naming a patch (${g.evidence ?? ''})` : 'crashed while loading'}; ${g.blame ? `suture boot does not load ${g.blame}` : 'suture boot loads nothing'} (clear: suture boot --clear-guard)` : s.boot.stopped ? 'STOPPED: suture boot loads nothing (suture boot --resume)' : 'clear'}`,
+      );
       if (s.attention.length) {
         out('attention');
         for (const a of s.attention) out(`  - ${a}`);
@@ -229,7 +251,9 @@ export function hostStatusCommands(): Command[] {
           kernelVersion: k.effective.kernel ?? null,
           effectiveVersion: k.effective.effective ?? null,
           declaredBy: k.effective.from ?? null,
+          declaredIn: k.effective.declared.find((d) => d.patch === k.effective.from)?.source ?? null,
           declared: k.effective.declared,
+          ignored: k.effective.ignored,
           line: fields.size ? formatUname(u, k.effective, fields) : (k.effective.effective ?? null),
         });
       }

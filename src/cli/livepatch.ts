@@ -21,6 +21,7 @@ import {
   watchJson,
 } from './host-render.js';
 import { out, printJson, reporterFor } from './output.js';
+import { interruptSignal } from '../util/interrupt.js';
 
 interface LoadOptions {
   timeout: number;
@@ -38,6 +39,7 @@ async function runLoad(file: string, o: LoadOptions, replace: boolean): Promise<
     loadPrepared(host, prep, {
       timeoutMs: timeoutMs(o.timeout),
       revertOnTimeout: !!o.revertOnTimeout,
+      signal: interruptSignal,
       onEvent: liveDisplay(reporter, s, (e) => {
         if (!o.json) printed = printCompleteLine(e);
       }),
@@ -88,7 +90,7 @@ async function runDisable(name: string, o: DisableOptions, unload: boolean): Pro
   requireKnown(host, name);
   const reporter = reporterFor(o);
   const r = await reporter.step(`${unload ? 'unload' : 'disable'} ${name}`, (s) =>
-    disablePatch(host, name, { timeoutMs: timeoutMs(o.timeout), revertOnTimeout: false, unload, onEvent: liveDisplay(reporter, s) }),
+    disablePatch(host, name, { timeoutMs: timeoutMs(o.timeout), revertOnTimeout: false, unload, signal: interruptSignal, onEvent: liveDisplay(reporter, s) }),
   );
   process.exitCode = outcomeExit(r.outcome);
   if (o.json) {

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { killChildren } from '../util/exec.js';
+import { interrupt, runInterruptHooks } from '../util/interrupt.js';
 import { EXIT } from './exit-codes.js';
 import { reportError } from './output.js';
 
@@ -14,6 +15,9 @@ const pkg = createRequire(import.meta.url)('../../package.json') as { version: s
  * node starts them as fast as it can.
  */
 const HOST_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'list', 'status', 'info', 'uname', 'install', 'uninstall', 'boot']);
+
+/** The host commands that change livepatch state or suture's state (they take the lock). */
+const CHANGING_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'install', 'uninstall', 'boot']);
 
 async function hostCommands(): Promise<Command[]> {
   const [lp, st, ps] = await Promise.all([import('./livepatch.js'), import('./host-status.js'), import('./persist.js')]);
@@ -45,14 +49,34 @@ export function program(commands: Command[]): Command {
   return p;
 }
 
+/** How long a host command may take to stop on its own after a signal before it is made to exit (ms). */
+export const STOP_GRACE_MS = 20_000;
+
+/** The first argument that is not an option: the command. */
+function commandOf(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'));
+}
+
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
+  const first = commandOf(argv);
+  // Host commands stop on their own at a signal: they stop waiting, finish or record what must be
+  // finished (the boot record, a pending rmmod, the lock), and say what state the kernel is in.
+  // insmod/rmmod are never killed halfway. A second signal, or no end within STOP_GRACE_MS, exits at once.
+  const cooperative = !!first && CHANGING_COMMANDS.has(first);
+  let signals = 0;
+  const hardExit = (sig: NodeJS.Signals) => {
+    runInterruptHooks();
+    killChildren('SIGTERM');
+    process.stderr.write(`\nsuture: interrupted (${sig}); run the same command again to resume\n`);
+    process.exit(EXIT.interrupted);
+  };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      // Children first, so nothing keeps writing into the cache; the step stamps make the next run resume.
-      killChildren('SIGTERM');
-      process.stderr.write(`\nsuture: interrupted (${sig}); run the same command again to resume\n`);
-      process.exit(EXIT.interrupted);
+    process.on(sig, () => {
+      signals++;
+      if (!cooperative || signals > 1) return hardExit(sig);
+      interrupt(sig);
+      setTimeout(() => hardExit(sig), STOP_GRACE_MS).unref();
     });
   }
   process.exitCode = undefined;

@@ -87,4 +87,7 @@ export {
   R_X86_64_GOTPCRELX,
   R_X86_64_REX_GOTPCRELX,
   type RelocType,
+  ENDBR64,
+  NOP5,
+  ftraceSiteOffset,
 } from './x86_64.js';

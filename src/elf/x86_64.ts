@@ -100,3 +100,18 @@ export function relocTypeName(number: number): string {
   const r = relocType(number);
   return r === undefined ? `R_X86_64_unknown(${number})` : `R_X86_64_${r.name}`;
 }
+
+/** `endbr64`: the first instruction of every indirectly callable function in a kernel built with CONFIG_X86_KERNEL_IBT (6.12 on Debian). */
+export const ENDBR64: readonly number[] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+/** `nopl 0x0(%rax,%rax,1)`: the 5-byte NOP ftrace writes over a disabled `call __fentry__` (objtool may leave it at build time). */
+export const NOP5: readonly number[] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+/**
+ * Where a function's ftrace site sits, from the function's start: its first
+ * byte (`-mfentry`), or right behind the `endbr64` an IBT kernel puts first.
+ * The kernel's ftrace_location() maps a function's start to that site.
+ */
+export function ftraceSiteOffset(code: Uint8Array, fnStart: number): number {
+  return ENDBR64.every((b, i) => code[fnStart + i] === b) ? ENDBR64.length : 0;
+}

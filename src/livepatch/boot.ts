@@ -3,18 +3,39 @@
  * Persistence: installed patches per kernel release, and `suture boot`, which
  * loads them at boot in order, guarded against crash loops.
  *
- * The guard: before loading anything, `boot` writes boot.json with this boot's
- * id and phase "loading" (durably); when every patch has been handled it writes
- * phase "done". If a later boot finds phase "loading" with another boot's id,
- * that boot started loading patches and never got to the end (it crashed, hung,
- * or was reset): the guard trips, this and every later `boot` loads nothing
- * until an operator clears it (`suture boot --clear-guard`).
+ * The guard trips only on a crash: the machine died while suture boot was
+ * loading a patch, or inside the guard window after it loaded them. Never on a
+ * signal (a reboot or ^C while loading), an error, or a full disk: each of
+ * those ends the boot with a record that says so (`end` in boot.json).
+ *
+ * - Armed: before loading, `boot` writes loading.json (boot id, the patch
+ *   being loaded); when every patch is handled it keeps it armed for the guard
+ *   window (`--guard-window`, default 300 s of uptime) and removes it when the
+ *   window ends (`suture boot --watch`, or any later suture boot/status), at a
+ *   clean shutdown (`suture boot --shutdown`, the unit's ExecStop), or at once
+ *   when the window is 0. Removing a file needs no free space, so a full disk
+ *   never leaves it armed; when it cannot even be written, the patches still
+ *   load, and the boot record says the guard was not armed.
+ * - Tripped: a boot that finds another boot's loading.json trips the guard
+ *   (crash-guard.json) and blames the patch that boot was loading, or the
+ *   last one it loaded when it died inside the window; a kernel report (BUG,
+ *   Oops, WARNING) naming a patch module or a function it replaces since the
+ *   load blames that patch. Blamed patches are not loaded (every other one
+ *   is); a second crash blames another: elimination over boots. Exit 35 while
+ *   the guard holds any blame, until `suture boot --clear-guard`.
+ * - Stopped: `suture boot --stop` keeps every later boot from loading
+ *   anything until `--resume` (the one-boot switch is `suture.boot=0` on the
+ *   kernel command line, read by the unit).
  */
 import { SutureError, isSutureError } from '../util/errors.js';
+import type { LockHolder } from '../util/lock.js';
 import { loadPatch, type Host, type HostEvent, type LoadResult } from './core.js';
-import { readPatchFile } from './patch-file.js';
-import type { BootRecord, CrashGuard, InstalledPatch } from './state.js';
+import { oopsNaming, uptimeUsec } from './kernel-log.js';
+import { readPatchFile, type PatchFile } from './patch-file.js';
+import type { ArmedGuard, BootEnd, BootRecord, CrashGuard, InstalledPatch } from './state.js';
 import { checkPatchFile, vermagicRelease } from './validate.js';
+
+export const DEFAULT_GUARD_WINDOW_SEC = 300;
 
 export interface InstallResult {
   release: string;
@@ -26,30 +47,37 @@ export interface InstallResult {
   path: string;
 }
 
-export function installPatch(host: Host, file: string): InstallResult {
+/** How long install/uninstall/guard operations wait for another suture command (ms). */
+export const STATE_LOCK_WAIT_MS = 60_000;
+
+export async function installPatch(host: Host, file: string, onWait?: (h: LockHolder) => void): Promise<InstallResult> {
+  // Read once, validate that buffer, write that buffer (mode 0600): never the path again.
   const p = readPatchFile(file);
   checkPatchFile(p);
   const release = vermagicRelease(p.vermagic)!;
-  const { entry, updated, superseded } = host.store.install(release, p);
-  return {
-    release,
-    entry,
-    updated,
-    superseded,
-    otherKernel: release !== host.fs.osRelease(),
-    path: host.store.installedFile(release, entry),
-  };
+  const lock = await host.lock.wait(`install ${file}`, { timeoutMs: STATE_LOCK_WAIT_MS, onWait });
+  try {
+    const { entry, updated, superseded } = host.store.install(release, p, p.bytes);
+    return { release, entry, updated, superseded, otherKernel: release !== host.fs.osRelease(), path: host.store.installedFile(release, entry) };
+  } finally {
+    lock.release();
+  }
 }
 
-export function uninstallPatch(host: Host, name: string, release?: string): { release: string; entry: InstalledPatch } {
+export async function uninstallPatch(host: Host, name: string, release?: string, onWait?: (h: LockHolder) => void): Promise<{ release: string; entry: InstalledPatch }> {
   const r = release ?? host.fs.osRelease();
   if (!r) throw new SutureError('environment', 'cannot read the running kernel release (/proc/sys/kernel/osrelease)');
-  return { release: r, entry: host.store.uninstall(r, name) };
+  const lock = await host.lock.wait(`uninstall ${name}`, { timeoutMs: STATE_LOCK_WAIT_MS, onWait });
+  try {
+    return { release: r, entry: host.store.uninstall(r, name) };
+  } finally {
+    lock.release();
+  }
 }
 
 export interface BootItem {
   name: string;
-  outcome: 'loaded' | 'already-loaded' | 'failed' | 'stalled';
+  outcome: 'loaded' | 'already-loaded' | 'failed' | 'stalled' | 'blamed' | 'not-loaded';
   load?: LoadResult;
   error?: { kind: string; message: string };
 }
@@ -58,27 +86,103 @@ export interface BootResult {
   release: string;
   bootId: string;
   items: BootItem[];
-  /** Set when nothing was loaded because of the guard. */
+  /** The tripped guard, when one holds blame (its patches were not loaded). */
   guard: CrashGuard | undefined;
   /** The first failure's kind, for the exit code. */
   firstError: SutureError | undefined;
+  /** `suture boot --stop` is in force: nothing was loaded. */
+  stopped: { stoppedAt: string; reason?: string } | undefined;
+  /** The guard stays armed until uptime reaches this (s), when a window is kept. */
+  windowUntil: number | undefined;
+  warnings: string[];
+  end: BootEnd;
 }
 
 export interface BootOptions {
   timeoutMs: number;
+  /** Seconds of uptime after loading during which a crash blames the patches (0: none). */
+  windowSec?: number;
   /** Runs each patch's load, handing it the event sink (the CLI opens a progress step per patch). */
   each?: <T>(name: string, load: (onEvent: (e: HostEvent) => void) => Promise<T>) => Promise<T>;
+  /** A signal stops the boot: the current load ends its own way, no later patch is loaded, the record says so. */
+  signal?: AbortSignal;
+  /** How long to wait for another suture command holding the lock (ms). */
+  lockWaitMs?: number;
+  onLockWait?: (h: LockHolder) => void;
+  /** Register a hook that must run if the process is made to exit at once (a second signal). */
+  onHardExit?: (fn: () => void) => () => void;
 }
 
-function crashLoopError(g: CrashGuard): SutureError {
+export function crashLoopError(g: CrashGuard): SutureError {
   const p = g.previous;
+  const blamed = g.blame
+    ? `blamed: ${g.blame} (${g.when === 'window' ? `the last patch loaded; the machine died inside the guard window after loading` : g.when === 'oops' ? `a kernel report names it: ${g.evidence ?? ''}` : 'it was being loaded when the machine died'})`
+    : 'no patch could be blamed';
   return new SutureError(
     'crash-loop',
-    `crash-loop guard: the boot of ${p.startedAt} (boot id ${p.bootId}) started loading ${p.patches.join(', ') || 'patches'} and never finished, so suture boot loads nothing`,
+    `crash-loop guard: the boot of ${p.startedAt} (boot id ${p.bootId}) ${g.when === 'oops' ? 'logged a kernel report naming a patch' : `died while ${g.when === 'window' ? 'inside the guard window after loading' : 'loading'} ${p.patches.join(', ') || 'patches'}`}; ${blamed}${g.blame ? `, so suture boot does not load ${g.blame}` : ', so suture boot loads nothing'}`,
     {
       hint: `find out why (journalctl -b -1, or the console), remove a bad patch with suture uninstall NAME, then clear the guard: suture boot --clear-guard`,
     },
   );
+}
+
+function unreadableGuardError(e: SutureError): SutureError {
+  return new SutureError('crash-loop', `crash-loop guard: ${e.message}; suture treats the guard as tripped and loads nothing`, {
+    hint: 'clear it (it is removed, whatever it holds): suture boot --clear-guard',
+  });
+}
+
+/** The blamed patch names of a guard (older guards: none, which blocks everything). */
+function blamedBy(g: CrashGuard): string[] {
+  return (g.blame ?? '').split(',').filter(Boolean);
+}
+
+/**
+ * Settle this boot's guard window when it has ended: a kernel report naming a
+ * patch since the load trips the guard against that patch; otherwise the
+ * guard is disarmed. Returns 'open' while the window runs.
+ */
+export function settleWindow(host: Host, opts: { now?: number; force?: 'shutdown' } = {}): 'none' | 'open' | 'settled' | 'tripped' {
+  const { fs, store } = host;
+  let armed: ArmedGuard | undefined;
+  try {
+    armed = store.armed();
+  } catch {
+    return 'none';
+  }
+  if (!armed || armed.bootId !== fs.bootId() || !armed.window) return 'none';
+  const evidence = oopsNaming(
+    host.kmsg(),
+    armed.window.fromUptime * 1e6 - 60e6,
+    armed.loaded.map((name) => ({ name, functions: (fs.readPatch(name)?.objects ?? []).flatMap((o) => o.functions.map((f) => f.name)) })),
+  );
+  if (evidence.length) {
+    const e = evidence[0]!;
+    const old = safeGuard(host);
+    store.tripGuard({
+      trippedAt: new Date().toISOString(),
+      bootId: armed.bootId,
+      previous: armed,
+      blame: [...new Set([...(old ? blamedBy(old) : []), e.patch])].join(','),
+      when: 'oops',
+      evidence: e.lines.join(' / '),
+    });
+    store.disarm();
+    return 'tripped';
+  }
+  const now = opts.now ?? fs.uptime() ?? 0;
+  if (opts.force !== 'shutdown' && now < armed.window.untilUptime) return 'open';
+  store.disarm();
+  return 'settled';
+}
+
+function safeGuard(host: Host): CrashGuard | undefined {
+  try {
+    return host.store.guard();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Load the patches installed for the running kernel, in order, under the crash-loop guard. */
@@ -87,47 +191,211 @@ export async function bootPatches(host: Host, opts: BootOptions): Promise<BootRe
   const release = fs.osRelease();
   const bootId = fs.bootId();
   if (!release || !bootId) throw new SutureError('environment', 'cannot read the running kernel release or boot id from /proc/sys/kernel');
-  const guard = store.guard();
-  if (guard) throw crashLoopError(guard);
-  const last = store.bootRecord();
-  if (last && last.phase === 'loading' && last.bootId !== bootId) {
-    const g: CrashGuard = { trippedAt: new Date().toISOString(), bootId, previous: last };
-    store.tripGuard(g);
-    throw crashLoopError(g);
+  const lock = await host.lock.wait('boot', { timeoutMs: opts.lockWaitMs ?? 600_000, onWait: opts.onLockWait, signal: opts.signal });
+  try {
+    return await bootLocked(host, release, bootId, opts);
+  } finally {
+    lock.release();
   }
-  const installed = store.installed(release);
-  const record: BootRecord = {
+}
+
+async function bootLocked(host: Host, release: string, bootId: string, opts: BootOptions): Promise<BootResult> {
+  const { fs, store } = host;
+  const warnings: string[] = [];
+  const startedAt = new Date().toISOString();
+  const result: BootResult = { release, bootId, items: [], guard: undefined, firstError: undefined, stopped: undefined, windowUntil: undefined, warnings, end: 'complete' };
+  const record = (end: BootEnd, reason?: string): BootRecord => ({
     bootId,
     release,
-    phase: 'loading',
-    startedAt: last && last.phase === 'loading' && last.bootId === bootId ? last.startedAt : new Date().toISOString(),
-    patches: installed.map((p) => p.name),
-  };
-  store.writeBootRecord(record);
-  const items: BootItem[] = [];
-  let firstError: SutureError | undefined;
-  for (const p of installed) {
-    const active = fs.readPatch(p.name);
-    if (active?.enabled || fs.moduleLoaded(p.name)) {
-      items.push({ name: p.name, outcome: 'already-loaded' });
-      continue;
-    }
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    end,
+    reason,
+    patches: result.items.map((i) => i.name),
+    items: result.items.map((i) => ({ name: i.name, outcome: i.outcome, ...(i.error ? { error: i.error.message } : {}) })),
+    failed: result.items.filter((i) => i.outcome === 'failed').map((i) => ({ name: i.name, error: i.error!.message })),
+    ...(warnings.length ? { warnings } : {}),
+  });
+  const writeRecord = (end: BootEnd, reason?: string) => {
     try {
-      const load = (onEvent?: (e: HostEvent) => void) =>
-        loadPatch(host, store.installedFile(release, p), { timeoutMs: opts.timeoutMs, revertOnTimeout: false, onEvent });
-      const r = opts.each ? await opts.each(p.name, load) : await load();
-      items.push({ name: p.name, outcome: r.outcome === 'complete' ? 'loaded' : 'stalled', load: r });
+      store.writeBootRecord(record(end, reason));
     } catch (e) {
-      if (!isSutureError(e)) throw e;
-      firstError ??= e;
-      items.push({ name: p.name, outcome: 'failed', error: { kind: e.kind, message: e.message } });
+      warnings.push(`the boot record could not be written: ${(e as Error).message}`);
+    }
+  };
+
+  // 1. The stop switch.
+  const stop = store.stopSwitch();
+  if (stop) {
+    result.stopped = stop;
+    result.end = 'stopped';
+    writeRecord('stopped', stop.reason);
+    return result;
+  }
+
+  // 2. The guard: tripped before, or armed by a boot that died.
+  let guard: CrashGuard | undefined;
+  try {
+    guard = store.guard();
+  } catch (e) {
+    if (!isSutureError(e)) throw e;
+    const err = unreadableGuardError(e);
+    writeRecord('guard', err.message);
+    throw err;
+  }
+  let armed: ArmedGuard | undefined;
+  let armedDamaged = false;
+  try {
+    armed = store.armed();
+  } catch (e) {
+    if (!isSutureError(e)) throw e;
+    armedDamaged = true;
+  }
+  let last: BootRecord | undefined;
+  try {
+    last = store.bootRecord();
+  } catch (e) {
+    if (!isSutureError(e)) throw e;
+    const to = store.setAside(store.bootPath);
+    warnings.push(`${e.message}${to ? `; moved to ${to}` : ''}`);
+  }
+  // Records of the version before loading.json: "loading" in boot.json meant armed.
+  if (!armed && !armedDamaged && last && !last.version && last.phase === 'loading') {
+    armed = { bootId: last.bootId, release: last.release, startedAt: last.startedAt, patches: last.patches, loaded: [] };
+  }
+  if (armedDamaged || (armed && armed.bootId !== bootId)) {
+    const prev: ArmedGuard = armed ?? { bootId: '?', release, startedAt: '?', patches: [], loaded: [] };
+    const blame = prev.current ?? (prev.window ? prev.loaded[prev.loaded.length - 1] : undefined);
+    const blamed = [...new Set([...(guard ? blamedBy(guard) : []), ...(blame ? [blame] : [])])];
+    guard = {
+      trippedAt: new Date().toISOString(),
+      bootId,
+      previous: prev,
+      blame: armedDamaged || !blame ? undefined : blamed.join(','),
+      when: prev.window && !prev.current ? 'window' : 'loading',
+    };
+    try {
+      store.tripGuard(guard);
+      store.disarm();
+    } catch (e) {
+      // The guard could not be written (a full disk): loading.json stays, so the next boot trips again.
+      warnings.push(`the tripped guard could not be written: ${(e as Error).message}`);
     }
   }
-  store.writeBootRecord({
-    ...record,
-    phase: 'done',
-    finishedAt: new Date().toISOString(),
-    failed: items.filter((i) => i.outcome === 'failed').map((i) => ({ name: i.name, error: i.error!.message })),
-  });
-  return { release, bootId, items, guard: undefined, firstError };
+  const blamed = guard ? blamedBy(guard) : [];
+  if (guard && !blamed.length) {
+    const err = crashLoopError(guard);
+    writeRecord('guard', err.message);
+    throw err;
+  }
+  result.guard = guard;
+
+  // 3. What to load.
+  let installed: InstalledPatch[];
+  try {
+    installed = store.installed(release);
+  } catch (e) {
+    if (isSutureError(e)) writeRecord('error', e.message);
+    throw e;
+  }
+
+  // 4. Arm, load, end (whatever happens, the arm is removed unless the machine dies).
+  const arm: ArmedGuard = { bootId, release, startedAt, patches: installed.map((p) => p.name), loaded: [] };
+  let armedOk = true;
+  const rearm = () => {
+    if (!armedOk) return;
+    try {
+      store.arm(arm);
+    } catch (e) {
+      armedOk = false;
+      warnings.push(`the crash-loop guard is not armed (${(e as Error).message}): loading anyway`);
+    }
+  };
+  rearm();
+  let ended = false;
+  const end = (how: BootEnd, reason?: string) => {
+    if (ended) return;
+    ended = true;
+    result.end = how;
+    const window = opts.windowSec ?? DEFAULT_GUARD_WINDOW_SEC;
+    const up = fs.uptime();
+    if (how !== 'interrupted' && armedOk && arm.loaded.length && window > 0 && up !== undefined) {
+      arm.current = undefined;
+      arm.window = { fromUptime: up, untilUptime: up + window, seconds: window };
+      try {
+        store.arm(arm);
+        result.windowUntil = arm.window.untilUptime;
+      } catch {
+        store.disarm();
+      }
+    } else {
+      try {
+        store.disarm();
+      } catch (e) {
+        warnings.push(`the crash-loop guard could not be disarmed: ${(e as Error).message}`);
+      }
+    }
+    writeRecord(how, reason);
+  };
+  const unhook = opts.onHardExit?.(() => end('interrupted', String(opts.signal?.reason ?? 'signal')));
+  try {
+    for (const p of installed) {
+      if (blamed.includes(p.name)) {
+        result.items.push({ name: p.name, outcome: 'blamed', error: { kind: 'crash-loop', message: crashLoopError(guard!).message } });
+        continue;
+      }
+      if (opts.signal?.aborted) {
+        result.items.push({ name: p.name, outcome: 'not-loaded', error: { kind: 'interrupted', message: `not loaded: interrupted by ${String(opts.signal.reason)}` } });
+        continue;
+      }
+      const active = fs.readPatch(p.name);
+      if (active?.enabled || fs.moduleLoaded(p.name)) {
+        result.items.push({ name: p.name, outcome: 'already-loaded' });
+        arm.loaded.push(p.name);
+        continue;
+      }
+      try {
+        const file = store.installedFile(release, p);
+        // Read once, strictly (no symlink, root's, not writable by others), and only the bytes that were installed.
+        const pf: PatchFile = readPatchFile(file, { strict: true });
+        if (pf.sha256 !== p.sha256) {
+          throw new SutureError('invalid-input', `${file} has changed since it was installed (sha256 ${pf.sha256.slice(0, 16)}…, installed ${p.sha256.slice(0, 16)}…): suture will not load it`, {
+            hint: `install the patch again: suture install PATCH.ko`,
+          });
+        }
+        arm.current = p.name;
+        rearm();
+        const load = (onEvent?: (e: HostEvent) => void) => loadPatch(host, pf, { timeoutMs: opts.timeoutMs, revertOnTimeout: false, onEvent, signal: opts.signal });
+        const r = opts.each ? await opts.each(p.name, load) : await load();
+        arm.loaded.push(p.name);
+        arm.current = undefined;
+        result.items.push({ name: p.name, outcome: r.outcome === 'complete' ? 'loaded' : 'stalled', load: r });
+      } catch (e) {
+        if (!isSutureError(e)) throw e;
+        arm.current = undefined;
+        if (e.kind === 'interrupted' && fs.readPatch(p.name)) arm.loaded.push(p.name);
+        result.firstError ??= e;
+        result.items.push({ name: p.name, outcome: e.kind === 'interrupted' ? 'not-loaded' : 'failed', error: { kind: e.kind, message: e.message } });
+      }
+    }
+    if (opts.signal?.aborted) {
+      end('interrupted', String(opts.signal.reason));
+      const loaded = result.items.filter((i) => i.outcome === 'loaded' || i.outcome === 'already-loaded').map((i) => i.name);
+      const left = result.items.filter((i) => i.outcome === 'not-loaded').map((i) => i.name);
+      result.firstError = new SutureError(
+        'interrupted',
+        `suture boot was interrupted by ${String(opts.signal.reason)}: ${loaded.length ? `loaded ${loaded.join(', ')}` : 'nothing loaded'}${left.length ? `; not loaded: ${left.join(', ')}` : ''}. This is not a crash: the guard is not tripped`,
+        { hint: 'run suture boot again to load the rest (the next boot does it too)' },
+      );
+    } else {
+      end(result.items.some((i) => i.outcome === 'failed') ? 'failed' : 'complete');
+    }
+    if (blamed.length) result.firstError ??= crashLoopError(guard!);
+    return result;
+  } catch (e) {
+    end('error', (e as Error)?.message ?? String(e));
+    throw e;
+  } finally {
+    unhook?.();
+  }
 }

@@ -8,14 +8,15 @@
  * never prints.
  */
 import { SutureError } from '../util/errors.js';
+import type { Lock } from '../util/lock.js';
 import { scanPending, type FrameMatcher, type PendingScan } from './blockers.js';
 import { kernelSaysAbout, kernelTransitionTime, readKmsg, uptimeUsec, type KmsgRecord } from './kernel-log.js';
 import { kmodLoader, type LoaderResult, type ModuleLoader } from './loader.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
-import { StateStore, patchFacts, runDirFromEnv, stateDirFromEnv } from './state.js';
+import { StateStore, hostLock, patchFacts, runDirFromEnv, stateDirFromEnv, type LoadRecord, type PendingOp } from './state.js';
 import { HostFs, type SysfsPatch } from './sysfs.js';
 import { Transition, watchTransition, type Target, type WatchProgress, type WatchResult } from './transition.js';
-import { checkConflicts, checkLoad, checkPatchFile, gatherFacts, loadNotes, type HostFacts } from './validate.js';
+import { checkConflicts, checkEnvironment, checkKernelMatch, checkLoad, checkPatchFile, gatherFacts, loadNotes, type HostFacts } from './validate.js';
 
 export interface Host {
   fs: HostFs;
@@ -23,6 +24,8 @@ export interface Host {
   store: StateStore;
   kmsg: () => KmsgRecord[];
   isRoot: boolean;
+  /** The lock of livepatch changes on this host (HOST_LOCK: no environment variable moves it). */
+  lock: Lock;
 }
 
 /** The real host, with the environment's overrides (SUTURE_STATE_DIR, SUTURE_RUN_DIR). */
@@ -33,6 +36,7 @@ export function realHost(env: NodeJS.ProcessEnv = process.env): Host {
     store: new StateStore(stateDirFromEnv(env), runDirFromEnv(env)),
     kmsg: () => readKmsg(''),
     isRoot: process.getuid?.() === 0,
+    lock: hostLock(''),
   };
 }
 
@@ -51,6 +55,19 @@ export interface TransitionOptions {
   timeoutMs: number;
   revertOnTimeout: boolean;
   onEvent?: (e: HostEvent) => void;
+  /** Aborted by a signal (SIGTERM, ^C): stop waiting, finish or record what must be finished, say where things stand. */
+  signal?: AbortSignal;
+}
+
+/** The signal's name, for messages. */
+function signalName(signal: AbortSignal | undefined): string {
+  const r = signal?.reason as unknown;
+  return typeof r === 'string' ? r : 'a signal';
+}
+
+/** A command stopped by a signal, saying what state it leaves. */
+export function interruptedError(signal: AbortSignal | undefined, state: string, next: string): SutureError {
+  return new SutureError('interrupted', `interrupted by ${signalName(signal)}: ${state}`, { hint: next });
 }
 
 export type TransitionOutcome = WatchResult['outcome'];
@@ -104,10 +121,19 @@ function nowUsec(fs: HostFs): number {
 }
 
 /** Take the module of a livepatch out once the kernel has let go of it. */
-async function removeModule(host: Host, name: string, onEvent?: (e: HostEvent) => void): Promise<void> {
+async function removeModule(host: Host, name: string, onEvent?: (e: HostEvent) => void, signal?: AbortSignal, reason = 'unload'): Promise<void> {
   const { fs } = host;
   onEvent?.({ type: 'waiting', what: `${fs.livepatchDir()}/${name} to go away` });
-  if (!(await waitFor(() => fs.transition(name) === undefined, 30_000))) {
+  const gone = await waitFor(() => fs.transition(name) === undefined || !!signal?.aborted, 30_000);
+  if (signal?.aborted && fs.transition(name) !== undefined) {
+    host.store.addPending({ op: 'rmmod', module: name, reason, since: new Date().toISOString() });
+    throw interruptedError(
+      signal,
+      `livepatch ${name} is disabled and the kernel is still letting go of it; its module is still loaded`,
+      `the next suture command removes it once the kernel has let go (recorded in ${host.store.runDir}/pending.json); or: suture unload ${name}`,
+    );
+  }
+  if (!gone) {
     throw new SutureError('kernel-refused', `livepatch ${name} is still in ${fs.livepatchDir()} 30 s after it was disabled`, {
       hint: 'see the kernel log (dmesg); try again with suture unload',
     });
@@ -128,6 +154,35 @@ async function removeModule(host: Host, name: string, onEvent?: (e: HostEvent) =
   host.store.removeLoadRecord(name);
 }
 
+/**
+ * Finish what an interrupted command left (pending.json): remove the modules
+ * of replaced or reversed patches once the kernel has let go of them. Called
+ * under the lock by every command that changes livepatch state. What cannot
+ * be finished yet stays pending.
+ */
+export async function finishPending(host: Host, onEvent?: (e: HostEvent) => void): Promise<string[]> {
+  const { fs, store } = host;
+  const ops = store.pending();
+  if (!ops.length) return [];
+  const left: PendingOp[] = [];
+  const done: string[] = [];
+  for (const op of ops) {
+    if (!fs.moduleLoaded(op.module)) continue;
+    if (fs.transition(op.module) !== undefined || (fs.moduleRefcnt(op.module) ?? 0) !== 0) {
+      left.push(op);
+      continue;
+    }
+    onEvent?.({ type: 'note', message: `finishing what an interrupted command left: rmmod ${op.module} (${op.reason})` });
+    const r = await host.loader.rmmod(op.module);
+    if (r.ok || !fs.moduleLoaded(op.module)) {
+      store.removeLoadRecord(op.module);
+      done.push(op.module);
+    } else left.push(op);
+  }
+  store.setPending(left);
+  return done;
+}
+
 async function runTransition(host: Host, patch: string, target: Target, opts: TransitionOptions): Promise<WatchResult> {
   const tr = new Transition(patch);
   tr.start(target);
@@ -135,6 +190,7 @@ async function runTransition(host: Host, patch: string, target: Target, opts: Tr
   return watchTransition(host.fs, tr, {
     timeoutMs: opts.timeoutMs,
     revertOnTimeout: opts.revertOnTimeout,
+    signal: opts.signal,
     onEnd: (outcome, elapsedMs) => opts.onEvent?.({ type: 'ended', patch, direction: target === 1 ? 'patching' : 'unpatching', outcome, elapsedMs }),
     // Only a transition that takes a while needs it: the first look at `transition` comes first.
     matcher: () => matcherFor(host.fs, patch, target),
@@ -160,12 +216,30 @@ export interface PreparedLoad {
   notes: string[];
   replace: boolean;
   startedAt: number;
+  /** The same file was loaded by an interrupted command in this boot: watch it to the end instead of refusing. */
+  resume: boolean;
 }
 
-/** Read and check everything before the kernel is touched; throws the refusal. */
-export function prepareLoad(host: Host, file: string, opts: { replace?: boolean } = {}): PreparedLoad {
+/** This exact file (sha256) was loaded by suture in this boot and is still the kernel's patch of that name. */
+function resumable(host: Host, p: PatchFile): boolean {
+  if (!host.fs.readPatch(p.name)) return false;
+  try {
+    const rec = host.store.loadRecord(p.name);
+    return !!rec && rec.sha256 === p.sha256 && (!rec.bootId || rec.bootId === host.fs.bootId());
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Read and check everything before the kernel is touched; throws the refusal.
+ * The file is read once (or handed in already read): its bytes are what is
+ * validated and what insmod loads (staged privately), never the path again.
+ */
+export function prepareLoad(host: Host, source: string | PatchFile, opts: { replace?: boolean } = {}): PreparedLoad {
   const startedAt = performance.now();
-  const p = readPatchFile(file);
+  const p = typeof source === 'string' ? readPatchFile(source) : source;
+  const file = p.path;
   checkPatchFile(p);
   if (opts.replace && p.structure?.replace !== true) {
     throw new SutureError(
@@ -177,13 +251,18 @@ export function prepareLoad(host: Host, file: string, opts: { replace?: boolean 
     );
   }
   const facts = gatherFacts(host.fs, { isRoot: host.isRoot });
-  checkLoad(p, facts);
-  return { patch: p, facts, notes: loadNotes(p, facts), replace: !!opts.replace, startedAt };
+  const resume = resumable(host, p);
+  if (resume) {
+    checkPatchFile(p);
+    checkKernelMatch(p, facts);
+    checkEnvironment(p, facts);
+  } else checkLoad(p, facts);
+  return { patch: p, facts, notes: loadNotes(p, facts), replace: !!opts.replace, startedAt, resume };
 }
 
 /** Validate, insmod, watch the transition; on a reversal, take the module out again. */
-export async function loadPatch(host: Host, file: string, opts: LoadOptions): Promise<LoadResult> {
-  return loadPrepared(host, prepareLoad(host, file, opts), opts);
+export async function loadPatch(host: Host, source: string | PatchFile, opts: LoadOptions): Promise<LoadResult> {
+  return loadPrepared(host, prepareLoad(host, source, opts), opts);
 }
 
 export async function loadPrepared(host: Host, prep: PreparedLoad, opts: TransitionOptions): Promise<LoadResult> {
@@ -193,31 +272,93 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
   const file = p.path;
   const notes = prep.notes;
   for (const n of notes) opts.onEvent?.({ type: 'note', message: n });
-  const unlock = store.lock(`${prep.replace ? 'replace' : 'load'} ${file}`);
+  const lock = host.lock.take(`${prep.replace ? 'replace' : 'load'} ${file}`);
+  let staged: { path: string; remove: () => void } | undefined;
   try {
-    // Re-read the livepatch state under the lock: another command may have changed it since.
-    checkConflicts(p, { ...prep.facts, patches: fs.readAllPatches(), loadedModules: new Set(fs.loadedModules().map((m) => m.name)) });
+    await finishPending(host, opts.onEvent);
     const before = fs.patchNames();
+    // Resuming an interrupted load of this same file: no insmod, watch its transition to the end.
+    const resume = prep.resume && resumable(host, p);
+    if (!resume) {
+      // Re-read the livepatch state under the lock: another command may have changed it since.
+      checkConflicts(p, { ...prep.facts, patches: fs.readAllPatches(), loadedModules: new Set(fs.loadedModules().map((m) => m.name)) });
+    }
     const since = nowUsec(fs);
-    opts.onEvent?.({ type: 'insmod', patch: p.name, file });
-    // klp_enable_patch() starts the transition inside the insmod call and sets `enabled` once it has
-    // started; on an idle system it completes before insmod even returns. So sysfs is watched while
-    // insmod runs: `enabled` = 1 means the transition is under way (or done), whatever insmod is still doing.
     let insmodDone: LoaderResult | undefined;
-    const insmod = host.loader.insmod(file).then((r) => (insmodDone = r));
-    while (insmodDone === undefined && fs.enabled(p.name) !== true) await sleep(1);
+    let insmodThrew: { e: unknown } | undefined;
+    let insmod: Promise<LoaderResult> = Promise.resolve({ ok: true, message: '', durationMs: 0 });
+    if (resume) {
+      opts.onEvent?.({ type: 'note', message: `${p.name} (this same file) is already loaded: watching its transition` });
+      insmodDone = { ok: true, message: '', durationMs: 0 };
+    } else {
+      // The bytes validated above, in a private file: what insmod loads is what was checked.
+      staged = store.stage(p.name, p.bytes);
+      opts.onEvent?.({ type: 'insmod', patch: p.name, file });
+      // klp_enable_patch() starts the transition inside the insmod call and sets `enabled` once it has
+      // started; on an idle system it completes before insmod even returns. So sysfs is watched while
+      // insmod runs: `enabled` = 1 means the transition is under way (or done), whatever insmod is still doing.
+      insmod = host.loader.insmod(staged.path).then(
+        (r) => (insmodDone = r),
+        (e: unknown) => {
+          insmodDone = { ok: false, message: String((e as Error)?.message ?? e), durationMs: 0 };
+          insmodThrew = { e };
+          return insmodDone;
+        },
+      );
+      while (insmodDone === undefined && fs.enabled(p.name) !== true) await sleep(1);
+    }
+    if (insmodThrew) throw insmodThrew.e;
     if (insmodDone && !insmodDone.ok) throw refusal(host, p, insmodDone.message, since);
     if (fs.transition(p.name) === undefined) {
       throw new SutureError('kernel-refused', `insmod ${file} succeeded but ${fs.livepatchDir()}/${p.name} did not appear`, {
         hint: 'the module did not call klp_enable_patch(); see the kernel log (dmesg)',
       });
     }
-    const loadedAt = new Date().toISOString();
+    const loadedAt = (resume ? safeLoadRecord(host, p.name)?.loadedAt : undefined) ?? new Date().toISOString();
     const record = () => ({ ...patchFacts(p), file, loadedAt, bootId: fs.bootId() });
+    // The record is what status shows; failing to write it (a full disk) must not turn a load the kernel did into a failure.
+    const keep = (r: LoadRecord) => {
+      try {
+        store.writeLoadRecord(r);
+      } catch (e) {
+        opts.onEvent?.({ type: 'note', message: `the load record of ${p.name} could not be written: ${(e as Error).message}` });
+      }
+    };
     // A transition still running is recorded at once, so that status knows the patch while it
     // waits; one that is already complete (the usual case) is reported first and recorded after.
-    if (fs.transition(p.name) !== false) store.writeLoadRecord(record());
+    if (fs.transition(p.name) !== false) keep(record());
     const transition = await runTransition(host, p.name, 1, opts);
+    if (transition.interrupted) {
+      // insmod has returned or returns on its own: the kernel is not waiting on suture.
+      keep(record());
+      if (opts.revertOnTimeout && fs.transition(p.name) === true) {
+        // What --revert-on-timeout asks for, now: reverse it, and remove the module once the kernel lets go.
+        try {
+          fs.writeEnabled(p.name, 0);
+        } catch {
+          // it completed meanwhile
+        }
+        await waitFor(() => fs.transition(p.name) !== true, 2_000);
+        if (fs.transition(p.name) === undefined && (fs.moduleRefcnt(p.name) ?? 0) === 0) {
+          await host.loader.rmmod(p.name);
+          store.removeLoadRecord(p.name);
+          throw interruptedError(opts.signal, `the transition of ${p.name} was reversed and its module removed: the kernel runs the code it ran before`, `load it again when you are ready: suture load ${file}`);
+        }
+        store.addPending({ op: 'rmmod', module: p.name, reason: `reversed after an interrupted load (--revert-on-timeout)`, since: new Date().toISOString() });
+        throw interruptedError(
+          opts.signal,
+          `the transition of ${p.name} is being reversed (--revert-on-timeout); its module is removed by the next suture command once the kernel lets go`,
+          'see suture status',
+        );
+      }
+      if (fs.transition(p.name) === true) {
+        throw interruptedError(
+          opts.signal,
+          `livepatch ${p.name} is loaded and its patching transition is still running (the kernel goes on with it)`,
+          `watch it to the end: suture load ${file} (the same file resumes); or reverse it: suture disable ${p.name}; suture status shows what holds it up`,
+        );
+      }
+    }
     const ins = insmodDone ?? (await insmod);
     if (!ins.ok) {
       // Enabled, yet insmod says it failed: report both; the patch is in the kernel.
@@ -245,25 +386,31 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
       return result;
     }
     if (transition.outcome === 'complete') {
-      store.writeLoadRecord({ ...record(), transitionMs: Math.round(transition.elapsedMs * 1000) / 1000, kernelTransitionMs });
+      keep({ ...record(), transitionMs: Math.round(transition.elapsedMs * 1000) / 1000, kernelTransitionMs });
     }
     if (transition.outcome === 'complete' && p.structure?.replace) {
       result.replaced = before.filter((n) => n !== p.name);
+      if (prep.replace) {
+        // Recorded first: an interruption from here on leaves the removal to the next command.
+        for (const n of result.replaced) store.addPending({ op: 'rmmod', module: n, reason: `replaced by ${p.name}`, since: new Date().toISOString() });
+      }
       // The kernel frees replaced patches asynchronously; their directories go, their modules stay.
-      await waitFor(() => result.replaced.every((n) => fs.transition(n) === undefined), 10_000);
+      await waitFor(() => result.replaced.every((n) => fs.transition(n) === undefined) || !!opts.signal?.aborted, 10_000);
       if (prep.replace) {
         for (const n of result.replaced) {
           if (fs.moduleLoaded(n)) {
-            await removeModule(host, n, opts.onEvent);
+            await removeModule(host, n, opts.onEvent, opts.signal, `replaced by ${p.name}`);
             result.removed.push(n);
           }
+          store.setPending(store.pending().filter((o) => o.module !== n));
         }
       }
     }
     result.sysfs = fs.readPatch(p.name);
     return result;
   } finally {
-    unlock();
+    staged?.remove();
+    lock.release();
   }
 }
 
@@ -319,11 +466,12 @@ export async function disablePatch(host: Host, name: string, opts: TransitionOpt
   if (!p) {
     if (fs.moduleLoaded(name) && (fs.moduleTaint(name) ?? '').includes('K')) {
       if (!opts.unload) return { patch: name, outcome: 'already-disabled', transition: undefined, kernelTransitionMs: undefined, removed: false };
-      const unlock = store.lock(`unload ${name}`);
+      const lock = host.lock.take(`unload ${name}`);
       try {
-        await removeModule(host, name, opts.onEvent);
+        await finishPending(host, opts.onEvent);
+        if (fs.moduleLoaded(name)) await removeModule(host, name, opts.onEvent, opts.signal);
       } finally {
-        unlock();
+        lock.release();
       }
       return { patch: name, outcome: 'already-disabled', transition: undefined, kernelTransitionMs: undefined, removed: true };
     }
@@ -335,23 +483,32 @@ export async function disablePatch(host: Host, name: string, opts: TransitionOpt
       hint: `wait for it, then run this again (suture status shows what blocks it)`,
     });
   }
-  const unlock = store.lock(`${opts.unload ? 'unload' : 'disable'} ${name}`);
+  const lock = host.lock.take(`${opts.unload ? 'unload' : 'disable'} ${name}`);
   try {
+    await finishPending(host, opts.onEvent);
     // Enabled (patched, or patching in progress: then writing 0 reverses it) → 0.
     // Already disabled (unpatching in progress): only watch.
     if (p.enabled) fs.writeEnabled(name, 0);
     const transition = await runTransition(host, name, 0, opts);
+    if (transition.interrupted && fs.transition(name) === true) {
+      if (opts.unload) store.addPending({ op: 'rmmod', module: name, reason: 'unload was interrupted', since: new Date().toISOString() });
+      throw interruptedError(
+        opts.signal,
+        `livepatch ${name} is disabled and its unpatching transition is still running (the kernel goes on with it)${opts.unload ? '; its module is removed by the next suture command once the kernel lets go' : ''}`,
+        `watch it to the end: suture ${opts.unload ? 'unload' : 'disable'} ${name}; suture status shows what holds it up`,
+      );
+    }
     const kernelTransitionMs = kernelTransitionTime(host.kmsg(), name, 'unpatching');
     let removed = false;
     if (transition.outcome === 'complete' && opts.unload) {
-      await removeModule(host, name, opts.onEvent);
+      await removeModule(host, name, opts.onEvent, opts.signal);
       removed = true;
     } else if (transition.outcome === 'complete') {
       await waitFor(() => fs.transition(name) === undefined, 10_000);
     }
     return { patch: name, outcome: transition.outcome, transition, kernelTransitionMs, removed };
   } finally {
-    unlock();
+    lock.release();
   }
 }
 
@@ -382,18 +539,34 @@ export async function forcePatch(host: Host, name: string): Promise<ForceResult>
       hint: 'force only completes a transition that is stuck (suture status shows it)',
     });
   }
-  const target: Target = p.enabled ? 1 : 0;
-  const forcedThrough = scanPending(fs, target, matcherFor(fs, name, target), 50);
-  const replace = store.loadRecord(name)?.replace === true;
-  const pinned = target === 0 ? [name] : replace ? fs.patchNames().filter((n) => n !== name) : [];
-  fs.writeForce(name);
-  for (const n of pinned) {
-    const rec = store.loadRecord(n);
-    store.writeLoadRecord({
-      ...(rec ?? { name: n, sha256: '', replace: undefined, effectiveVersion: undefined, cves: [], description: undefined, file: '', loadedAt: '', bootId: fs.bootId() }),
-      forced: true,
-    });
+  // force is the one write another suture command may be waiting on (a load or unload watching this
+  // transition holds the lock), so it waits for the lock only briefly and says who holds it.
+  const holder = host.lock.holder();
+  const lock = holder?.alive && holder.owner?.pid !== process.pid ? undefined : host.lock.take(`force ${name}`);
+  try {
+    const target: Target = p.enabled ? 1 : 0;
+    const forcedThrough = scanPending(fs, target, matcherFor(fs, name, target), 50);
+    const replace = safeLoadRecord(host, name)?.replace === true;
+    const pinned = target === 0 ? [name] : replace ? fs.patchNames().filter((n) => n !== name) : [];
+    fs.writeForce(name);
+    for (const n of pinned) {
+      const rec = safeLoadRecord(host, n);
+      store.writeLoadRecord({
+        ...(rec ?? { name: n, sha256: '0'.repeat(64), replace: undefined, effectiveVersion: undefined, cves: [], description: undefined, file: '', loadedAt: '', bootId: fs.bootId() }),
+        forced: true,
+      });
+    }
+    const completed = await waitFor(() => fs.transition(name) !== true, 10_000);
+    return { patch: name, target, forcedThrough, pinned, completed };
+  } finally {
+    lock?.release();
   }
-  const completed = await waitFor(() => fs.transition(name) !== true, 10_000);
-  return { patch: name, target, forcedThrough, pinned, completed };
+}
+
+function safeLoadRecord(host: Host, name: string) {
+  try {
+    return host.store.loadRecord(name);
+  } catch {
+    return undefined;
+  }
 }

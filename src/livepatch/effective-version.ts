@@ -24,6 +24,13 @@ export function kernelOwnVersion(unameV: string | undefined): string | undefined
 export interface DeclaredVersion {
   patch: string;
   version: string;
+  /** Where the claim comes from (the patch's own modinfo, in its file). */
+  source?: string;
+}
+
+/** The upstream series (major.minor) of a version: 6.1.192-2 is 6.1. */
+function series(v: string | undefined): string | undefined {
+  return /^(\d+\.\d+)(?:[.+~-]|$)/.exec(v ?? '')?.[1];
 }
 
 export interface EffectiveVersion {
@@ -35,16 +42,22 @@ export interface EffectiveVersion {
   from: string | undefined;
   /** Every declaration seen, for reports. */
   declared: DeclaredVersion[];
+  /** Declarations that are not versions of the kernel's series: never counted. */
+  ignored: DeclaredVersion[];
 }
 
 export function effectiveVersion(unameV: string | undefined, declared: readonly DeclaredVersion[]): EffectiveVersion {
   const kernel = kernelOwnVersion(unameV);
+  // A claim counts only as a version of the running kernel's own series (a 6.1 kernel stays 6.1).
+  const ks = series(kernel);
+  const ok = (d: DeclaredVersion) => !!series(d.version) && (!ks || series(d.version) === ks);
+  const ignored = declared.filter((d) => !ok(d));
   let best: DeclaredVersion | undefined;
-  for (const d of declared) if (!best || compareVersions(d.version, best.version) > 0) best = d;
+  for (const d of declared.filter(ok)) if (!best || compareVersions(d.version, best.version) > 0) best = d;
   if (best && (!kernel || compareVersions(best.version, kernel) > 0)) {
-    return { kernel, effective: best.version, from: best.patch, declared: [...declared] };
+    return { kernel, effective: best.version, from: best.patch, declared: [...declared], ignored };
   }
-  return { kernel, effective: kernel, from: undefined, declared: [...declared] };
+  return { kernel, effective: kernel, from: undefined, declared: [...declared], ignored };
 }
 
 export interface UnameFacts {

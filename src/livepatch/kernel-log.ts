@@ -88,3 +88,34 @@ export function kernelSaysAbout(records: readonly KmsgRecord[], module: string, 
     .filter((t) => t.includes(module) || /livepatch|version magic|Unknown symbol|disagrees about version|module verification|lockdown/i.test(t))
     .filter((t) => !/tainting kernel|loading out-of-tree|module verification failed: signature and\/or required key missing/.test(t));
 }
+
+/** A kernel report (BUG, Oops, WARNING) that names a livepatch module or a function it patches. */
+export interface OopsEvidence {
+  patch: string;
+  /** The report's first line and the line that names the patch. */
+  lines: string[];
+  usec: number;
+}
+
+const REPORT = /\b(BUG:|Oops|WARNING:|kernel BUG at|general protection fault|Kernel panic)/;
+
+/**
+ * Reports since `sinceUsec` that name one of `patches`: its module in a frame
+ * (`func+0x1/0x2 [livepatch_x]`) or one of the functions it replaces
+ * (`cmdline_proc_show+0x…`) in the report's lines (RIP, call trace), within
+ * the 80 records after the report's first line. "Modules linked in" lists
+ * every module, so it names nothing.
+ */
+export function oopsNaming(records: readonly KmsgRecord[], sinceUsec: number, patches: readonly { name: string; functions: readonly string[] }[]): OopsEvidence[] {
+  const out: OopsEvidence[] = [];
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    if (r.usec < sinceUsec || !REPORT.test(r.text)) continue;
+    const window = records.slice(i, i + 80).filter((x) => !/Modules linked in/.test(x.text));
+    for (const p of patches) {
+      const hit = window.find((x) => x.text.includes(`[${p.name}]`) || p.functions.some((f) => x.text.includes(`${f}+0x`)));
+      if (hit && !out.some((o) => o.patch === p.name)) out.push({ patch: p.name, lines: [r.text, hit.text], usec: r.usec });
+    }
+  }
+  return out;
+}

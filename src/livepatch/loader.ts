@@ -20,10 +20,17 @@ export interface ModuleLoader {
   rmmod(name: string): Promise<LoaderResult>;
 }
 
-function findTool(name: string): string {
-  const path = [process.env.PATH ?? '', '/usr/sbin', '/sbin', '/usr/bin', '/bin'].join(':');
-  const p = which(name, path);
-  if (!p) throw new SutureError('environment', `${name} is not installed (not found on PATH, /sbin or /usr/sbin)`, { hint: 'install it: apt-get install kmod' });
+/**
+ * Where insmod and rmmod are looked for: fixed system directories only, never
+ * $PATH (suture runs as root: a writable directory early in PATH would choose
+ * the program that loads modules). kmod installs them in /usr/sbin (or /sbin
+ * before the /usr merge); busybox in /sbin or /bin.
+ */
+export const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'] as const;
+
+export function findTool(name: 'insmod' | 'rmmod', dirs: readonly string[] = TOOL_DIRS): string {
+  const p = which(name, dirs.join(':'));
+  if (!p) throw new SutureError('environment', `${name} is not installed (not found in ${dirs.join(', ')})`, { hint: 'install it: apt-get install kmod' });
   return p;
 }
 

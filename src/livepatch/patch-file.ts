@@ -18,9 +18,10 @@
  * and reads the standard `description` (MODULE_DESCRIPTION).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import {
   ElfView,
+  readModinfo,
   SHF_ALLOC,
   SHF_EXECINSTR,
   SHN_LIVEPATCH,
@@ -32,12 +33,20 @@ import {
   modinfoValue,
   type RelocationEntry,
   type SectionHeader,
+  type ModinfoEntry,
   type SymbolEntry,
 } from '../elf/mod.js';
-import { readModuleFile, type ModuleFile } from '../kernel/module-file.js';
+import type { ModuleFile } from '../kernel/module-file.js';
+import { SutureError, fsError, isSutureError } from '../util/errors.js';
 
 export const MODINFO_EFFECTIVE_VERSION = 'suture_effective_version';
 export const MODINFO_CVE = 'suture_cve';
+/** The GNU build ID (hex) of the vmlinux the patch was built for: it loads only into that build. */
+export const MODINFO_BUILD_ID = 'suture_build_id';
+/** No livepatch module is anywhere near this; a bigger file is refused before it is read. */
+export const MAX_PATCH_FILE_BYTES = 64 * 1024 * 1024;
+/** At most this many klp_objects or klp_funcs in one array (a bound for crafted files). */
+const MAX_ARRAY_ENTRIES = 65_536;
 
 export interface PatchFunction {
   /** klp_func.old_name */
@@ -61,7 +70,11 @@ export interface PatchStructure {
 }
 
 export interface PatchFile extends ModuleFile {
+  /** The bytes that were read and validated: what is installed or staged for insmod, never the path again. */
+  bytes: Buffer;
   sha256: string;
+  /** modinfo suture_build_id (lower-case hex), if the patch is bound to one kernel build. */
+  buildId: string | undefined;
   description: string | undefined;
   effectiveVersion: string | undefined;
   cves: string[];
@@ -75,11 +88,113 @@ export interface PatchFile extends ModuleFile {
 
 const SIG_MAGIC = '~Module signature appended~\n';
 
-/** Read a module file and everything suture knows how to read from it. Throws like readModuleFile. */
-export function readPatchFile(path: string): PatchFile {
-  const mod = readModuleFile(path);
-  const bytes = readFileSync(path);
-  const view = ElfView.parse(bytes, { file: path });
+/**
+ * Read a file once, as a regular file of a bounded size (through one file
+ * descriptor: what fstat checked is what is read). `opts.strict` also refuses
+ * what a root-run loader must not trust: a symbolic link, a file owned by
+ * another user than root (or the caller), or one that others can write.
+ */
+export function readPatchBytes(path: string, opts: { strict?: boolean; what?: string } = {}): Buffer {
+  const what = opts.what ?? 'reading a module';
+  let fd: number;
+  try {
+    // O_NOFOLLOW: a symbolic link at the last component is refused (ELOOP) when strict.
+    fd = openSync(path, opts.strict ? 0o400000 /* O_RDONLY | O_NOFOLLOW */ : 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new SutureError('invalid-input', `${path} is a symbolic link: suture loads only regular files it can trust`, {
+        hint: 'remove the link and install the patch again (suture install PATCH.ko)',
+      });
+    }
+    throw fsError(e, what, path);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new SutureError('invalid-input', `${path} is not a file`);
+    if (st.size > MAX_PATCH_FILE_BYTES) {
+      throw new SutureError('invalid-input', `${path} is ${st.size} bytes: larger than any livepatch module (${MAX_PATCH_FILE_BYTES} at most)`, {
+        hint: 'give the .ko file that suture build produced',
+      });
+    }
+    if (opts.strict) {
+      const uid = process.getuid?.() ?? 0;
+      if (st.uid !== 0 && st.uid !== uid) {
+        throw new SutureError('invalid-input', `${path} is owned by uid ${st.uid}, not root: suture will not load it`, {
+          hint: 'install the patch again as root (suture install PATCH.ko)',
+        });
+      }
+      if ((st.mode & 0o022) !== 0) {
+        throw new SutureError('invalid-input', `${path} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)}): suture will not load it`, {
+          hint: 'install the patch again (suture install writes it with mode 0600)',
+        });
+      }
+    }
+    const bytes = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < bytes.length) {
+      const n = readSync(fd, bytes, off, bytes.length - off, off);
+      if (n <= 0) break;
+      off += n;
+    }
+    return off === bytes.length ? bytes : bytes.subarray(0, off);
+  } catch (e) {
+    if (isSutureError(e)) throw e;
+    throw fsError(e, what, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Read a module file once and everything suture knows how to read from it. */
+export function readPatchFile(path: string, opts: { strict?: boolean } = {}): PatchFile {
+  return parsePatchFile(readPatchBytes(path, opts), path);
+}
+
+/** A module's facts from its bytes (what readModuleFile says, without reading the file again). */
+function moduleFacts(bytes: Buffer, path: string): ModuleFile {
+  let modinfo: ModinfoEntry[];
+  try {
+    modinfo = readModinfo(bytes, path);
+  } catch (e) {
+    throw new SutureError('invalid-input', `${path} is not a kernel module: ${(e as Error).message}`, {
+      hint: 'give the .ko file that kbuild produced',
+      cause: e,
+    });
+  }
+  const name = modinfoValue(modinfo, 'name');
+  const vermagic = modinfoValue(modinfo, 'vermagic');
+  if (!name && !vermagic) {
+    throw new SutureError('invalid-input', `${path} is an ELF object but not a kernel module (no name or vermagic in .modinfo)`, {
+      hint: 'give the final .ko (after modpost), not an intermediate .o',
+    });
+  }
+  return {
+    path,
+    name: name ?? path.split('/').pop()!.replace(/\.ko$/, '').replace(/-/g, '_'),
+    vermagic,
+    depends: (modinfoValue(modinfo, 'depends') ?? '').split(',').filter(Boolean),
+    livepatch: modinfo.some((e) => e.key === 'livepatch'),
+    modinfo,
+  };
+}
+
+/**
+ * Everything suture reads from a livepatch module, from its bytes. Throws a
+ * SutureError (invalid-input) for anything that is not a module; never
+ * another error, whatever the bytes (fuzzed in test/livepatch/patch-file-fuzz.test.ts).
+ */
+export function parsePatchFile(bytes: Buffer, path: string): PatchFile {
+  if (bytes.length > MAX_PATCH_FILE_BYTES) {
+    throw new SutureError('invalid-input', `${path} is ${bytes.length} bytes: larger than any livepatch module (${MAX_PATCH_FILE_BYTES} at most)`);
+  }
+  const mod = moduleFacts(bytes, path);
+  let view: ElfView;
+  try {
+    view = ElfView.parse(bytes, { file: path });
+  } catch (e) {
+    if (isSutureError(e) && e.kind === 'invalid-input') throw e;
+    throw new SutureError('invalid-input', `${path} is not a usable ELF module: ${(e as Error).message}`, { cause: e });
+  }
   const cves = mod.modinfo
     .filter((e) => e.key === MODINFO_CVE)
     .flatMap((e) => e.value.split(/[\s,]+/))
@@ -90,16 +205,24 @@ export function readPatchFile(path: string): PatchFile {
   } catch {
     structure = undefined; // an unusual layout: the kernel will still tell at load time
   }
-  const klpRelocObjects = [
-    ...new Set(
-      view.sections
-        .map((s) => /^\.klp\.rela\.([^.]+)\./.exec(s.name)?.[1])
-        .filter((n): n is string => n !== undefined),
-    ),
-  ].sort();
+  let klpRelocObjects: string[] = [];
+  try {
+    klpRelocObjects = [
+      ...new Set(
+        view.sections
+          .map((s) => /^\.klp\.rela\.([^.]+)\./.exec(s.name)?.[1])
+          .filter((n): n is string => n !== undefined),
+      ),
+    ].sort();
+  } catch {
+    klpRelocObjects = [];
+  }
+  const buildId = modinfoValue(mod.modinfo, MODINFO_BUILD_ID)?.trim().toLowerCase() || undefined;
   return {
     ...mod,
+    bytes,
     sha256: createHash('sha256').update(bytes).digest('hex'),
+    buildId,
     description: modinfoValue(mod.modinfo, 'description'),
     effectiveVersion: modinfoValue(mod.modinfo, MODINFO_EFFECTIVE_VERSION)?.trim() || undefined,
     cves: [...new Set(cves)].sort(),
@@ -181,9 +304,17 @@ class Reader {
     return { section: sym.shndx, offset: Number(sym.value + r.addend) };
   }
 
-  /** The object symbol that starts exactly at a place (static arrays have one, with their size). */
+  /**
+   * The object symbol that starts exactly at a place (static arrays have one,
+   * with their size), if it lies wholly inside its section: a symbol's size is
+   * never trusted beyond the bytes that are there.
+   */
   objectAt(p: Place): SymbolEntry | undefined {
-    return this.symbols.find((s) => (s.info & 0xf) === STT_OBJECT && s.shndx === p.section && Number(s.value) === p.offset && s.size > 0n);
+    const sec = this.view.sections[p.section];
+    if (!sec) return undefined;
+    return this.symbols.find(
+      (s) => (s.info & 0xf) === STT_OBJECT && s.shndx === p.section && Number(s.value) === p.offset && s.size > 0n && s.value + s.size <= sec.size,
+    );
   }
 
   functionAt(p: Place): SymbolEntry | undefined {
@@ -227,13 +358,15 @@ class Reader {
  */
 function solveArray(relOffsets: number[], size: number, allowed: number[], required: number[]): { count: number; stride: number } | undefined {
   const fits: { count: number; stride: number }[] = [];
-  for (let count = 1; (count + 1) * 8 <= size; count++) {
+  const at = new Set(relOffsets);
+  for (let count = 1; (count + 1) * 8 <= size && count <= MAX_ARRAY_ENTRIES; count++) {
     if (size % (count + 1) !== 0) continue;
     const stride = size / (count + 1);
     if (stride % 8 !== 0 || stride < 16) continue;
     const ok =
       relOffsets.every((o) => Math.floor(o / stride) < count && allowed.includes(o % stride)) &&
-      Array.from({ length: count }, (_, i) => required.every((k) => relOffsets.includes(i * stride + k))).every(Boolean);
+      relOffsets.length >= count * required.length &&
+      Array.from({ length: count }, (_, i) => required.every((k) => at.has(i * stride + k))).every(Boolean);
     if (ok) fits.push({ count, stride });
   }
   return fits.length === 1 ? fits[0] : undefined;

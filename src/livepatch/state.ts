@@ -4,25 +4,37 @@
  *
  * Persistent (state directory, default /var/lib/suture, SUTURE_STATE_DIR):
  *   kernels/<release>/installed.json   installed patches for that kernel release, in load order
- *   kernels/<release>/<name>.ko        their module files
- *   boot.json                          the last `suture boot`: boot id, phase (loading|done), patches
- *   crash-guard.json                   present when the guard has tripped: `suture boot` loads nothing
+ *   kernels/<release>/<name>.ko        their module files (mode 0600, the bytes suture validated)
+ *   boot.json                          the last `suture boot`: boot id, how it ended, what it loaded
+ *   loading.json                       present while `suture boot` loads patches or watches the guard
+ *                                      window after loading (the guard is "armed"); removed when it ends
+ *                                      in any way but a crash; removal needs no free space
+ *   crash-guard.json                   present when the guard has tripped: the patch it blames is not loaded
+ *   stop.json                          present after `suture boot --stop`: boot loads nothing until --resume
  *
  * Per boot (run directory, default /run/suture, SUTURE_RUN_DIR; gone at reboot like the patches):
  *   loaded/<name>.json                 what suture loaded: file, hash, time, modinfo facts, forced
- *   lock                               pid of the suture command changing livepatch state
+ *   pending.json                       work an interrupted command left for the next one (rmmod of a
+ *                                      replaced or reversed patch)
+ *   staging/                           0700: the private copy of each module while insmod loads it
  *
- * Every persistent write goes to a temporary file, is fsynced, renamed into
- * place, and the directory is fsynced: a crash right after a write keeps it,
- * which is what the crash-loop guard relies on.
+ * The lock (HOST_LOCK, /run/suture/lock) is the kernel's, not the state
+ * directory's: no environment variable moves it, so two commands with
+ * different SUTURE_STATE_DIR still exclude each other.
+ *
+ * Every state file carries `version` and is checked when read: a file that is
+ * not what suture wrote is a `state-damaged` error naming it and what to do.
+ * Every persistent write goes to a temporary file, is written in full (a short
+ * write is continued, ENOSPC fails before the old file is touched), fsynced,
+ * renamed into place, and the directory is fsynced.
  */
 import {
   closeSync,
-  constants,
-  copyFileSync,
   existsSync,
   fsyncSync,
+  lstatSync,
   mkdirSync,
+  mkdtempSync,
   openSync,
   readFileSync,
   readdirSync,
@@ -32,10 +44,14 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SutureError, fsError } from '../util/errors.js';
+import { Lock } from '../util/lock.js';
 import type { PatchFile } from './patch-file.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/suture';
 export const DEFAULT_RUN_DIR = '/run/suture';
+/** The lock of livepatch changes on this host (under the HostFs root in tests). */
+export const HOST_LOCK = '/run/suture/lock';
+export const STATE_VERSION = 1;
 
 export function stateDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.SUTURE_STATE_DIR || DEFAULT_STATE_DIR;
@@ -43,6 +59,11 @@ export function stateDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
 
 export function runDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.SUTURE_RUN_DIR || DEFAULT_RUN_DIR;
+}
+
+/** The lock every suture command that changes livepatch state takes. */
+export function hostLock(root = ''): Lock {
+  return new Lock(root ? join(root, HOST_LOCK) : HOST_LOCK, { what: 'livepatch changes on this host' });
 }
 
 /** Facts about a patch that suture keeps beside it (the 6.1 sysfs shows none of them). */
@@ -53,6 +74,8 @@ export interface PatchFacts {
   effectiveVersion: string | undefined;
   cves: string[];
   description: string | undefined;
+  /** The GNU build ID of the kernel build it was made for (modinfo suture_build_id). */
+  buildId?: string | undefined;
 }
 
 export function patchFacts(p: PatchFile): PatchFacts {
@@ -63,6 +86,7 @@ export function patchFacts(p: PatchFile): PatchFacts {
     effectiveVersion: p.effectiveVersion,
     cves: [...p.cves].sort(),
     description: p.description,
+    buildId: p.buildId,
   };
 }
 
@@ -74,25 +98,72 @@ export interface InstalledPatch extends PatchFacts {
   source: string;
 }
 
+/** How a `suture boot` ended (anything but a crash). */
+export type BootEnd = 'complete' | 'failed' | 'interrupted' | 'error' | 'guard' | 'stopped';
+
+export interface BootItemRecord {
+  name: string;
+  outcome: string;
+  error?: string;
+}
+
 export interface BootRecord {
+  version?: number;
   bootId: string;
   release: string;
-  phase: 'loading' | 'done';
+  /** Legacy records (before `end`): 'loading' | 'done'. */
+  phase?: 'loading' | 'done';
   startedAt: string;
   finishedAt?: string;
+  /** How it ended; absent while it runs. */
+  end?: BootEnd;
+  /** The signal or error that ended it, for `interrupted` and `error`. */
+  reason?: string;
   patches: string[];
+  items?: BootItemRecord[];
   failed?: { name: string; error: string }[];
+  /** Things the boot could not do but went on without (e.g. arming the guard on a full disk). */
+  warnings?: string[];
+}
+
+/** loading.json: the guard is armed while this exists. */
+export interface ArmedGuard {
+  version?: number;
+  bootId: string;
+  release: string;
+  startedAt: string;
+  patches: string[];
+  /** The patch being loaded now (blamed if the machine dies). */
+  current?: string;
+  /** Patches loaded so far in this boot. */
+  loaded: string[];
+  /** After every patch is loaded: the guard window, in seconds of uptime (the kernel's clock). */
+  window?: { fromUptime: number; untilUptime: number; seconds: number };
 }
 
 export interface CrashGuard {
+  version?: number;
   trippedAt: string;
-  /** The boot in which `suture boot` refused. */
+  /** The boot in which `suture boot` found the armed guard of another boot. */
   bootId: string;
-  /** The boot that started loading and never finished. */
-  previous: BootRecord;
+  /** The armed guard the dead boot left (legacy: its boot record). */
+  previous: ArmedGuard | BootRecord;
+  /** The patch blamed: suture boot does not load it (nor the ones after it) until the guard is cleared. */
+  blame?: string;
+  /** While loading, or inside the guard window after loading, or an oops naming a patch. */
+  when?: 'loading' | 'window' | 'oops';
+  /** The kernel's words, when it logged an oops that names a patch. */
+  evidence?: string;
+}
+
+export interface StopSwitch {
+  version?: number;
+  stoppedAt: string;
+  reason?: string;
 }
 
 export interface LoadRecord extends PatchFacts {
+  version?: number;
   file: string;
   loadedAt: string;
   bootId: string | undefined;
@@ -101,38 +172,45 @@ export interface LoadRecord extends PatchFacts {
   kernelTransitionMs?: number;
 }
 
+/** Work an interrupted command left for the next command (taken under the lock). */
+export interface PendingOp {
+  op: 'rmmod';
+  module: string;
+  /** Why, for the note the next command prints. */
+  reason: string;
+  since: string;
+}
+
 const SAFE = /^[A-Za-z0-9_.+~-]+$/;
 
 function checkSafe(what: string, v: string): void {
   if (!SAFE.test(v) || v === '.' || v === '..') throw new SutureError('invalid-input', `${what} ${JSON.stringify(v)} cannot be used as a file name`);
 }
 
-/** An fs failure on suture's state, with the hint that fits it (root, or SUTURE_STATE_DIR / SUTURE_RUN_DIR). */
-function stateError(e: unknown, action: string, path: string): SutureError {
+/** An fs failure on suture's state, with the hint that fits its cause. */
+export function stateError(e: unknown, action: string, path: string): SutureError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
   const err = fsError(e, action, path);
-  if (err.kind !== 'environment') return err;
-  return new SutureError(err.kind, err.message, {
-    hint: 'run suture as root; SUTURE_STATE_DIR (default /var/lib/suture) and SUTURE_RUN_DIR (default /run/suture) move its state',
-    cause: e,
-  });
-}
-
-function readJson<T>(path: string): T | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw stateError(e, 'reading suture state', path);
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new SutureError('environment', `${path} is damaged (not JSON)`, {
-      hint: `move it aside (mv ${path} ${path}.bad); suture starts from empty state for it`,
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new SutureError('environment', `${action}: no space left on the device holding ${path}`, {
+      hint: `free some space there (df ${dirname(path)}); SUTURE_STATE_DIR (default /var/lib/suture) and SUTURE_RUN_DIR (default /run/suture) move suture's state`,
+      cause: e,
     });
   }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new SutureError(err.kind, err.message, {
+      hint:
+        code === 'EROFS'
+          ? `the file system holding ${path} is read-only`
+          : 'run suture as root; SUTURE_STATE_DIR (default /var/lib/suture) and SUTURE_RUN_DIR (default /run/suture) move its state',
+      cause: e,
+    });
+  }
+  return err;
 }
+
+/** The file-system calls state writes go through (unit tests inject short writes and ENOSPC here). */
+export const stateIo = { openSync, writeSync, fsyncSync, closeSync, renameSync };
 
 function fsyncDir(dir: string): void {
   try {
@@ -147,20 +225,30 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Write a file so that after a crash it is either the old or the new content, never a mix. */
-export function writeDurable(path: string, data: string | Buffer): void {
+/**
+ * Write a file so that after a crash it is either the old or the new content,
+ * never a mix, and never a truncated new one: every byte is written (a short
+ * write is continued) and synced before the rename.
+ */
+export function writeDurable(path: string, data: string | Buffer, mode = 0o644): void {
   const dir = dirname(path);
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = join(dir, `.${path.slice(dir.length + 1)}.tmp-${process.pid}`);
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   try {
     mkdirSync(dir, { recursive: true });
-    const fd = openSync(tmp, 'w', 0o644);
+    rmSync(tmp, { force: true });
+    const fd = stateIo.openSync(tmp, 'wx', mode);
     try {
-      writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      fsyncSync(fd);
+      for (let off = 0; off < bytes.length; ) {
+        const n = stateIo.writeSync(fd, bytes, off, bytes.length - off);
+        if (!(n > 0)) throw Object.assign(new Error(`wrote ${n} of ${bytes.length - off} bytes`), { code: 'EIO' });
+        off += n;
+      }
+      stateIo.fsyncSync(fd);
     } finally {
-      closeSync(fd);
+      stateIo.closeSync(fd);
     }
-    renameSync(tmp, path);
+    stateIo.renameSync(tmp, path);
     fsyncDir(dir);
   } catch (e) {
     rmSync(tmp, { force: true });
@@ -168,7 +256,8 @@ export function writeDurable(path: string, data: string | Buffer): void {
   }
 }
 
-function removeDurable(path: string): void {
+/** Remove a file durably. Needs no free space: it is how the guard is disarmed even on a full disk. */
+export function removeDurable(path: string): void {
   try {
     rmSync(path, { force: true });
     fsyncDir(dirname(path));
@@ -176,6 +265,71 @@ function removeDurable(path: string): void {
     throw stateError(e, 'removing suture state', path);
   }
 }
+
+function damaged(path: string, what: string, hint: string): SutureError {
+  return new SutureError('state-damaged', `${path} is damaged (${what}): it is not a file suture wrote`, { hint });
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isStrs = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Read a state file and check its shape; undefined when it does not exist. */
+function readState<T>(path: string, check: (v: Record<string, unknown>) => string | undefined, hint: string): T | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw stateError(e, 'reading suture state', path);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw damaged(path, text.length ? 'not JSON' : 'empty', hint);
+  }
+  if (!isObj(v)) throw damaged(path, 'not a JSON object', hint);
+  if (v.version !== undefined && v.version !== STATE_VERSION) {
+    throw damaged(path, `version ${JSON.stringify(v.version)}; this suture reads version ${STATE_VERSION}`, hint);
+  }
+  const wrong = check(v);
+  if (wrong) throw damaged(path, wrong, hint);
+  return v as T;
+}
+
+function checkFacts(p: unknown, i: number): string | undefined {
+  if (!isObj(p)) return `patch ${i} is not an object`;
+  if (!isStr(p.name) || !SAFE.test(p.name)) return `patch ${i} has no usable name`;
+  if (!isStr(p.file) || !SAFE.test(p.file)) return `patch ${p.name} has no usable file name`;
+  if (!isStr(p.sha256) || !/^[0-9a-f]{64}$/.test(p.sha256)) return `patch ${p.name} has no sha256`;
+  if (p.cves !== undefined && !isStrs(p.cves)) return `patch ${p.name}: cves is not a list of strings`;
+  return undefined;
+}
+
+const checkInstalled = (v: Record<string, unknown>) => {
+  if (!Array.isArray(v.patches)) return 'no list of patches';
+  for (let i = 0; i < v.patches.length; i++) {
+    const w = checkFacts(v.patches[i], i);
+    if (w) return w;
+  }
+  return undefined;
+};
+
+const checkBoot = (v: Record<string, unknown>) =>
+  !isStr(v.bootId) ? 'no boot id' : !isStrs(v.patches) ? 'no list of patches' : !isStr(v.startedAt) ? 'no start time' : undefined;
+
+const checkArmed = checkBoot;
+
+const checkGuard = (v: Record<string, unknown>) =>
+  !isStr(v.trippedAt) ? 'no trip time' : !isObj(v.previous) ? 'no record of the boot that died' : v.blame !== undefined && !isStr(v.blame) ? 'blame is not a name' : undefined;
+
+const checkLoad = (v: Record<string, unknown>) => (!isStr(v.name) ? 'no patch name' : !isStr(v.sha256) ? 'no sha256' : undefined);
+
+const checkPending = (v: Record<string, unknown>) =>
+  !Array.isArray(v.ops) || !v.ops.every((o) => isObj(o) && o.op === 'rmmod' && isStr(o.module) && SAFE.test(o.module)) ? 'no list of operations' : undefined;
+
+const json = (v: object) => `${JSON.stringify({ version: STATE_VERSION, ...v }, null, 2)}\n`;
 
 export class StateStore {
   constructor(
@@ -190,12 +344,19 @@ export class StateStore {
     return join(this.stateDir, 'kernels', release);
   }
 
-  private manifestPath(release: string): string {
+  manifestPath(release: string): string {
     return join(this.releaseDir(release), 'installed.json');
   }
 
   installed(release: string): InstalledPatch[] {
-    return readJson<{ patches: InstalledPatch[] }>(this.manifestPath(release))?.patches ?? [];
+    const path = this.manifestPath(release);
+    return (
+      readState<{ patches: InstalledPatch[] }>(
+        path,
+        checkInstalled,
+        `move it aside (mv ${path} ${path}.bad), then install the patches for ${release} again (suture install PATCH.ko)`,
+      )?.patches ?? []
+    );
   }
 
   /** Releases that have a manifest. */
@@ -212,33 +373,19 @@ export class StateStore {
   }
 
   /**
-   * Install a patch for a release: keep its file and add it at the end of the
-   * load order. Installing a name again updates it in place. A cumulative
-   * (replace) patch supersedes every patch installed before it: loading it
-   * replaces them all, so they are removed.
+   * Install a patch for a release: write the bytes that were validated (mode
+   * 0600, never a copy of the path, which could have changed since) and add it
+   * at the end of the load order. Installing a name again updates it in
+   * place. A cumulative (replace) patch supersedes every patch installed
+   * before it: loading it replaces them all, so they are removed.
    */
-  install(release: string, patch: PatchFile): { entry: InstalledPatch; updated: boolean; superseded: InstalledPatch[] } {
+  install(release: string, patch: PatchFile, bytes: Buffer): { entry: InstalledPatch; updated: boolean; superseded: InstalledPatch[] } {
     checkSafe('patch name', patch.name);
     const dir = this.releaseDir(release);
     const list = this.installed(release);
     const file = `${patch.name}.ko`;
     const entry: InstalledPatch = { ...patchFacts(patch), file, installedAt: new Date().toISOString(), source: patch.path };
-    const tmp = join(dir, `.${file}.tmp-${process.pid}`);
-    try {
-      mkdirSync(dir, { recursive: true });
-      copyFileSync(patch.path, tmp);
-      const fd = openSync(tmp, 'r');
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, join(dir, file));
-      fsyncDir(dir);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw stateError(e, 'installing a patch', join(dir, file));
-    }
+    writeDurable(join(dir, file), bytes, 0o600);
     const at = list.findIndex((p) => p.name === patch.name);
     let superseded: InstalledPatch[] = [];
     let next: InstalledPatch[];
@@ -250,7 +397,7 @@ export class StateStore {
     } else {
       next = [...list, entry];
     }
-    writeDurable(this.manifestPath(release), `${JSON.stringify({ release, patches: next }, null, 2)}\n`);
+    writeDurable(this.manifestPath(release), json({ release, patches: next }));
     for (const s of superseded) removeDurable(join(dir, s.file));
     return { entry, updated: at >= 0, superseded };
   }
@@ -264,35 +411,110 @@ export class StateStore {
       });
     }
     const next = list.filter((p) => p.name !== name);
-    writeDurable(this.manifestPath(release), `${JSON.stringify({ release, patches: next }, null, 2)}\n`);
+    writeDurable(this.manifestPath(release), json({ release, patches: next }));
     removeDurable(join(this.releaseDir(release), found.file));
     return found;
   }
 
-  // ---- boot marks and the crash-loop guard ----
+  // ---- boot records, the armed guard, the tripped guard, the stop switch ----
+
+  get bootPath(): string {
+    return join(this.stateDir, 'boot.json');
+  }
+
+  get armedPath(): string {
+    return join(this.stateDir, 'loading.json');
+  }
+
+  get guardPath(): string {
+    return join(this.stateDir, 'crash-guard.json');
+  }
+
+  get stopPath(): string {
+    return join(this.stateDir, 'stop.json');
+  }
 
   bootRecord(): BootRecord | undefined {
-    return readJson<BootRecord>(join(this.stateDir, 'boot.json'));
+    return readState<BootRecord>(this.bootPath, checkBoot, `move it aside (mv ${this.bootPath} ${this.bootPath}.bad); it only records the last boot`);
   }
 
   writeBootRecord(r: BootRecord): void {
-    writeDurable(join(this.stateDir, 'boot.json'), `${JSON.stringify(r, null, 2)}\n`);
+    writeDurable(this.bootPath, json(r));
+  }
+
+  /** Move a damaged file out of the way (kept for a look); true when it was moved. */
+  setAside(path: string): string | undefined {
+    const to = `${path}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    try {
+      renameSync(path, to);
+      fsyncDir(dirname(path));
+      return to;
+    } catch {
+      try {
+        removeDurable(path);
+      } catch {
+        // nothing more to do
+      }
+      return undefined;
+    }
+  }
+
+  armed(): ArmedGuard | undefined {
+    return readState<ArmedGuard>(this.armedPath, checkArmed, 'suture boot treats it as a boot that died while loading; suture boot --clear-guard removes it');
+  }
+
+  arm(g: ArmedGuard): void {
+    writeDurable(this.armedPath, json(g));
+  }
+
+  disarm(): void {
+    removeDurable(this.armedPath);
   }
 
   guard(): CrashGuard | undefined {
-    return readJson<CrashGuard>(join(this.stateDir, 'crash-guard.json'));
+    return readState<CrashGuard>(this.guardPath, checkGuard, 'suture boot --clear-guard removes it');
   }
 
   tripGuard(g: CrashGuard): void {
-    writeDurable(join(this.stateDir, 'crash-guard.json'), `${JSON.stringify(g, null, 2)}\n`);
+    writeDurable(this.guardPath, json(g));
   }
 
-  clearGuard(): CrashGuard | undefined {
-    const g = this.guard();
-    removeDurable(join(this.stateDir, 'crash-guard.json'));
-    const b = this.bootRecord();
-    if (b && b.phase === 'loading') this.writeBootRecord({ ...b, phase: 'done', finishedAt: new Date().toISOString(), failed: [{ name: '*', error: 'never finished; guard cleared by the operator' }] });
-    return g;
+  /**
+   * Clear a tripped guard, whatever state its file is in (it may be
+   * unreadable), and the armed mark of a boot that died. Always works: it
+   * only removes files.
+   */
+  clearGuard(): { guard: CrashGuard | undefined; damaged: boolean; armed: boolean } {
+    let g: CrashGuard | undefined;
+    let bad = false;
+    try {
+      g = this.guard();
+    } catch {
+      bad = existsSync(this.guardPath);
+    }
+    const armed = existsSync(this.armedPath);
+    removeDurable(this.guardPath);
+    removeDurable(this.armedPath);
+    return { guard: g, damaged: bad, armed };
+  }
+
+  stopSwitch(): StopSwitch | undefined {
+    try {
+      return readState<StopSwitch>(this.stopPath, () => undefined, '');
+    } catch {
+      // a damaged stop switch still says stop
+      return { stoppedAt: '?', reason: `${this.stopPath} is damaged` };
+    }
+  }
+
+  stop(reason: string | undefined): void {
+    writeDurable(this.stopPath, json({ stoppedAt: new Date().toISOString(), reason }));
+  }
+
+  resume(): boolean {
+    const was = existsSync(this.stopPath);
+    removeDurable(this.stopPath);
+    return was;
   }
 
   // ---- per-boot records ----
@@ -303,52 +525,86 @@ export class StateStore {
   }
 
   loadRecord(name: string): LoadRecord | undefined {
-    return readJson<LoadRecord>(this.loadRecordPath(name));
+    const path = this.loadRecordPath(name);
+    return readState<LoadRecord>(path, checkLoad, `remove it (rm ${path}); it only records how the patch was loaded`);
   }
 
   writeLoadRecord(r: LoadRecord): void {
-    writeDurable(this.loadRecordPath(r.name), `${JSON.stringify(r, null, 2)}\n`);
+    writeDurable(this.loadRecordPath(r.name), json(r));
   }
 
   removeLoadRecord(name: string): void {
     rmSync(this.loadRecordPath(name), { force: true });
   }
 
-  /**
-   * Take the lock that serialises suture commands changing livepatch state.
-   * A lock left by a process that no longer exists is taken over.
-   */
-  lock(command: string, procRoot = ''): () => void {
-    const path = join(this.runDir, 'lock');
+  private get pendingPath(): string {
+    return join(this.runDir, 'pending.json');
+  }
+
+  pending(): PendingOp[] {
+    const path = this.pendingPath;
     try {
-      mkdirSync(this.runDir, { recursive: true });
-    } catch (e) {
-      throw stateError(e, 'creating the run directory', this.runDir);
+      return readState<{ ops: PendingOp[] }>(path, checkPending, '')?.ops ?? [];
+    } catch {
+      // damaged: the work it held is redone by hand (suture status shows leftover modules)
+      this.setAside(path);
+      return [];
     }
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-        writeSync(fd, `${process.pid} ${command}\n`);
-        closeSync(fd);
-        return () => rmSync(path, { force: true });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw stateError(e, 'taking the suture lock', path);
-        const holder = (() => {
-          try {
-            return readFileSync(path, 'utf8').trim();
-          } catch {
-            return '';
-          }
-        })();
-        const pid = Number(holder.split(' ')[0]);
-        if (pid > 0 && pid !== process.pid && existsSync(join(procRoot || '/', 'proc', String(pid)))) {
-          throw new SutureError('conflict', `another suture command is changing livepatches: ${holder.split(' ').slice(1).join(' ') || '?'} (pid ${pid})`, {
-            hint: `wait for it to finish; if pid ${pid} is not suture, remove ${path}`,
-          });
-        }
-        rmSync(path, { force: true });
+  }
+
+  setPending(ops: PendingOp[]): void {
+    if (ops.length) writeDurable(this.pendingPath, json({ ops }));
+    else removeDurable(this.pendingPath);
+  }
+
+  addPending(op: PendingOp): void {
+    this.setPending([...this.pending().filter((o) => !(o.op === op.op && o.module === op.module)), op]);
+  }
+
+  // ---- staging: the private copy insmod loads ----
+
+  /**
+   * Write validated bytes to a private file for insmod: a fresh 0700
+   * directory (mkdtemp) under the run directory, the file created with O_EXCL,
+   * mode 0600. The run directory must be root's and writable by nobody else,
+   * or another user could swap the directory. Returns the path and a cleanup.
+   */
+  stage(name: string, bytes: Buffer): { path: string; remove: () => void } {
+    checkSafe('patch name', name);
+    const base = join(this.runDir, 'staging');
+    try {
+      mkdirSync(base, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw stateError(e, 'creating the staging directory', base);
+    }
+    for (const d of [this.runDir, base]) {
+      const st = lstatSync(d);
+      const uid = process.getuid?.() ?? 0;
+      if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
+        throw new SutureError('environment', `${d} is ${st.isSymbolicLink() ? 'a symbolic link' : st.uid !== uid ? `owned by uid ${st.uid}` : 'writable by other users'}: suture will not stage a module there`, {
+          hint: `make it a directory owned by ${uid === 0 ? 'root' : `uid ${uid}`} with mode 0700 or 0755 (or set SUTURE_RUN_DIR to one)`,
+        });
       }
     }
-    throw new SutureError('conflict', `could not take the suture lock ${path}`);
+    let dir: string;
+    try {
+      dir = mkdtempSync(join(base, `${name}-`));
+    } catch (e) {
+      throw stateError(e, 'creating a staging directory', base);
+    }
+    const path = join(dir, `${name}.ko`);
+    const remove = () => rmSync(dir, { recursive: true, force: true });
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      try {
+        for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      remove();
+      throw stateError(e, 'staging the module', path);
+    }
+    return { path, remove };
   }
 }

@@ -12,7 +12,7 @@ import { scanPending, type Blocker } from './blockers.js';
 import { matcherFor, type Host } from './core.js';
 import { effectiveVersion, type DeclaredVersion, type EffectiveVersion, type UnameFacts } from './effective-version.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
-import type { BootRecord, CrashGuard, InstalledPatch, LoadRecord } from './state.js';
+import type { ArmedGuard, BootRecord, CrashGuard, InstalledPatch, LoadRecord, StopSwitch } from './state.js';
 import type { SysfsObject } from './sysfs.js';
 import { checkLoad, gatherFacts, vermagicRelease } from './validate.js';
 
@@ -71,7 +71,14 @@ export interface HostStatus {
   patches: PatchStatus[];
   transition: TransitionStatus | undefined;
   installed: InstalledStatus[];
-  boot: { last: BootRecord | undefined; guard: CrashGuard | undefined };
+  boot: {
+    last: BootRecord | undefined;
+    guard: CrashGuard | undefined;
+    /** loading.json: a boot loading now, or its guard window after loading. */
+    armed: ArmedGuard | undefined;
+    stopped: StopSwitch | undefined;
+    uptime: number | undefined;
+  };
   /** Things an operator should look at; empty when all is well. */
   attention: string[];
 }
@@ -143,7 +150,7 @@ export function kernelStatus(host: Host, patches: PatchStatus[] = listPatches(ho
   const version = fs.read('/proc/sys/kernel/version')?.trim();
   const declared: DeclaredVersion[] = patches
     .filter((p) => p.enabled && p.effectiveVersion)
-    .map((p) => ({ patch: p.name, version: p.effectiveVersion! }));
+    .map((p) => ({ patch: p.name, version: p.effectiveVersion!, source: `modinfo suture_effective_version of ${p.file ?? `module ${p.name}`}` }));
   return {
     release: fs.osRelease(),
     version,
@@ -191,16 +198,34 @@ export function hostStatus(host: Host): HostStatus {
   }));
   let last: BootRecord | undefined;
   let guard: CrashGuard | undefined;
+  let armed: ArmedGuard | undefined;
   const attention: string[] = [];
-  try {
-    last = host.store.bootRecord();
-    guard = host.store.guard();
-  } catch (e) {
-    if (!isSutureError(e)) throw e;
-    attention.push(e.message);
-  }
+  const tryRead = <T>(f: () => T, what: string): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      if (!isSutureError(e)) throw e;
+      attention.push(`${e.message}${what ? `: ${what}` : ''}${e.hint ? ` (${e.hint})` : ''}`);
+      return undefined;
+    }
+  };
+  last = tryRead(() => host.store.bootRecord(), '');
+  guard = tryRead(() => host.store.guard(), 'suture boot treats the guard as tripped');
+  armed = tryRead(() => host.store.armed(), '');
+  const stopped = host.store.stopSwitch();
   if (transition) attention.push(`livepatch ${transition.patch} is in transition (${transition.pendingTasks} tasks still to switch)`);
-  if (guard) attention.push(`the crash-loop guard has tripped: suture boot loads nothing until it is cleared (suture boot --clear-guard)`);
+  if (guard) {
+    attention.push(
+      guard.blame
+        ? `the crash-loop guard has tripped, blaming ${guard.blame}: suture boot does not load ${guard.blame.includes(',') ? 'them' : 'it'} until it is cleared (suture boot --clear-guard)`
+        : `the crash-loop guard has tripped: suture boot loads nothing until it is cleared (suture boot --clear-guard)`,
+    );
+  }
+  if (stopped) attention.push(`suture boot is stopped (since ${stopped.stoppedAt}): it loads nothing until suture boot --resume`);
+  if (last?.end === 'interrupted') attention.push(`the last suture boot was interrupted (${last.reason ?? 'a signal'}), not a crash: run suture boot to load the rest`);
+  if (last?.end === 'error') attention.push(`the last suture boot ended with an error: ${last.reason ?? '?'}`);
+  for (const w of last?.bootId === kernel.bootId ? (last?.warnings ?? []) : []) attention.push(`suture boot: ${w}`);
+  if (armed && armed.bootId === kernel.bootId && !armed.window) attention.push(`suture boot is loading patches now (or was killed while loading${armed.current ? ` ${armed.current}` : ''})`);
   for (const p of patches) if (p.forced) attention.push(`livepatch ${p.name} was forced: the kernel keeps its module for good; reboot when you can`);
   // A replaced patch is superseded by a cumulative one that is loaded: that is expected, not a problem.
   const replacedByCumulative = (name: string) => patches.some((p) => p.enabled && p.replace && p.name !== name);
@@ -209,7 +234,7 @@ export function hostStatus(host: Host): HostStatus {
   }
   if (!kernel.livepatchAvailable) attention.push('livepatch is not available on this kernel (/sys/kernel/livepatch is missing)');
   if (kernel.ftraceEnabled === false) attention.push('ftrace is disabled (kernel.ftrace_enabled = 0): no livepatch can load');
-  return { kernel, patches, transition, installed, boot: { last, guard }, attention };
+  return { kernel, patches, transition, installed, boot: { last, guard, armed, stopped, uptime: host.fs.uptime() }, attention };
 }
 
 export interface FileInfo {

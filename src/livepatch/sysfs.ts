@@ -17,6 +17,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { gnuBuildIdFromNotes } from '../kernel/build-id.js';
 import { SutureError } from '../util/errors.js';
 
 /** One `<function>,<sympos>` directory under an object. */
@@ -291,6 +292,21 @@ export class HostFs {
 
   hostname(): string | undefined {
     return this.read('/proc/sys/kernel/hostname')?.trim();
+  }
+
+  /** The running kernel's GNU build ID, from /sys/kernel/notes (binary ELF notes); undefined when unreadable. */
+  kernelBuildId(): string | undefined {
+    try {
+      return gnuBuildIdFromNotes(readFileSync(this.path('/sys/kernel/notes')));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Seconds since boot (/proc/uptime), the clock the guard window is measured on. */
+  uptime(): number | undefined {
+    const m = /^(\d+(?:\.\d+)?)/.exec(this.read('/proc/uptime') ?? '');
+    return m ? Number(m[1]) : undefined;
   }
 
   bootId(): string | undefined {

@@ -153,6 +153,8 @@ export interface WatchOptions {
    * script waits for is printed from here.
    */
   onEnd?: (outcome: WatchResult['outcome'], elapsedMs: number) => void;
+  /** A signal stops the watch (the transition goes on in the kernel): the result says `interrupted`. */
+  signal?: AbortSignal;
   /** Injected in unit tests. */
   clock?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -171,6 +173,8 @@ export interface WatchResult {
   /** Every task seen pending in any scan, the ones in a patched function first, then the longest seen. */
   heldBy: SeenBlocker[];
   history: { state: TransitionStateName; atMs: number }[];
+  /** The watch was stopped by a signal before the end (outcome stalled or reverse-stalled: left running). */
+  interrupted: boolean;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -205,6 +209,7 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
   let maxPending = 0;
   let reversedAtMs: number | undefined;
   const report = () => opts.onProgress?.({ state: tr.state, target: tr.target, elapsedMs: tr.elapsedMs(), scan });
+  let interrupted = false;
 
   for (;;) {
     const flag = fs.transition(patch);
@@ -216,6 +221,11 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
       throw new SutureError('kernel-refused', `livepatch ${patch} disappeared from ${fs.livepatchDir()} during its transition`, {
         hint: 'another process disabled it; see the kernel log (dmesg)',
       });
+    }
+    if (opts.signal?.aborted && (tr.state === 'patching' || tr.state === 'unpatching' || tr.state === 'reversing')) {
+      interrupted = true;
+      tr.timeout();
+      break;
     }
     const now = clock();
     if (tr.elapsedMs() >= threshold && now - lastScanAt >= scanEvery) {
@@ -251,5 +261,5 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
   const outcome = tr.state as WatchResult['outcome'];
   opts.onEnd?.(outcome, tr.elapsedMs());
   report();
-  return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, heldBy: heldUpBy(seen), history: tr.history };
+  return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, heldBy: heldUpBy(seen), history: tr.history, interrupted };
 }

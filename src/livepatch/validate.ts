@@ -6,7 +6,8 @@
  */
 import { readModuleFile } from '../kernel/module-file.js';
 import { SutureError } from '../util/errors.js';
-import { patchObjectNames, type PatchFile } from './patch-file.js';
+import { kernelOwnVersion } from './effective-version.js';
+import { MODINFO_BUILD_ID, MODINFO_EFFECTIVE_VERSION, patchObjectNames, type PatchFile } from './patch-file.js';
 import type { HostFs, SysfsPatch } from './sysfs.js';
 
 /** MODULE_NAME_LEN is 56 on 6.1: 55 characters and the NUL. */
@@ -23,6 +24,10 @@ export interface HostFacts {
   patches: SysfsPatch[];
   lockdown: string | undefined;
   isRoot: boolean;
+  /** The running kernel's GNU build ID (/sys/kernel/notes). */
+  buildId: string | undefined;
+  /** The kernel's own distribution version (`uname -v`: Debian 6.1.192-2). */
+  kernelVersion: string | undefined;
 }
 
 export function gatherFacts(fs: HostFs, opts: { isRoot?: boolean } = {}): HostFacts {
@@ -47,6 +52,8 @@ export function gatherFacts(fs: HostFs, opts: { isRoot?: boolean } = {}): HostFa
     patches: fs.readAllPatches(),
     lockdown: fs.lockdown(),
     isRoot: opts.isRoot ?? process.getuid?.() === 0,
+    buildId: fs.kernelBuildId(),
+    kernelVersion: kernelOwnVersion(fs.read('/proc/sys/kernel/version')?.trim()),
   };
 }
 
@@ -73,6 +80,36 @@ export function checkPatchFile(p: PatchFile): void {
   if (!/^[A-Za-z0-9_]+$/.test(p.name)) {
     throw new SutureError('invalid-input', `${p.path}: module name ${JSON.stringify(p.name)} has characters the kernel does not use in module names`);
   }
+  if (p.buildId !== undefined && !/^[0-9a-f]{2,128}$/.test(p.buildId)) {
+    throw new SutureError('invalid-input', `${p.path}: modinfo ${MODINFO_BUILD_ID}=${JSON.stringify(p.buildId)} is not a GNU build ID (hex)`, {
+      hint: 'build the patch again with suture build',
+    });
+  }
+  checkEffectiveVersionClaim(p);
+}
+
+/** The upstream series (major.minor) of a kernel release or version: 6.1.0-56-amd64 and 6.1.192-2 are both 6.1. */
+export function kernelSeries(v: string | undefined): string | undefined {
+  return /^(\d+\.\d+)(?:[.+~-]|$)/.exec(v ?? '')?.[1];
+}
+
+/**
+ * A patch's effective-version claim (modinfo suture_effective_version) must be
+ * a version of the series it is built for: a 6.1 kernel patched is still a
+ * 6.1 kernel, whatever a module says.
+ */
+export function checkEffectiveVersionClaim(p: PatchFile): void {
+  const claim = p.effectiveVersion;
+  if (claim === undefined) return;
+  const series = kernelSeries(vermagicRelease(p.vermagic));
+  const claimed = kernelSeries(claim);
+  if (!claimed || !/^[0-9][A-Za-z0-9.+~-]*$/.test(claim) || (series && claimed !== series)) {
+    throw new SutureError(
+      'invalid-input',
+      `${p.path} claims (modinfo ${MODINFO_EFFECTIVE_VERSION}) to make the kernel version ${JSON.stringify(claim)}, which is not a version of the ${series ?? 'kernel'} series it is built for`,
+      { hint: `a livepatch can only bring a kernel up to a later version of its own series (e.g. ${series ?? '6.1'}.194-1); build it with a correct --effective-version` },
+    );
+  }
 }
 
 /** The file against this kernel: built for it (vermagic). */
@@ -82,6 +119,13 @@ export function checkKernelMatch(p: PatchFile, h: HostFacts): void {
     throw new SutureError('wrong-kernel', `${p.path} was built for kernel ${built}, but this kernel is ${h.release}`, {
       hint: `build the patch for ${h.release}, or install it for its own kernel (suture install keeps it per release)`,
     });
+  }
+  if (p.buildId && h.buildId && p.buildId !== h.buildId) {
+    throw new SutureError(
+      'wrong-kernel',
+      `${p.path} was built for the kernel build with GNU build ID ${p.buildId}, but the running ${h.release ?? 'kernel'} is build ${h.buildId} (/sys/kernel/notes): another build of the same release`,
+      { hint: `build the patch against the kernel that runs here (same release, other build: its functions may differ)` },
+    );
   }
   if (h.reference && p.vermagic !== h.reference.vermagic) {
     throw new SutureError(
@@ -146,6 +190,7 @@ export function checkLoad(p: PatchFile, h: HostFacts): void {
 /** Things worth saying before a load that are not refusals. */
 export function loadNotes(p: PatchFile, h: HostFacts): string[] {
   const notes: string[] = [];
+  if (p.buildId && !h.buildId) notes.push(`the running kernel's build ID cannot be read (/sys/kernel/notes): only the release and vermagic of ${p.path} were checked`);
   for (const obj of patchObjectNames(p)) {
     if (obj !== 'vmlinux' && !h.loadedModules.has(obj)) {
       notes.push(`module ${obj} is not loaded: the kernel patches it when it loads`);

@@ -25,6 +25,8 @@ export type ErrorKind =
   | 'kernel-refused' // the running kernel refused a module load or a livepatch sysfs write
   | 'transition-timeout' // a livepatch transition did not complete in time (left as it is)
   | 'crash-loop' // `suture boot` refuses: the previous boot loaded patches and never finished
+  | 'state-damaged' // one of suture's own state files cannot be read back (named, with what to do)
+  | 'interrupted' // a signal stopped the command; the message says what state it left
   | 'internal'; // a bug in suture
 
 export class SutureError extends Error {

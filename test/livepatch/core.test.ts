@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** load / disable / unload / replace / force against the pretend kernel (the VM tests use the real one). */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { disablePatch, forcePatch, loadPatch, type HostEvent } from '../../src/livepatch/core.js';
 import { hostStatus, listPatches } from '../../src/livepatch/status.js';
@@ -42,14 +45,24 @@ describe('loadPatch', () => {
       ['vmlinux', true, ['cmdline_proc_show,1', 'meminfo_proc_show,2']],
     ]);
     // the lock is released
-    expect(() => host.store.lock('test')()).not.toThrow();
+    expect(() => host.lock.take('test').release()).not.toThrow();
   });
 
-  it('refuses the same patch twice, before insmod', async () => {
+  it('the same file again (an interrupted load run again) watches it to the end; another file of that name is refused, before insmod', async () => {
     const k = kernel();
     const host = k.host();
     await loadPatch(host, ko('fake_patch'), T);
-    await expect(loadPatch(host, ko('fake_patch'), T)).rejects.toThrow('livepatch fake_patch is already loaded (enabled)');
+    const events: HostEvent[] = [];
+    const again = await loadPatch(host, ko('fake_patch'), { ...T, onEvent: (e) => events.push(e) });
+    expect(again.outcome).toBe('complete');
+    expect(events.filter((e) => e.type === 'note').map((e) => (e as { message: string }).message)).toContain('fake_patch (this same file) is already loaded: watching its transition');
+    // another build under the same name
+    const other = join(mkdtempSync(join(tmpdir(), 'suture-other-')), 'fake_patch.ko');
+    const bytes = readFileSync(ko('fake_patch'));
+    const at = bytes.indexOf('fake livepatch for unit tests');
+    bytes.write('FAKE', at, 'latin1');
+    writeFileSync(other, bytes);
+    await expect(loadPatch(host, other, T)).rejects.toThrow('livepatch fake_patch is already loaded (enabled)');
     expect(k.insmods).toHaveLength(1);
   });
 

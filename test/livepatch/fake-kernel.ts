@@ -15,7 +15,7 @@ import type { Host } from '../../src/livepatch/core.js';
 import type { KmsgRecord } from '../../src/livepatch/kernel-log.js';
 import type { LoaderResult, ModuleLoader } from '../../src/livepatch/loader.js';
 import { readPatchFile } from '../../src/livepatch/patch-file.js';
-import { StateStore } from '../../src/livepatch/state.js';
+import { StateStore, hostLock } from '../../src/livepatch/state.js';
 import { HostFs } from '../../src/livepatch/sysfs.js';
 
 const FIXTURES = resolve(import.meta.dirname, '../fixtures/livepatch');
@@ -30,6 +30,22 @@ export function buildFakePatches(): (name: string) => string {
 export interface FakeKernelOptions {
   release?: string;
   bootId?: string;
+  /** The GNU build ID /sys/kernel/notes shows (hex). */
+  buildId?: string;
+}
+
+/** An ELF notes buffer as /sys/kernel/notes holds it: a GNU build ID note (and a Xen one before it). */
+export function notesWithBuildId(hex: string): Buffer {
+  const note = (name: string, type: number, desc: Buffer) => {
+    const n = Buffer.from(`${name}\0`);
+    const pad = (b: Buffer) => Buffer.concat([b, Buffer.alloc((4 - (b.length % 4)) % 4)]);
+    const h = Buffer.alloc(12);
+    h.writeUInt32LE(n.length, 0);
+    h.writeUInt32LE(desc.length, 4);
+    h.writeUInt32LE(type, 8);
+    return Buffer.concat([h, pad(n), pad(desc)]);
+  };
+  return Buffer.concat([note('Xen', 6, Buffer.from('linux\0')), note('GNU', 3, Buffer.from(hex, 'hex'))]);
 }
 
 export class FakeKernel {
@@ -38,6 +54,16 @@ export class FakeKernel {
   readonly log: KmsgRecord[] = [];
   /** Patches whose transition the test holds at 1 until it lets go. */
   readonly held = new Set<string>();
+  /** Set the uptime (s) /proc/uptime shows. */
+  setUptime(s: number): void {
+    this.put('/proc/uptime', `${s.toFixed(2)} 1.00\n`);
+  }
+
+  /** Add kernel log lines. */
+  logLines(lines: string[], usec = 100_000_000): void {
+    for (const text of lines) this.log.push({ seq: this.seq++, usec, text });
+  }
+
   /** Names insmod must refuse, with the kernel's log line. */
   readonly refuse = new Map<string, string>();
   readonly insmods: string[] = [];
@@ -59,6 +85,8 @@ export class FakeKernel {
     this.put('/proc/sys/kernel/tainted', '0\n');
     this.put('/proc/uptime', '100.00 90.00\n');
     this.put('/proc/modules', '');
+    mkdirSync(this.p('/sys/kernel'), { recursive: true });
+    writeFileSync(this.p('/sys/kernel/notes'), notesWithBuildId(opts.buildId ?? 'eb4fbcd037e7253717950bf2b93bd5566f47c56f'));
     this.addTask(1, 'init', 'S', '[<0>] do_epoll_wait+0x1/0x2\n');
   }
 
@@ -202,6 +230,7 @@ export class FakeKernel {
       store: new StateStore(stateDir, join(stateDir, 'run')),
       kmsg: () => this.log,
       isRoot: true,
+      lock: hostLock(this.root),
     };
   }
 }

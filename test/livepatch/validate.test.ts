@@ -24,6 +24,8 @@ function facts(over: Partial<HostFacts> = {}): HostFacts {
     patches: [],
     lockdown: 'none',
     isRoot: true,
+    buildId: 'eb4fbcd037e7253717950bf2b93bd5566f47c56f',
+    kernelVersion: '6.1.192-2',
     ...over,
   };
 }
@@ -103,5 +105,31 @@ describe('gatherFacts', () => {
     const f = gatherFacts(k.fs, { isRoot: true });
     expect(f).toMatchObject({ release: '6.1.0-56-amd64', livepatchAvailable: true, ftraceEnabled: false, lockdown: 'integrity', reference: undefined });
     expect(f.livepatchDir).toBe(`${k.root}/sys/kernel/livepatch`);
+  });
+});
+
+describe('the kernel build (GNU build ID) and the effective-version claim', () => {
+  it('a patch bound to another build of the same release is refused before insmod (wrong-kernel); the same build loads', () => {
+    const other = refusal(readPatchFile(ko('fake_rebuild')), facts());
+    expect(other).toMatchObject({ kind: 'wrong-kernel' });
+    expect(other.message).toBe(
+      `${ko('fake_rebuild')} was built for the kernel build with GNU build ID 00112233445566778899aabbccddeeff00112233, but the running 6.1.0-56-amd64 is build eb4fbcd037e7253717950bf2b93bd5566f47c56f (/sys/kernel/notes): another build of the same release`,
+    );
+    expect(() => checkLoad(readPatchFile(ko('fake_bound')), facts())).not.toThrow();
+    // the host cannot read its build ID: loaded on release and vermagic, with a note that says so
+    expect(loadNotes(readPatchFile(ko('fake_bound')), facts({ buildId: undefined }))[0]).toMatch(/build ID cannot be read \(\/sys\/kernel\/notes\)/);
+  });
+
+  it('gatherFacts reads the build ID from /sys/kernel/notes', () => {
+    const k = new FakeKernel({ buildId: 'abcdef0123' });
+    expect(gatherFacts(k.fs).buildId).toBe('abcdef0123');
+  });
+
+  it('a claim that is not a version of the series the patch is built for is refused', () => {
+    const e = refusal(readPatchFile(ko('fake_claim')), facts());
+    expect(e).toMatchObject({ kind: 'invalid-input' });
+    expect(e.message).toBe(
+      `${ko('fake_claim')} claims (modinfo suture_effective_version) to make the kernel version "6.12.5-1", which is not a version of the 6.1 series it is built for`,
+    );
   });
 });

@@ -153,7 +153,7 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
       unchanged++;
       continue;
     }
-    const traceable = hasFentry(o.relocationsOf(of.section), of.offset);
+    const traceable = hasFentry(of.section, o.relocationsOf(of.section), of.offset);
     verdicts.set(name, { name, status: 'changed', reasons, traceable, firstDifference });
     if (isInitOrExit(of.section)) {
       refuse(
@@ -207,7 +207,7 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
         if (v) v.reasons.push(`reads changed constant ${name}`);
         else if (ftwin.has(reader)) {
           const of = o.functions.get(ftwin.get(reader)!)!;
-          verdicts.set(reader, { name: reader, status: 'changed', reasons: [`reads changed constant ${name}`], traceable: hasFentry(o.relocationsOf(of.section), of.offset) });
+          verdicts.set(reader, { name: reader, status: 'changed', reasons: [`reads changed constant ${name}`], traceable: hasFentry(of.section, o.relocationsOf(of.section), of.offset) });
         }
       }
       continue;

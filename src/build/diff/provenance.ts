@@ -6,6 +6,7 @@
  * source, config or compiler is not the kernel's, and a patch built from it
  * would be wrong.
  */
+import { ftraceSiteOffset, NOP5 } from '../../elf/mod.js';
 import { relocType, type Relocation } from '../../elf/mod.js';
 import type { IndexedSymbol, ObjectIndex } from './object-index.js';
 import { bytesOf } from './object-index.js';
@@ -55,10 +56,10 @@ export function compareWithShipped(
     for (let i = 0; i < width; i++) if (at + i < b.length) b[at + i] = 0;
   }
   for (const { offset, width } of shippedRelocOffsets) for (let i = 0; i < width; i++) if (offset + i < b.length && offset + i >= 0) { b[offset + i] = 0; a[offset + i] = 0; }
-  // The ftrace site: the file may hold `call __fentry__` or the 5-byte NOP it becomes.
-  const nop5 = [0x0f, 0x1f, 0x44, 0x00, 0x00];
-  const isSite = (x: Uint8Array) => x[0] === 0xe8 || nop5.every((v, i) => x[i] === v);
-  if (isSite(a) && isSite(b)) for (let i = 0; i < 5; i++) a[i] = b[i] = 0;
+  // The ftrace site (behind endbr64 in IBT kernels): the file may hold `call __fentry__` or the 5-byte NOP it becomes.
+  const site = ftraceSiteOffset(a, 0);
+  const isSite = (x: Uint8Array) => x[site] === 0xe8 || NOP5.every((v, i) => x[site + i] === v);
+  if (site === ftraceSiteOffset(b, 0) && isSite(a) && isSite(b)) for (let i = site; i < site + 5; i++) a[i] = b[i] = 0;
   if (shipped.length < fn.size) return { function: fn.name, object, verdict: 'unknown', detail: `only ${shipped.length} of ${fn.size} bytes could be read` };
   let i = 0;
   while (i < a.length && a[i] === b[i]) i++;

@@ -3,7 +3,8 @@
  * The rules of the diff engine, one named predicate each, with the kernel
  * case that motivates it.
  */
-import { SHF_WRITE, STB_LOCAL, STT_NOTYPE, STT_SECTION, type ElfSymbol, type Section } from '../../elf/mod.js';
+import { ftraceSiteOffset } from '../../elf/mod.js';
+import { DataSection, SHF_WRITE, STB_LOCAL, STT_NOTYPE, STT_SECTION, type ElfSymbol, type Section } from '../../elf/mod.js';
 import type { IndexedSymbol } from './object-index.js';
 import type { Relocation } from '../../elf/mod.js';
 
@@ -29,13 +30,15 @@ export function isIgnoredSection(sec: Section): boolean {
 
 /**
  * A function whose first instruction is the ftrace call, `call __fentry__`
- * (x86-64 -mfentry: relocation at offset 1). Only those can be redirected by
- * livepatch. Not so: everything the kernel declares `inline` (it is
- * `notrace`), noinstr entry code, and whole directories built without
- * CC_FLAGS_FTRACE (lib/ drops it in its Makefile).
+ * (x86-64 -mfentry: relocation at offset 1; behind `endbr64` in IBT kernels,
+ * offset 5). Only those can be redirected by livepatch. Not so: everything
+ * the kernel declares `inline` (it is `notrace`), noinstr entry code, and
+ * whole directories built without CC_FLAGS_FTRACE (lib/ drops it in its
+ * Makefile).
  */
-export function hasFentry(relocs: readonly Relocation[], fnOffset: number): boolean {
-  return relocs.some((r) => Number(r.offset) === fnOffset + 1 && r.symbol?.name === '__fentry__');
+export function hasFentry(sec: Section, relocs: readonly Relocation[], fnOffset: number): boolean {
+  const site = fnOffset + (sec instanceof DataSection ? ftraceSiteOffset(sec.data, fnOffset) : 0);
+  return relocs.some((r) => Number(r.offset) === site + 1 && r.symbol?.name === '__fentry__');
 }
 
 /**

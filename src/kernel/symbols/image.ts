@@ -8,11 +8,13 @@
  * function (a `call __fentry__` at its first byte, listed in
  * `__mcount_loc`), and to see which symbols a function's code refers to.
  */
+import { ftraceSiteOffset, NOP5 } from '../../elf/mod.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { SutureError, fsError } from '../../util/errors.js';
 import { requireTool, run } from '../../util/exec.js';
+import { elfGnuBuildId } from '../build-id.js';
 import { isTextType, type KallsymsEntry, type VmlinuxSymbols } from './kallsyms.js';
 
 interface Segment {
@@ -23,15 +25,34 @@ interface Segment {
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b, 0x08]);
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
 
-/** The 5-byte NOP ftrace writes over a disabled call site (and objtool may leave at build time). */
-const NOP5 = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+/**
+ * The compressed payload of a bzImage, found by its setup header
+ * (`payload_offset`/`payload_length`, boot protocol 2.08+), else by scanning
+ * for a known magic the way scripts/extract-vmlinux does.
+ */
+function bzImagePayload(img: Buffer): Buffer | undefined {
+  if (img.length > 0x250 && img.readUInt32LE(0x202) === 0x53726448 /* "HdrS" */ && img.readUInt16LE(0x206) >= 0x208) {
+    const setupSects = img[0x1f1] || 4;
+    const start = (setupSects + 1) * 512 + img.readUInt32LE(0x248);
+    const len = img.readUInt32LE(0x24c);
+    if (len > 0 && start + len <= img.length) return img.subarray(start, start + len);
+  }
+  for (const magic of [XZ_MAGIC, ZSTD_MAGIC, GZIP_MAGIC]) {
+    const at = img.indexOf(magic);
+    if (at >= 0) return img.subarray(at);
+  }
+  return undefined;
+}
 
 /**
  * Decompress the vmlinux ELF out of a bzImage into `out` (written atomically).
- * XZ payloads go through `xz --single-stream` (the bytes after the stream are
- * the rest of the bzImage); gzip is decompressed in-process.
+ * XZ (Debian 12) and zstd (Debian 13: CONFIG_KERNEL_ZSTD) payloads go through
+ * `xz --single-stream` and `zstd`; gzip is decompressed in-process. The
+ * kernel appends the decompressed size (4 bytes) after the stream.
  */
 export async function extractVmlinux(vmlinuz: string, out: string): Promise<void> {
   let img: Buffer;
@@ -42,29 +63,32 @@ export async function extractVmlinux(vmlinuz: string, out: string): Promise<void
   }
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.tmp`;
-  let elf: Buffer | undefined;
-  const xz = img.indexOf(XZ_MAGIC);
-  if (xz >= 0) {
-    requireTool('xz');
-    writeFileSync(`${tmp}.xz`, img.subarray(xz));
-    const r = await run(['xz', '-d', '-k', '-f', '-q', '--single-stream', `${tmp}.xz`]);
-    rmSync(`${tmp}.xz`, { force: true });
+  const payload = bzImagePayload(img);
+  const starts = (m: Buffer) => payload !== undefined && payload.subarray(0, m.length).equals(m);
+  const viaTool = async (name: 'xz' | 'zstd', data: Buffer, argv: string[]) => {
+    requireTool(name);
+    const packed = `${tmp}.${name === 'xz' ? 'xz' : 'zst'}`;
+    writeFileSync(packed, data);
+    const r = await run([name, ...argv, packed]);
+    rmSync(packed, { force: true });
     if (r.code !== 0) {
       rmSync(tmp, { force: true });
-      throw new SutureError('invalid-input', `decompressing the XZ payload of ${vmlinuz} failed (xz exit ${r.code})`, {
+      throw new SutureError('invalid-input', `decompressing the ${name} payload of ${vmlinuz} failed (${name} exit ${r.code})`, {
         details: r.stderr.trim(),
         hint: 'the image is damaged: run `suture kernel fetch` again for this kernel',
       });
     }
+  };
+  if (payload && starts(XZ_MAGIC)) {
+    await viaTool('xz', payload, ['-d', '-k', '-f', '-q', '--single-stream']);
+  } else if (payload && starts(ZSTD_MAGIC)) {
+    await viaTool('zstd', payload.subarray(0, payload.length - 4), ['-d', '-f', '-q', '-o', tmp]);
+  } else if (payload && starts(GZIP_MAGIC)) {
+    writeFileSync(tmp, gunzipSync(payload, { finishFlush: 2 /* Z_SYNC_FLUSH: ignore the bytes after the stream */ }));
   } else {
-    const gz = img.indexOf(GZIP_MAGIC);
-    if (gz < 0) {
-      throw new SutureError('invalid-input', `${vmlinuz} has no XZ or gzip payload suture can decompress`, {
-        hint: 'suture reads XZ- and gzip-compressed bzImages (Debian uses XZ)',
-      });
-    }
-    elf = gunzipSync(img.subarray(gz), { finishFlush: 2 /* Z_SYNC_FLUSH: ignore the bytes after the stream */ });
-    writeFileSync(tmp, elf);
+    throw new SutureError('invalid-input', `${vmlinuz} has no XZ, zstd or gzip payload suture can decompress`, {
+      hint: 'suture reads bzImages compressed with XZ (Debian 12), zstd (Debian 13) or gzip',
+    });
   }
   const head = readFileSync(tmp).subarray(0, 4);
   if (!head.equals(ELF_MAGIC)) {
@@ -119,6 +143,11 @@ export class KernelImage {
     }
     if (segments.length === 0) throw bad('no loadable segments');
     return new KernelImage(file, bytes, segments);
+  }
+
+  /** The image's GNU build ID (lower-case hex), what /sys/kernel/notes shows on a host running this build. */
+  gnuBuildId(): string | undefined {
+    return elfGnuBuildId(this.#bytes);
   }
 
   /** `length` bytes at a virtual address, or undefined when they are not all in one loaded segment. */
@@ -199,21 +228,23 @@ export class McountTable {
 
 /** Read a vmlinux function's call site from the image. */
 export function vmlinuxFtraceSite(image: KernelImage, syms: VmlinuxSymbols, mcount: McountTable, fn: KallsymsEntry): FtraceSite {
-  const b = image.read(fn.address, 5);
+  const b = image.read(fn.address, 9);
   const fentry = syms.first('__fentry__')?.address;
   let fentryCall = false;
+  // Behind endbr64 in an IBT kernel (6.12), at the first byte otherwise.
+  const at = b ? ftraceSiteOffset(b, 0) : 0;
   if (b) {
-    if (b[0] === 0xe8 && fentry !== undefined) {
-      const rel = BigInt(Buffer.from(b).readInt32LE(1));
-      fentryCall = fn.address + 5n + rel === fentry;
-    } else if (NOP5.every((x, i) => b[i] === x)) {
+    if (b[at] === 0xe8 && fentry !== undefined) {
+      const rel = BigInt(Buffer.from(b).readInt32LE(at + 1));
+      fentryCall = fn.address + BigInt(at + 5) + rel === fentry;
+    } else if (NOP5.every((x, i) => b[at + i] === x)) {
       fentryCall = true;
     }
   }
   return {
     fentryCall,
-    mcountLoc: mcount.has(fn.address),
-    firstBytes: b ? Buffer.from(b).toString('hex').replace(/(..)(?!$)/g, '$1 ') : '(not in the image)',
+    mcountLoc: mcount.has(fn.address + BigInt(at)),
+    firstBytes: b ? Buffer.from(b.subarray(0, at + 5)).toString('hex').replace(/(..)(?!$)/g, '$1 ') : '(not in the image)',
   };
 }
 

@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import {
   ElfView,
+  ftraceSiteOffset,
   R_X86_64_PC32,
   R_X86_64_PLT32,
   SHF_ALLOC,
@@ -238,8 +239,8 @@ export class ModuleSymbols {
 
   /**
    * Whether ftrace can patch a function of this module: its first instruction
-   * is the 5-byte `call __fentry__` (a relocation to __fentry__ at offset 1)
-   * and `__mcount_loc` lists that address.
+   * (behind `endbr64` in IBT kernels) is the 5-byte `call __fentry__` and
+   * `__mcount_loc` lists that address.
    */
   ftraceSite(fn: ModuleSymbol): { fentryCall: boolean; mcountLoc: boolean } {
     const view = this.#view;
@@ -248,15 +249,13 @@ export class ModuleSymbols {
     const entries = view.symbols(symtab);
     let fentryCall = false;
     const sec = view.sections[fn.shndx];
-    if (sec) {
-      const data = view.data(sec);
-      const off = Number(fn.value);
-      if (data[off] === 0xe8) {
-        for (const rs of view.sections) {
-          if ((rs.type !== 4 && rs.type !== 9) || rs.info !== fn.shndx) continue;
-          for (const r of view.relocations(rs)) {
-            if (r.offset === fn.value + 1n && entries[r.symbol]?.name === '__fentry__') fentryCall = true;
-          }
+    const data = sec ? view.data(sec) : undefined;
+    const site = Number(fn.value) + (data ? ftraceSiteOffset(data, Number(fn.value)) : 0);
+    if (data?.[site] === 0xe8) {
+      for (const rs of view.sections) {
+        if ((rs.type !== 4 && rs.type !== 9) || rs.info !== fn.shndx) continue;
+        for (const r of view.relocations(rs)) {
+          if (r.offset === BigInt(site + 1) && entries[r.symbol]?.name === '__fentry__') fentryCall = true;
         }
       }
     }
@@ -268,7 +267,7 @@ export class ModuleSymbols {
         for (const r of view.relocations(rs)) {
           const t = entries[r.symbol];
           if (!t || t.shndx !== fn.shndx) continue;
-          if (t.value + r.addend === fn.value) mcountLoc = true;
+          if (t.value + r.addend === BigInt(site)) mcountLoc = true;
         }
       }
     }

@@ -455,7 +455,7 @@ export function checkPatchable(src: SymbolSources, c: Candidate): Patchability {
     if (!src.image) return { ok: true, evidence: 'not checked (no image)' };
     const site = vmlinuxFtraceSite(src.image.image, src.vmlinux, src.image.mcount, c.entry);
     const evidence = `first bytes ${site.firstBytes}; ${site.mcountLoc ? 'in' : 'not in'} __mcount_loc`;
-    if (site.fentryCall && site.mcountLoc) return { ok: true, evidence: `call __fentry__ at its first byte, in __mcount_loc` };
+    if (site.fentryCall && site.mcountLoc) return { ok: true, evidence: `call __fentry__ first (behind endbr64 under IBT), in __mcount_loc` };
     return {
       ok: false,
       reason: `${c.name} has no __fentry__ call site that ftrace manages (${evidence}): it is notrace, or its file is built without ftrace`,
@@ -469,7 +469,7 @@ export function checkPatchable(src: SymbolSources, c: Candidate): Patchability {
     return { ok: false, reason: `${c.name} is __init code of ${c.object} (section ${s.section}): it is freed after the module's init`, hint: INIT_HINT, evidence: s.section };
   }
   const site = mod.ftraceSite(s);
-  const evidence = `${site.fentryCall ? 'call __fentry__ at its first byte' : 'no call __fentry__ at its first byte'}; ${site.mcountLoc ? 'in' : 'not in'} __mcount_loc`;
+  const evidence = `${site.fentryCall ? 'call __fentry__ first (behind endbr64 under IBT)' : 'no call __fentry__ first (behind endbr64 under IBT)'}; ${site.mcountLoc ? 'in' : 'not in'} __mcount_loc`;
   if (site.fentryCall && site.mcountLoc) return { ok: true, evidence };
   return { ok: false, reason: `${c.name} in ${c.object} has no __fentry__ call site that ftrace manages (${evidence}): it is notrace`, hint: NOTRACE_HINT, evidence };
 }
