@@ -52,4 +52,30 @@
 #define SUTURE_SYMBOL_NEAR(object, name, neighbour)                            \
 	__SUTURE_RECORD("near " #object " " #name " " #neighbour)
 
+/*
+ * Callbacks of the kernel's klp_object (Documentation/livepatch/callbacks.rst),
+ * for `object` (vmlinux or a module name). The function takes the kernel's
+ * struct klp_object *; a pre-patch callback returns 0, or an error that
+ * refuses the patch (the livepatch's load fails) or, for a module loaded
+ * after the patch, that module's load. The post-unpatch callback runs only
+ * when the pre-patch callback succeeded.
+ *
+ *   static int my_pre(struct klp_object *obj) { ... return 0; }
+ *   SUTURE_PRE_PATCH_CALLBACK(vmlinux, my_pre);
+ *
+ * In a patch (`suture build fix.patch`), `object` must be the object of the
+ * file the line is in. One callback of each kind per object.
+ */
+struct klp_object;
+
+#define __SUTURE_CALLBACK(kind, ret, object, fn)                               \
+	__SUTURE_RECORD("callback " #kind " " #object " " #fn);              \
+	static ret (*const __UNIQUE_ID(__suture_##kind))(struct klp_object *) \
+		__used __section(".discard.suture.callback." #kind) = (fn)
+
+#define SUTURE_PRE_PATCH_CALLBACK(object, fn)    __SUTURE_CALLBACK(pre_patch, int, object, fn)
+#define SUTURE_POST_PATCH_CALLBACK(object, fn)   __SUTURE_CALLBACK(post_patch, void, object, fn)
+#define SUTURE_PRE_UNPATCH_CALLBACK(object, fn)  __SUTURE_CALLBACK(pre_unpatch, void, object, fn)
+#define SUTURE_POST_UNPATCH_CALLBACK(object, fn) __SUTURE_CALLBACK(post_unpatch, void, object, fn)
+
 #endif /* _SUTURE_H */

@@ -12,8 +12,9 @@
  */
 import { timedSteps } from './steps.js';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { sutureHeader } from './source.js';
 import { ElfObject, ElfView } from '../elf/mod.js';
 import { workspaceBtf } from '../kernel/btf.js';
 import { buildExternalModule } from '../kernel/kbuild.js';
@@ -30,7 +31,8 @@ import { extract } from './diff/extract.js';
 import { ObjectIndex } from './diff/object-index.js';
 import { changedLayouts, parsePahole } from './diff/layouts.js';
 import { compareWithShipped, type ProvenanceResult } from './diff/provenance.js';
-import { checkModuleName, kbuildFile, klpModuleSource, type KlpObjectSpec } from './generate.js';
+import { CALLBACK_KINDS, checkModuleName, kbuildFile, klpModuleSource, type CallbackKind, type KlpObjectSpec } from './generate.js';
+import { readAuthorRecords, type CallbackRecord } from './author-records.js';
 import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
 import { functionLines, touchedBy, touchedDefinitions } from './patch/function-lines.js';
 import { stabilizeLines } from './patch/line-directives.js';
@@ -103,6 +105,9 @@ export interface DiffBuildResult {
 }
 
 const KLP_PREFIX = '.klp.sym.';
+
+/** Headers a patch may include (include/ of this installation). */
+const AUTHOR_HEADERS = ['suture.h', 'kpatch-macros.h', 'kpatch-syscall.h'];
 
 /** vmlinux symbols the generated klp.c refers to (relocation clearing: text_poke under text_mutex). */
 const GENERATED_REFERENCES = ['text_poke', 'text_poke_sync', 'text_mutex'];
@@ -235,6 +240,10 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
 
   // 3. Compile orig and patched.
   const trees = makeBuildTrees(home, meta, `${basename(buildRoot)}/trees`);
+  // suture.h, kpatch-macros.h and kpatch-syscall.h on the patched side's include path (the tree's include/),
+  // for patches that `#include "kpatch-macros.h"`; the orig side never sees them.
+  mkdirSync(join(trees.patched.upper, 'include'), { recursive: true });
+  for (const h of AUTHOR_HEADERS) copyFileSync(join(dirname(sutureHeader()), h), join(trees.patched.upper, 'include', h));
   let diffs: UnitReport[];
   const layoutRefusals: Refusal[] = [];
   const keepFiles = new Map<string, { orig: Uint8Array; patched: Uint8Array; file: string }>();
@@ -343,6 +352,56 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     }
   }
 
+  // What the author wrote inside the patch: callbacks, kpatch's ignore/force directives (author-records.ts).
+  const callbacks = new Map<string, Partial<Record<CallbackKind, CallbackRecord>>>();
+  for (const d of diffs) {
+    const object = d.home.kind === 'module' ? d.home.module : 'vmlinux';
+    const rec = readAuthorRecords(indexOf(d.unit, 'patched'), d.unit);
+    for (const n of rec.namedObjects) {
+      if (n.object.replace(/-/g, '_') !== object) {
+        throw new SutureError('usage', `${d.unit}: the ${n.kind} callback ${n.function} names ${n.object}, but ${d.unit} is built into ${object}`, {
+          hint: `a callback belongs to the object of the file it is written in: name ${object}, or move it to a file of ${n.object}`,
+        });
+      }
+    }
+    for (const f of rec.ignoreFunctions) {
+      const i = d.diff.functions.findIndex((v) => v.name === f);
+      if (i >= 0) {
+        d.diff.functions.splice(i, 1);
+        d.diff.refusals.splice(0, d.diff.refusals.length, ...d.diff.refusals.filter((r) => r.symbol !== f));
+        warn(`${d.unit}: KPATCH_IGNORE_FUNCTION(${f}): its change is left out of the patch`);
+      } else warn(`${d.unit}: KPATCH_IGNORE_FUNCTION(${f}): ${f} did not change (is the line needed?)`);
+    }
+    for (const sec of rec.ignoreSections) {
+      const before = d.diff.refusals.length;
+      d.diff.refusals.splice(0, d.diff.refusals.length, ...d.diff.refusals.filter((r) => r.symbol !== sec));
+      const inSec = d.diff.functions.filter((v) => indexOf(d.unit, 'patched').functions.get(v.name)?.section.name === sec);
+      for (const v of inSec) d.diff.functions.splice(d.diff.functions.indexOf(v), 1);
+      warn(`${d.unit}: KPATCH_IGNORE_SECTION("${sec}"): ${before - d.diff.refusals.length + inSec.length ? 'its changes are left out of the patch' : 'nothing in it changed (is the line needed?)'}`);
+    }
+    for (const f of rec.forceUnsafe) {
+      warn(`${d.unit}: KPATCH_FORCE_UNSAFE(${f}) has no effect: the kernel's livepatch has no per-function force, so ${f} is switched by the consistency model like every patched function (kpatch-build ignores it for livepatch too)`);
+    }
+    for (const c of rec.callbacks) {
+      const mine = callbacks.get(object) ?? {};
+      const prev = mine[c.kind];
+      if (prev) {
+        throw new SutureError('usage', `two ${c.kind} callbacks for ${object}: ${prev.function} (${prev.unit}) and ${c.function} (${c.unit})`, {
+          hint: `the kernel's klp_object has one callback of each kind: keep one and call the other from it`,
+        });
+      }
+      const v = d.diff.functions.find((x) => x.name === c.function);
+      if (!v || v.status !== 'new') {
+        throw new SutureError('usage', `${c.unit}: the ${c.kind} callback ${c.function} is not a new function of the patch`, {
+          hint: 'write the callback as a new function in the patch (give it a name the file does not already use)',
+        });
+      }
+      v.reasons.push(`the ${c.kind} callback of ${object}`);
+      mine[c.kind] = c;
+      callbacks.set(object, mine);
+    }
+  }
+
   const refusals: Refusal[] = [...layoutRefusals, ...diffs.flatMap((d) => d.diff.refusals)];
   if (refusals.length) {
     throw new SutureError('unsupported-change', `the patch makes ${refusals.length === 1 ? 'a change' : `${refusals.length} changes`} a livepatch cannot carry`, {
@@ -406,7 +465,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     });
   }
   const patchedFns = functions.filter((f) => f.status === 'changed' && !f.carriedOnly);
-  if (!patchedFns.length) {
+  if (!patchedFns.length && !callbacks.size) {
     throw new SutureError('no-change', 'no functional change: the patch compiles to the same code in every unit it touches', {
       details: diffs.map((d) => `${d.unit}: ${d.diff.unchanged} functions compared, all equal`).join('\n'),
       hint: 'comments, line moves and changes the compiler folds away need no livepatch',
@@ -475,6 +534,8 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const parts: string[] = [];
   const references = new Map<string, { object: string; name: string; sympos: number; how: string; section?: string }>();
   const klpObjects = new Map<string, KlpObjectSpec['funcs'][number][]>();
+  const callbackSymbols = new Map<string, string>();
+  for (const object of callbacks.keys()) if (!klpObjects.has(object)) klpObjects.set(object, []);
   await step('extract', 'Extracting the changed functions and their special-section entries', () => {
     diffs.forEach((d, i) => {
       const object = objectOf(d);
@@ -490,6 +551,12 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
         const list = klpObjects.get(object) ?? [];
         list.push({ oldName: f.name, newFunction: `__suture_new_${i}_${f.name.replace(/[^A-Za-z0-9_]/g, '_')}`, symbol, sympos: f.sympos ?? 0 });
         klpObjects.set(object, list);
+      }
+      for (const [kind, c] of Object.entries(callbacks.get(object) ?? {}) as [CallbackKind, CallbackRecord][]) {
+        if (c.unit !== d.unit) continue;
+        const symbol = `__suture_cb_${i}_${kind}_${c.function.replace(/[^A-Za-z0-9_]/g, '_')}`;
+        exportAs.set(c.function, symbol);
+        callbackSymbols.set(`${object} ${kind}`, symbol);
       }
       const x = extract(keepFiles.get(d.unit)!.patched, `${d.object} (patched)`, {
         functions: mine.map((f) => f.name),
@@ -548,6 +615,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
         objects: [...klpObjects].map(([object, funcs]) => ({
           object,
           funcs,
+          callbacks: Object.fromEntries(CALLBACK_KINDS.flatMap((k) => (callbackSymbols.has(`${object} ${k}`) ? [[k, callbackSymbols.get(`${object} ${k}`)!]] : []))),
           // A module object whose code this patch reaches through klp relocations: clear them when it is unpatched (generate.ts).
           clearRelocations: object !== 'vmlinux' && [...references.values()].some((r) => (r.section ?? r.object) === object),
         })),
