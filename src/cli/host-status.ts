@@ -94,6 +94,7 @@ export function hostStatusCommands(): Command[] {
       }
       const k = s.kernel;
       out(`kernel       ${k.release ?? '?'}  ${k.version ?? ''}`);
+      out(`build id     ${k.buildId ?? "(unreadable: /sys/kernel/notes)"}`);
       out(
         `effective    ${k.effective.effective ?? '(the kernel shows no version)'}${k.effective.from ? ` (claimed by ${k.effective.from} in its own ${k.effective.declared.find((d) => d.patch === k.effective.from)?.source ?? 'modinfo'}; the kernel's own is ${k.effective.kernel})` : ''}`,
       );

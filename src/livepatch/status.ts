@@ -52,6 +52,8 @@ export interface KernelStatus {
   livepatchAvailable: boolean;
   ftraceEnabled: boolean | undefined;
   bootId: string | undefined;
+  /** The running kernel's GNU build ID (/sys/kernel/notes): patches bound to another build are refused. */
+  buildId: string | undefined;
 }
 
 export interface TransitionStatus {
@@ -159,6 +161,7 @@ export function kernelStatus(host: Host, patches: PatchStatus[] = listPatches(ho
     livepatchAvailable: fs.livepatchAvailable(),
     ftraceEnabled: fs.ftraceEnabled(),
     bootId: fs.bootId(),
+    buildId: fs.kernelBuildId(),
   };
 }
 

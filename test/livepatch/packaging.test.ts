@@ -39,6 +39,17 @@ describe('suture.service', () => {
     expect(u.Install!.WantedBy).toEqual(['sysinit.target']);
   });
 
+  it('a clean shutdown closes the guard window (ExecStop), so only a crash trips the guard', () => {
+    expect(u.Service!.ExecStop).toEqual(['/usr/bin/suture boot --shutdown']);
+  });
+
+  it('suture-guard.service watches the guard window after suture.service', () => {
+    const g = sections(readFileSync(join(UNIT, '..', 'suture-guard.service'), 'utf8'));
+    expect(g.Service!.ExecStart).toEqual(['/usr/bin/suture boot --watch']);
+    expect(g.Unit!.After).toEqual(['suture.service']);
+    expect(g.Unit!.Requisite).toEqual(['suture.service']);
+  });
+
   it('is skipped on a kernel without livepatch, and with suture.boot=0 on the command line', () => {
     expect(u.Unit!.ConditionPathIsDirectory).toEqual(['/sys/kernel/livepatch']);
     expect(u.Unit!.ConditionKernelCommandLine).toEqual(['!suture.boot=0']);
@@ -47,7 +58,7 @@ describe('suture.service', () => {
   it('systemd-analyze verify accepts it (ExecStart pointed at a binary that exists here)', () => {
     if (spawnSync('systemd-analyze', ['--version']).status !== 0) return;
     const dir = mkdtempSync(join(tmpdir(), 'suture-unit-'));
-    writeFileSync(join(dir, 'suture.service'), text.replace('/usr/bin/suture boot', '/bin/true boot'));
+    writeFileSync(join(dir, 'suture.service'), text.replaceAll('/usr/bin/suture boot', '/bin/true boot'));
     const r = spawnSync('systemd-analyze', ['verify', join(dir, 'suture.service')], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
