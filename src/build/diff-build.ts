@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sutureHeader } from './source.js';
-import { ElfObject, ElfView } from '../elf/mod.js';
+import { ElfObject, ElfView, RelocationSection, STT_SECTION } from '../elf/mod.js';
 import { workspaceBtf } from '../kernel/btf.js';
 import { buildExternalModule } from '../kernel/kbuild.js';
 import { KbuildObjects, type ObjectHome } from '../kernel/kbuild-objects.js';
@@ -26,7 +26,7 @@ import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import type { Reporter } from '../util/progress.js';
 import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
-import { hasFentry, parentOfPiece } from './diff/rules.js';
+import { hasFentry, moduleKeyRefusal, parentOfPiece } from './diff/rules.js';
 import { extract } from './diff/extract.js';
 import { ObjectIndex } from './diff/object-index.js';
 import { changedLayouts, parsePahole } from './diff/layouts.js';
@@ -535,6 +535,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   const references = new Map<string, { object: string; name: string; sympos: number; how: string; section?: string }>();
   const klpObjects = new Map<string, KlpObjectSpec['funcs'][number][]>();
   const callbackSymbols = new Map<string, string>();
+  const keyRefusals: Refusal[] = [];
   for (const object of callbacks.keys()) if (!klpObjects.has(object)) klpObjects.set(object, []);
   await step('extract', 'Extracting the changed functions and their special-section entries', () => {
     diffs.forEach((d, i) => {
@@ -588,6 +589,19 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
           return klp;
         },
       });
+      // Jump labels and static calls on a key a module owns: refused (rules.ts moduleKeyRefusal).
+      const partObj = ElfObject.parse(x.bytes, { file: `${d.object} (extracted)` });
+      for (const sec of partObj.sections) {
+        if (!(sec instanceof RelocationSection) || !sec.target || !/^(__jump_table|\.static_call_sites)$/.test(sec.target.name)) continue;
+        for (const r of sec.relocations) {
+          const ref = r.symbol ? references.get(r.symbol.name) : undefined;
+          if (!ref || ref.object === 'vmlinux') continue;
+          // The entry's code field (jump_entry: code, target, key; static_call_site: addr, key) names the function.
+          const site = sec.relocations.find((c) => c.offset === r.offset - (sec.target!.name === '__jump_table' ? 8n : 4n))?.symbol;
+          const siteName = !site ? '?' : site.type !== STT_SECTION ? site.name : typeof site.section !== 'number' ? site.section.name.replace(/^\.text\.(unlikely\.)?/, '') : '?';
+          keyRefusals.push(moduleKeyRefusal(sec.target.name, ref.name, ref.object, d.unit, siteName));
+        }
+      }
       const part = `part${i}`;
       writeFileSync(join(moduleDir, `${part}.o_shipped`), x.bytes);
       // modpost reads each object's .cmd file (for srcversion); kbuild writes none for a shipped object.
@@ -595,6 +609,12 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       parts.push(part);
     });
   });
+  if (keyRefusals.length) {
+    throw new SutureError('unsupported-change', `the patch makes ${keyRefusals.length === 1 ? 'a change' : `${keyRefusals.length} changes`} a livepatch cannot carry`, {
+      details: keyRefusals.map((r) => `${r.file}: ${r.symbol}: ${r.reason}\n    rule: ${r.rule}\n    instead: ${r.instead}`).join('\n'),
+      hint: 'see docs/patch-author-guide.md, "Jump labels and static calls"',
+    });
+  }
   result.references = [...references.values()];
 
   // 7. The module: generated klp structures + the extracted objects, linked by kbuild, then klp relocations.

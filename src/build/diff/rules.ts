@@ -6,6 +6,7 @@
 import { ftraceSiteOffset } from '../../elf/mod.js';
 import { DataSection, SHF_WRITE, STB_LOCAL, STT_NOTYPE, STT_SECTION, type ElfSymbol, type Section } from '../../elf/mod.js';
 import type { IndexedSymbol } from './object-index.js';
+import type { Refusal } from './diff.js';
 import type { Relocation } from '../../elf/mod.js';
 
 /**
@@ -75,3 +76,29 @@ export function isAnonymousTarget(s: ElfSymbol): boolean {
   return s.type === STT_SECTION || (s.type === STT_NOTYPE && s.bind === STB_LOCAL && typeof s.section !== 'number');
 }
 
+
+/**
+ * Jump labels and static calls of a module patch whose key (or static call
+ * key) the module owns, or another module does. The livepatch's
+ * `__jump_table` / `.static_call_sites` are set up when the livepatch
+ * itself loads (jump_label_add_module), but a key in a module is reached
+ * only through a klp relocation, written when that module loads, possibly
+ * much later: the kernel would read an entry whose key is not there yet.
+ * Keys of vmlinux are fine (their klp relocations are written before the
+ * livepatch's jump table is read). Rule 'module-static-key'.
+ */
+export function moduleKeyRefusal(section: string, key: string, owner: string, unit: string, usedBy: string): Refusal {
+  const call = section.includes('static_call');
+  const tracepoint = /^__tracepoint_/.test(key) || /^__SCK__tp_func_/.test(key);
+  return {
+    rule: 'module-static-key',
+    file: unit,
+    symbol: usedBy,
+    reason: `${usedBy} has a ${call ? 'static call' : 'jump label'} on ${key}, which module ${owner} owns: the livepatch's ${section} is set up when the livepatch loads, before livepatch can resolve a key of ${owner}`,
+    instead: tracepoint
+      ? `the jump label belongs to a tracepoint of ${owner}: call the tracepoint from a function the patch does not change, or drop it from the changed function`
+      : call
+        ? `call through the key's current target instead: KPATCH_STATIC_CALL(name) (kpatch-macros.h), or static_call_query(name)(...)`
+        : `test the key with static_key_enabled(&${key}) (a plain load) instead of static_branch_likely/unlikely()`,
+  };
+}
