@@ -185,6 +185,28 @@ describe('klp conversion', () => {
     expect(parseModinfo((parse(out).section('.modinfo') as DataSection).data)).toContainEqual({ key: 'import_ns', value: 'CRYPTO_INTERNAL' });
   });
 
+  it('an export of a module the patched module depends on: its klp symbol, in the patched module\'s section', () => {
+    // mod_exported is exported by sunrpc_x, a module binfmt_x depends on: the relocation stays with binfmt_x.
+    const dep = (n: string): SymbolDisposition | undefined =>
+      n === 'mod_exported' ? { kind: 'klp', object: 'sunrpc_x', name: 'mod_exported', sympos: 0, exportedBy: 'sunrpc_x', section: 'binfmt_x' } : dispose(n);
+    const out = join(dir, 'dep.ko');
+    const conv = convertModuleFile(input, out, dep, exported);
+    expect(conv.sections).toContain('.klp.rela.binfmt_x..text');
+    expect(conv.sections.some((s) => s.startsWith('.klp.rela.sunrpc_x.'))).toBe(false);
+    const r = tool('readelf', ['-W', '-r', out]);
+    const sec = r.split('Relocation section ').find((b) => b.startsWith("'.klp.rela.binfmt_x..text'"))!;
+    expect(sec).toContain('.klp.sym.sunrpc_x.mod_exported,0');
+    expect(sec).toContain('.klp.sym.binfmt_x.mod_static,0');
+    expect(conv.check.symbols).toContainEqual({ object: 'sunrpc_x', name: 'mod_exported', sympos: 0 });
+  });
+
+  it('the check refuses a vmlinux symbol named from a module\'s section, as the kernel does', () => {
+    const obj = parse(input);
+    const wrong = (n: string): SymbolDisposition | undefined => (n === 'static_helper' ? { kind: 'klp', object: 'vmlinux', name: 'static_helper', sympos: 0, section: 'binfmt_x' } : dispose(n));
+    applyKlp(obj, planKlp(obj, wrong));
+    expect(() => checkLivepatchModule(writeElf(obj), 'x.ko', exported)).toThrow(/breaks \d+ livepatch module rule/);
+  });
+
   it('the check catches a klp section that names another object\'s symbol', () => {
     const obj = parse(input);
     applyKlp(obj, planKlp(obj, dispose));
