@@ -7,18 +7,24 @@
  * preprocessor); the two must agree.
  */
 import { SutureError } from '../util/errors.js';
+import type { CallbackKind } from './generate.js';
 import { checkObjectName, checkSymbolName } from '../kernel/symbols/mod.js';
 
 export type Directive =
   | { readonly kind: 'replace'; readonly object: string; readonly oldName: string; readonly newFunction: string; readonly where: string }
   | { readonly kind: 'sympos'; readonly object: string; readonly name: string; readonly pos: number; readonly where: string }
-  | { readonly kind: 'near'; readonly object: string; readonly name: string; readonly neighbour: string; readonly where: string };
+  | { readonly kind: 'near'; readonly object: string; readonly name: string; readonly neighbour: string; readonly where: string }
+  | { readonly kind: 'callback'; readonly callback: CallbackKind; readonly object: string; readonly fn: string; readonly where: string };
 
 const MACROS: Readonly<Record<string, { kind: Directive['kind']; args: string[] }>> = {
   SUTURE_REPLACE: { kind: 'replace', args: ['old_name', 'new_function'] },
   SUTURE_REPLACE_MODULE: { kind: 'replace', args: ['module', 'old_name', 'new_function'] },
   SUTURE_SYMPOS: { kind: 'sympos', args: ['object', 'name', 'pos'] },
   SUTURE_SYMBOL_NEAR: { kind: 'near', args: ['object', 'name', 'neighbour'] },
+  SUTURE_PRE_PATCH_CALLBACK: { kind: 'callback', args: ['object', 'function'] },
+  SUTURE_POST_PATCH_CALLBACK: { kind: 'callback', args: ['object', 'function'] },
+  SUTURE_PRE_UNPATCH_CALLBACK: { kind: 'callback', args: ['object', 'function'] },
+  SUTURE_POST_UNPATCH_CALLBACK: { kind: 'callback', args: ['object', 'function'] },
 };
 
 /** Blank out comments and string/char literals, keeping every newline (so line numbers stay right). */
@@ -102,6 +108,13 @@ function build(macro: string, args: string[], where: string): Directive {
     }
     case 'near':
       return { kind: 'near', object: obj(a[0]!), name: sym(a[1]!), neighbour: sym(a[2]!), where };
+    case 'callback': {
+      const callback = macro.replace(/^SUTURE_/, '').replace(/_CALLBACK$/, '').toLowerCase() as CallbackKind;
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(a[1]!)) {
+        throw new SutureError('usage', `${where}: ${macro}: '${a[1]}' is not a C function name`, { hint: 'name the callback function defined above this line' });
+      }
+      return { kind: 'callback', callback, object: obj(a[0]!), fn: a[1]!, where };
+    }
   }
 }
 
@@ -129,7 +142,7 @@ function splitArgs(s: string): string[] {
 export function scanDirectives(text: string, file: string): Directive[] {
   const clean = stripComments(text);
   const out: Directive[] = [];
-  const re = /\b(SUTURE_REPLACE_MODULE|SUTURE_REPLACE|SUTURE_SYMPOS|SUTURE_SYMBOL_NEAR)\s*\(/g;
+  const re = /\b(SUTURE_REPLACE_MODULE|SUTURE_REPLACE|SUTURE_SYMPOS|SUTURE_SYMBOL_NEAR|SUTURE_(?:PRE|POST)_(?:UN)?PATCH_CALLBACK)\s*\(/g;
   let m: RegExpExecArray | null;
   while ((m = re.exec(clean)) !== null) {
     const lineStart = clean.lastIndexOf('\n', m.index) + 1;
@@ -177,6 +190,10 @@ export function parseRecords(data: Uint8Array, file: string): Directive[] {
   for (const rec of text.split('\0')) {
     if (rec === '') continue;
     const words = rec.split(' ');
+    if (words[0] === 'suture' && words[1] === 'callback' && /^(pre|post)_(un)?patch$/.test(words[2] ?? '')) {
+      out.push(build(`SUTURE_${words[2]!.toUpperCase()}_CALLBACK`, words.slice(3), `${file} (compiled)`));
+      continue;
+    }
     const macro = RECORD_MACRO[words[1] ?? ''];
     if (words[0] !== 'suture' || macro === undefined) {
       throw new SutureError('invalid-input', `${file}: .discard.suture holds a record suture does not know: ${JSON.stringify(rec.slice(0, 80))}`, {
@@ -197,6 +214,8 @@ export function directiveKey(d: Directive): string {
       return `sympos ${d.object} ${d.name} ${d.pos}`;
     case 'near':
       return `near ${d.object} ${d.name} ${d.neighbour}`;
+    case 'callback':
+      return `callback ${d.callback} ${d.object} ${d.fn}`;
   }
 }
 
@@ -207,16 +226,17 @@ export function directiveKey(d: Directive): string {
 export function checkDirectives(ds: readonly Directive[], file: string): void {
   const seen = new Map<string, string>();
   for (const d of ds) {
-    const key = d.kind === 'replace' ? `replace ${d.object} ${d.oldName}` : `hint ${d.object} ${d.name}`;
+    const key = d.kind === 'replace' ? `replace ${d.object} ${d.oldName}` : d.kind === 'callback' ? `callback ${d.object} ${d.callback}` : `hint ${d.object} ${d.name}`;
     const prev = seen.get(key);
     if (prev !== undefined) {
-      throw new SutureError('usage', `${d.where}: ${d.kind === 'replace' ? `${d.object}'s ${d.oldName} is already replaced` : `a hint for ${d.name} in ${d.object} is already given`} at ${prev}`, {
-        hint: 'keep one line per function and per hint',
+      const what = d.kind === 'replace' ? `${d.object}'s ${d.oldName} is already replaced` : d.kind === 'callback' ? `${d.object} already has a ${d.callback} callback` : `a hint for ${d.name} in ${d.object} is already given`;
+      throw new SutureError('usage', `${d.where}: ${what} at ${prev}`, {
+        hint: d.kind === 'callback' ? "the kernel's klp_object has one callback of each kind: call the second from the first" : 'keep one line per function and per hint',
       });
     }
     seen.set(key, d.where);
   }
-  if (!ds.some((d) => d.kind === 'replace')) {
+  if (!ds.some((d) => d.kind === 'replace' || d.kind === 'callback')) {
     throw new SutureError('usage', `${file} replaces no function: it has no SUTURE_REPLACE or SUTURE_REPLACE_MODULE line`, {
       hint: 'add #include <suture.h> and one line per replaced function, e.g. SUTURE_REPLACE(cmdline_proc_show, my_cmdline_proc_show);',
     });

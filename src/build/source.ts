@@ -267,9 +267,9 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
   if (!output.endsWith('.ko')) throw new SutureError('usage', `-o ${opts.output}: a kernel module file must end in .ko`);
   const scanned = scanDirectives(text, fileLabel);
   checkDirectives(scanned, fileLabel);
-  const targets = [...new Set(scanned.flatMap((d) => (d.kind === 'replace' && d.object !== 'vmlinux' ? [d.object] : [])))];
+  const targets = [...new Set(scanned.flatMap((d) => ((d.kind === 'replace' || d.kind === 'callback') && d.object !== 'vmlinux' ? [d.object] : [])))];
   for (const d of scanned) {
-    if (d.kind !== 'replace' && d.object !== 'vmlinux' && !targets.includes(d.object)) {
+    if ((d.kind === 'sympos' || d.kind === 'near') && d.object !== 'vmlinux' && !targets.includes(d.object)) {
       throw new SutureError('usage', `${d.where}: a hint for ${d.name} in ${d.object}, but the fix replaces no function of ${d.object}`, {
         hint: `a patch can use a module's symbols only for a module it patches: add SUTURE_REPLACE_MODULE(${d.object}, ...) or name vmlinux`,
       });
@@ -367,6 +367,15 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
     if (!o) objects.push((o = { object: d.object, funcs: [] }));
     (o.funcs as { oldName: string; newFunction: string; sympos: number }[]).push({ oldName: d.oldName, newFunction: d.newFunction, sympos: r!.sympos });
   }
+  // Callbacks (SUTURE_*_CALLBACK): fix.c is included above the generated structures, so they are called by name.
+  for (const d of scanned) {
+    if (d.kind !== 'callback') continue;
+    let o = objects.find((x) => x.object === d.object);
+    if (!o) objects.push((o = { object: d.object, funcs: [] }));
+    (o as { callbacks?: Record<string, string> }).callbacks = { ...(o.callbacks ?? {}), [d.callback]: d.fn };
+  }
+  // Module objects reached through klp relocations clear them when unpatched (generate.ts RELOCATION_CLEARING).
+  for (const o of objects) if (o.object !== 'vmlinux') (o as { clearRelocations?: boolean }).clearRelocations = true;
   const klpSource = klpModuleSource({
     name,
     objects,
@@ -383,7 +392,7 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
         onLine: (l) => {
           update(l.trim());
           const m = /modpost: "([^"]+)" \[.*\] undefined!/.exec(l);
-          if (m && !resolved.has(m[1]!)) warn(`modpost: ${m[1]} is undefined and was not in ${fileLabel}'s object`);
+          if (m && !resolved.has(m[1]!) && !['text_poke', 'text_poke_sync', 'text_mutex'].includes(m[1]!)) warn(`modpost: ${m[1]} is undefined and was not in ${fileLabel}'s object`);
         },
       });
       const ko = kos.find((k) => basename(k) === `${name}.ko`);
@@ -408,7 +417,13 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
     const d = dispositions.get(n);
     if (d) return d;
     const x = src.exports.vmlinux(n);
-    return x ? { kind: 'exported', crc: x.crc, namespace: x.namespace } : undefined;
+    if (x) return { kind: 'exported', crc: x.crc, namespace: x.namespace };
+    // What the generated relocation clearing uses: unexported, unique in vmlinux.
+    if (['text_poke', 'text_poke_sync', 'text_mutex'].includes(n)) {
+      const r = resolveKernelSymbol(src, { name: n, objects: ['vmlinux'], role: 'referenced', anchors: [], usedBy: 'the generated klp structures' });
+      return { kind: 'klp', object: 'vmlinux', name: r.name, sympos: r.sympos };
+    }
+    return undefined;
   };
   mkdirSync(dirname(output), { recursive: true });
   const conv: KlpConversion = await step('klp', 'Writing klp relocations', () =>

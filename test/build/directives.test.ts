@@ -96,6 +96,39 @@ describe('SUTURE_* lines', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('callbacks: SUTURE_*_CALLBACK lines and their compiled records agree; one of each kind per object', () => {
+    const fix = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'source', 'callbacks.c'), 'utf8');
+    const ds = scanDirectives(fix, 'callbacks.c');
+    expect(ds.filter((d) => d.kind === 'callback').map(directiveKey)).toEqual([
+      'callback pre_patch vmlinux log_pre',
+      'callback post_unpatch vmlinux log_post_unpatch',
+      'callback pre_patch binfmt_misc log_pre',
+      'callback post_unpatch binfmt_misc log_post_unpatch',
+    ]);
+    checkDirectives(ds, 'callbacks.c');
+    const twice = scanDirectives('SUTURE_PRE_PATCH_CALLBACK(vmlinux, a);\nSUTURE_PRE_PATCH_CALLBACK(vmlinux, b);\n', 'x.c');
+    expect(() => checkDirectives(twice, 'x.c')).toThrow('x.c:2: vmlinux already has a pre_patch callback at x.c:1');
+    const dir = mkdtempSync(join(tmpdir(), 'suture-directives-'));
+    try {
+      mkdirp(join(dir, 'linux'));
+      writeFileSync(
+        join(dir, 'linux', 'compiler.h'),
+        ['#define __used __attribute__((__used__))', '#define __section(s) __attribute__((__section__(s)))', '#define __aligned(x) __attribute__((__aligned__(x)))', '#define ___PASTE(a, b) a##b', '#define __PASTE(a, b) ___PASTE(a, b)', '#define __UNIQUE_ID(prefix) __PASTE(__PASTE(__UNIQUE_ID_, prefix), __COUNTER__)'].join('\n'),
+      );
+      writeFileSync(join(dir, 'fix.c'), '#include <suture.h>\nstatic int a(struct klp_object *o) { return 0; }\nstatic void b(struct klp_object *o) { }\nSUTURE_PRE_PATCH_CALLBACK(nfsd, a);\nSUTURE_POST_UNPATCH_CALLBACK(vmlinux, b);\n');
+      const o = join(dir, 'fix.o');
+      execFileSync('gcc', ['-c', '-O2', '-I', HEADER_DIR, '-I', dir, '-o', o, join(dir, 'fix.c')]);
+      const b = readFileSync(o);
+      const obj = ElfObject.parse(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), { file: o });
+      expect(parseRecords((obj.section('.discard.suture') as DataSection).data, 'fix.c').map(directiveKey).sort()).toEqual(['callback post_unpatch vmlinux b', 'callback pre_patch nfsd a']);
+      // The pointer the patch build reads (author-records.ts) sits in the kind's own section.
+      expect(obj.section('.discard.suture.callback.pre_patch')).toBeDefined();
+      expect(obj.section('.discard.suture.callback.post_unpatch')).toBeDefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 function mkdirp(d: string): void {
