@@ -30,7 +30,7 @@ import { hasFentry, moduleKeyRefusal, parentOfPiece } from './diff/rules.js';
 import { extract } from './diff/extract.js';
 import { ObjectIndex } from './diff/object-index.js';
 import { changedLayouts, parsePahole } from './diff/layouts.js';
-import { compareWithShipped, type ProvenanceResult } from './diff/provenance.js';
+import { compareWithShipped, staticBranchSites, type ProvenanceResult } from './diff/provenance.js';
 import { CALLBACK_KINDS, checkModuleName, kbuildFile, klpModuleSource, type CallbackKind, type KlpObjectSpec } from './generate.js';
 import { readAuthorRecords, type CallbackRecord } from './author-records.js';
 import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
@@ -508,7 +508,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
       let shipped: Uint8Array | undefined;
       if (r.candidate?.entry && src.image) shipped = src.image.image.read(r.candidate.entry.address, fn.size);
       else if (r.candidate?.symbol) shipped = moduleFunctionBytes(meta, f.object, f.name, fn.size);
-      const p = compareWithShipped(o, fn, f.object, shipped);
+      const p = compareWithShipped(o, fn, f.object, shipped, [], staticBranchSites(o, fn, (n) => btf.structSize(n)));
       provenance.push(p);
       update(`${f.name}: ${p.verdict}`);
     }

@@ -12,6 +12,8 @@ import { sutureHome } from '../../src/util/paths.js';
 import { lineReporter } from '../../src/util/progress.js';
 
 export const REFERENCE_KERNEL = 'debian:6.1.0-56-amd64';
+/** Debian 13's kernel for the 6.12 tests: in trixie's point release and trixie-security, so the archive keeps it longest. */
+export const TRIXIE_KERNEL = 'debian:6.12.117+deb13-amd64';
 
 const cache = new Map<string, Promise<KernelMetadata & { modulesDir: string }>>();
 

@@ -7,6 +7,7 @@
 import type { ElfObject } from '../../elf/mod.js';
 import { Identities, mangle } from './identity.js';
 import { ObjectIndex, bytesOf, isText, sizeOf, type IndexedSymbol } from './object-index.js';
+import { entrySize, specialEntries } from './special-entries.js';
 import { hasFentry, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece } from './rules.js';
 import { SPECIAL_SECTIONS, UNSUPPORTED_SECTIONS } from './special-sections.js';
 
@@ -68,25 +69,18 @@ function correlate(orig: Map<string, IndexedSymbol>, patched: Map<string, Indexe
 }
 
 /** Entries of compared special sections, grouped by the function they belong to. */
-function specialEntries(idx: ObjectIndex, ids: Identities, ctx: DiffContext): Map<string, string[]> {
+function specialEntriesByFunction(idx: ObjectIndex, ids: Identities, ctx: DiffContext): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const spec of SPECIAL_SECTIONS) {
     if (!spec.compare) continue;
     const sec = idx.obj.section(spec.name);
     if (!sec) continue;
-    const size = spec.struct ? ctx.structSize(spec.struct) : spec.width;
-    if (!size) throw new Error(`no entry size for ${spec.name} (struct ${spec.struct} not in the kernel's BTF)`);
-    const total = sizeOf(sec);
-    for (let off = 0; off + size <= total; off += size) {
-      const relocs = idx.relocationsIn(sec, off, size);
-      const owner = relocs
-        .map((r) => (r.symbol && typeof r.symbol.section !== 'number' && isText(r.symbol.section) ? idx.symbolAt(r.symbol.section, Number(r.symbol.value) + Number(r.addend)) ?? idx.symbolsOf(r.symbol.section)[0] : undefined))
-        .find((s) => s);
-      if (!owner) continue;
-      const p = ids.rangePrint(sec, off, size);
-      const list = out.get(owner.name) ?? [];
+    for (const e of specialEntries(idx, spec, entrySize(spec, (n) => ctx.structSize(n)))) {
+      if (!e.owner) continue;
+      const p = ids.rangePrint(sec, e.offset, e.size);
+      const list = out.get(e.owner.name) ?? [];
       list.push(`${spec.name}:${p.bytes}:${p.relocs.join(',')}`);
-      out.set(owner.name, list);
+      out.set(e.owner.name, list);
     }
   }
   return out;
@@ -121,8 +115,8 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
 
   // Functions.
   const ftwin = correlate(o.functions, p.functions);
-  const oSpecial = specialEntries(o, oid, ctx);
-  const pSpecial = specialEntries(p, pid, ctx);
+  const oSpecial = specialEntriesByFunction(o, oid, ctx);
+  const pSpecial = specialEntriesByFunction(p, pid, ctx);
   let unchanged = 0;
   for (const [name, pf] of p.functions) {
     if (isIgnoredSection(pf.section)) continue;
