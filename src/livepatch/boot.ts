@@ -29,7 +29,7 @@
  */
 import { SutureError, isSutureError } from '../util/errors.js';
 import type { LockHolder } from '../util/lock.js';
-import { loadPatch, type Host, type HostEvent, type LoadResult } from './core.js';
+import { finishPending, loadPatch, type Host, type HostEvent, type LoadResult } from './core.js';
 import { oopsNaming, uptimeUsec } from './kernel-log.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
 import type { ArmedGuard, BootEnd, BootRecord, CrashGuard, InstalledPatch } from './state.js';
@@ -193,6 +193,7 @@ export async function bootPatches(host: Host, opts: BootOptions): Promise<BootRe
   if (!release || !bootId) throw new SutureError('environment', 'cannot read the running kernel release or boot id from /proc/sys/kernel');
   const lock = await host.lock.wait('boot', { timeoutMs: opts.lockWaitMs ?? 600_000, onWait: opts.onLockWait, signal: opts.signal });
   try {
+    await finishPending(host);
     return await bootLocked(host, release, bootId, opts);
   } finally {
     lock.release();

@@ -162,6 +162,8 @@ async function removeModule(host: Host, name: string, onEvent?: (e: HostEvent) =
  */
 export async function finishPending(host: Host, onEvent?: (e: HostEvent) => void): Promise<string[]> {
   const { fs, store } = host;
+  // A command killed (SIGKILL) between its rmmod and removing its record leaves a record of nothing.
+  for (const name of store.loadRecordNames()) if (!fs.moduleLoaded(name)) store.removeLoadRecord(name);
   const ops = store.pending();
   if (!ops.length) return [];
   const left: PendingOp[] = [];

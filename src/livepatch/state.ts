@@ -537,6 +537,18 @@ export class StateStore {
     rmSync(this.loadRecordPath(name), { force: true });
   }
 
+  /** Names that have a load record. */
+  loadRecordNames(): string[] {
+    try {
+      return readdirSync(join(this.runDir, 'loaded'))
+        .filter((f) => f.endsWith('.json') && SAFE.test(f))
+        .map((f) => f.slice(0, -5))
+        .sort();
+    } catch {
+      return [];
+    }
+  }
+
   private get pendingPath(): string {
     return join(this.runDir, 'pending.json');
   }
