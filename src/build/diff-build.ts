@@ -28,6 +28,7 @@ import type { Reporter } from '../util/progress.js';
 import { diffObjects, type ObjectDiff, type Refusal } from './diff/diff.js';
 import { hasFentry, moduleKeyRefusal, parentOfPiece } from './diff/rules.js';
 import { extract } from './diff/extract.js';
+import type { RuntimeConstSite } from './diff/runtime-const.js';
 import { ObjectIndex } from './diff/object-index.js';
 import { changedLayouts, parsePahole } from './diff/layouts.js';
 import { compareWithShipped, staticBranchSites, type ProvenanceResult } from './diff/provenance.js';
@@ -99,6 +100,8 @@ export interface DiffBuildResult {
   functions: FunctionReport[];
   provenance: ProvenanceResult[];
   references: { object: string; name: string; sympos: number; how: string; section?: string }[];
+  /** Boot-time constants of carried code, now read from their variables (src/build/diff/runtime-const.ts). */
+  runtimeConstants: (RuntimeConstSite & { unit: string })[];
   warnings: string[];
   timings: Record<string, number>;
   buildDir?: string;
@@ -440,7 +443,10 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     }
     const range = functionLines(text, f.name);
     const entry = /^__(?:x64|ia32)_(?:compat_)?sys_(\w+)$/.exec(f.name);
-    if (!range && entry && !f.reasons.some((r) => r.startsWith('calls '))) {
+    const lifted = entry && functions.find((x) => x.unit === f.unit && x.status === 'new' && x.name === `__kpatch_do_sys_${entry[1]}`);
+    if (!range && lifted) {
+      f.reasons.push(`the entry of the ${entry![1]} syscall: KPATCH_SYSCALL_DEFINE (kpatch-syscall.h) moved its body into the new ${lifted.name}`);
+    } else if (!range && entry && !f.reasons.some((r) => r.startsWith('calls '))) {
       f.reasons.push(`the entry of the ${entry[1]} syscall (${f.name.includes('compat') ? 'COMPAT_SYSCALL_DEFINE' : 'SYSCALL_DEFINE'} in ${f.unit}): its body is inlined into it`);
     }
     // A caller pulled in for a notrace function already says so.
@@ -522,7 +528,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   }
   for (const p of bad) warn(`provenance skipped: ${p.object}: ${p.function}: ${p.detail}`);
 
-  const result: DiffBuildResult = { name, patches: loaded.map((l) => ({ label: l.label, strip: l.strip.level, why: l.strip.why, files: l.files.map((f) => f.path) })), patchHash, units: diffs, functions, provenance, references: [], warnings, timings, ...(opts.keep ? { buildDir: buildRoot } : {}) };
+  const result: DiffBuildResult = { name, patches: loaded.map((l) => ({ label: l.label, strip: l.strip.level, why: l.strip.why, files: l.files.map((f) => f.path) })), patchHash, units: diffs, functions, provenance, references: [], runtimeConstants: [], warnings, timings, ...(opts.keep ? { buildDir: buildRoot } : {}) };
   if (opts.analyzeOnly) {
     if (!opts.keep) rmSync(buildRoot, { recursive: true, force: true });
     return result;
@@ -589,6 +595,10 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
           return klp;
         },
       });
+      for (const c of x.runtimeConstants) {
+        result.runtimeConstants.push({ unit: d.unit, ...c });
+        warn(`${d.unit}: ${c.function} reads ${c.symbol} from memory where vmlinux's copy has it as an immediate written at boot (runtime constant)`);
+      }
       // Jump labels and static calls on a key a module owns: refused (rules.ts moduleKeyRefusal).
       const partObj = ElfObject.parse(x.bytes, { file: `${d.object} (extracted)` });
       for (const sec of partObj.sections) {
