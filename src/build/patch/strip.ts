@@ -127,7 +127,7 @@ export function detectStrip(raw: readonly RawFilePatch[], tree: TreeView, source
       return {
         level: n,
         forced: false,
-        why: n === 0 ? 'the names are paths of the kernel tree as written' : `the names are paths of the kernel tree once ${n} leading component${n === 1 ? '' : 's'} (${prefix}/) are dropped`,
+        why: n === 0 ? 'the names are paths of the kernel tree as written' : `the names are paths of the kernel tree once ${n === 1 ? `the leading component (${prefix}/) is` : `${n} leading components (${prefix}/) are`} dropped`,
       };
     }
   }

@@ -176,7 +176,7 @@ describe('git format-patch mail and quilt series', () => {
     const loaded = loadPatches(inputs, view);
     expect(loaded.map((l) => [l.files[0]!.path, l.strip.level, l.strip.why])).toEqual([
       ['fs/proc/cmdline.c', 0, '-p0 from the series file'],
-      ['fs/proc/meminfo.c', 1, 'the names are paths of the kernel tree once 1 leading component (src.orig/) are dropped'],
+      ['fs/proc/meminfo.c', 1, 'the names are paths of the kernel tree once the leading component (src.orig/) is dropped'],
     ]);
     writeFileSync(join(dir, 'series'), 'missing.patch\n');
     expect(errorOf(() => readPatchInputs([dir])).message).toMatch(/series lists missing\.patch, but .* cannot be read \(ENOENT\)/);
