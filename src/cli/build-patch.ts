@@ -63,6 +63,7 @@ export function patchReport(r: DiffBuildResult) {
     functions: r.functions,
     provenance: r.provenance,
     references: r.references,
+    runtimeConstants: r.runtimeConstants,
     warnings: r.warnings,
     timingsMs: r.timings,
     buildDir: r.buildDir,
@@ -95,6 +96,11 @@ function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
     out('');
     out('resolved through livepatch (klp relocations):');
     out(table([['  object', 'name', 'sympos', 'how'], ...r.references.map((x) => [`  ${x.object}`, x.name, String(x.sympos), x.how])]));
+  }
+  if (r.runtimeConstants.length) {
+    out('');
+    out('boot-time constants now read from memory (vmlinux has them as immediates written at boot):');
+    for (const c of r.runtimeConstants) out(`  ${c.unit}: ${c.function} reads ${c.symbol}`);
   }
   if (r.buildDir) out(`\nbuild directory: ${r.buildDir}`);
 }

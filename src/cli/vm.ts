@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** `suture vm run` */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SutureError } from '../util/errors.js';
@@ -22,6 +22,7 @@ interface VmRunOptions {
   kernel: string;
   kmod: string[];
   module: string[];
+  file: string[];
   load: string[];
   timeout: number;
   json?: boolean;
@@ -96,6 +97,7 @@ export function vmCommand(): Command {
     .requiredOption('--kernel <kernel>', 'the target kernel, e.g. debian:6.1.0-56-amd64')
     .option('--kmod <name>', "load one of the kernel's own modules (with its dependencies) first; repeatable", collect, [])
     .option('--module <file.ko>', 'place a module file in the guest as /modules/<basename>, not loaded; repeatable', collect, [])
+    .option('--file <path>', 'place any file in the guest as /files/<basename> (an executable stays executable); repeatable', collect, [])
     .option('--load <file.ko>', 'place a livepatch module, insmod it and wait for its transition; repeatable', collect, [])
     .option('--exec <command>', 'run a shell command in the guest; repeatable', (v: string) => {
       steps.push({ label: v, script: `${v}\n` });
@@ -125,6 +127,9 @@ export function vmCommand(): Command {
       const home = sutureHome();
       // Validate every file before booting anything.
       for (const m of o.module) readModuleFile(m);
+      for (const f of o.file) {
+        if (!existsSync(f) || !statSync(f).isFile()) throw new SutureError('not-found', `--file ${f}: no such file`);
+      }
       for (const m of o.load) {
         const mod = readModuleFile(m);
         if (!mod.livepatch) {
@@ -148,6 +153,7 @@ export function vmCommand(): Command {
         kernelImage: meta.paths.vmlinuz,
         kmods,
         modules: o.module,
+        files: o.file,
         loads: o.load,
         commands,
         timeoutMs: o.timeout * 1000,

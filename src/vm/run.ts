@@ -5,7 +5,7 @@
  * livepatch log, transition times, and crashes or hangs with the console tail.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { SutureError } from '../util/errors.js';
@@ -30,6 +30,8 @@ export interface VmSpec {
   kmods?: { name: string; path: string }[];
   /** Files placed in the guest at /modules/<basename>, not loaded. */
   modules?: string[];
+  /** Any other files, placed at /files/<basename> (mode 0755 when executable on the host, else 0644). */
+  files?: string[];
   /** Livepatch modules placed in /modules and loaded, each waited for until its transition completes. */
   loads?: string[];
   commands?: VmCommand[];
@@ -166,7 +168,7 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | KvmFailur
   const labels = new Map<string, string>();
   const steps: GuestStep[] = [];
   const entries: CpioEntry[] = [];
-  const baseDirs = ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'tmp', 'root', 'modules', 'kmods', 'cmds', 'etc', 'run'];
+  const baseDirs = ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'tmp', 'root', 'modules', 'files', 'kmods', 'cmds', 'etc', 'run'];
   for (const d of baseDirs) {
     entries.push({ type: 'dir', path: d });
   }
@@ -192,6 +194,9 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | KvmFailur
     if (placed.has(name)) continue;
     placed.add(name);
     entries.push({ type: 'file', path: `modules/${name}`, data: readFileSync(m) });
+  }
+  for (const f of spec.files ?? []) {
+    entries.push({ type: 'file', path: `files/${basename(f)}`, data: readFileSync(f), mode: statSync(f).mode & 0o111 ? 0o755 : 0o644 });
   }
   (spec.loads ?? []).forEach((m, i) => {
     steps.push({ id: `load:${i}`, kind: 'load', path: `/modules/${basename(m)}` });

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readModinfo } from '../../src/elf/mod.js';
+import { DataSection, ElfObject, SHF_EXECINSTR, readModinfo } from '../../src/elf/mod.js';
 import { ensureKernel } from './kernel.js';
 import { suture, sutureJson } from './cli.js';
 
@@ -31,7 +31,12 @@ interface Expect {
   dmesg?: string[];
   /** Symbols reached through another module's export: name → the exporting module. */
   references?: Record<string, string>;
+  /** `function:VARIABLE` of each runtime constant rewritten into a load (6.12: USER_PTR_MAX in uaccess code). */
+  runtimeConstants?: string[];
 }
+
+/** runtime_const_ptr()'s placeholder immediate (arch/x86/include/asm/runtime-const.h), little-endian. */
+const RUNTIME_CONST_PLACEHOLDER = Buffer.from('efcdab8967452301', 'hex');
 
 /** Build every patch of test/patches/<dir> for `kernel`, then prove the built ones in one boot. */
 export function corpusSuite(kernel: string, corpusDir: string, effectiveVersion: string): void {
@@ -74,6 +79,13 @@ export function corpusSuite(kernel: string, corpusDir: string, effectiveVersion:
           if (f.status === 'changed' && f.firstDifference !== undefined) expect(f.firstChanged?.patched).toMatch(/^\+0x[0-9a-f]+: \S/);
         }
         for (const p of json.provenance) expect(p.verdict, `${p.function}: ${p.detail}`).toBe('equal');
+        // Boot-time constants: rewritten into loads of their variables, no placeholder left in any code of the module.
+        const rc = (json.runtimeConstants as { function: string; symbol: string }[]).map((c) => `${c.function}:${c.symbol}`).sort();
+        expect(rc).toEqual([...(exp.runtimeConstants ?? [])].sort());
+        const mod = ElfObject.parse(readFileSync(ko), { file: ko });
+        for (const sec of mod.sections) {
+          if (sec instanceof DataSection && sec.flags & SHF_EXECINSTR) expect(Buffer.from(sec.data).indexOf(RUNTIME_CONST_PLACEHOLDER), `${sec.name} holds 0x0123456789abcdef`).toBe(-1);
+        }
         // modinfo carries what the host side reads: CVEs, the effective version, the kernel, the patch's hash.
         const info = readModinfo(readFileSync(ko));
         expect(info.filter((e) => e.key === 'suture_cve').map((e) => e.value)).toEqual(['CVE-2099-0001']);

@@ -32,6 +32,7 @@ import { SutureError } from '../../util/errors.js';
 import { targetOffset } from './identity.js';
 import { ObjectIndex, isText, sizeOf, type IndexedSymbol } from './object-index.js';
 import { isAnonymousTarget, isIgnoredSection, isSpecialStatic } from './rules.js';
+import { rewriteRuntimeConstants, type RuntimeConstSite } from './runtime-const.js';
 import { SPECIAL_SECTIONS } from './special-sections.js';
 
 export interface ExtractRequest {
@@ -52,6 +53,8 @@ export interface Extracted {
   references: string[];
   /** Sections carried, by name. */
   sections: string[];
+  /** Boot-time constants of carried code rewritten into loads of their variables. */
+  runtimeConstants: RuntimeConstSite[];
 }
 
 const kindOf = (s: ElfSymbol): 'function' | 'data' | 'other' => (s.type === STT_FUNC ? 'function' : s.type === STT_OBJECT ? 'data' : 'other');
@@ -145,6 +148,9 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
       }
     }
   }
+
+  // Boot-time constants in carried code become loads of their variables (runtime-const.ts).
+  const runtimeConstants = rewriteRuntimeConstants(obj, idx, keep, file);
 
   // Special sections: only the entries of carried functions (ORC tables pair by index).
   for (const { spec, sec } of specials) {
@@ -252,6 +258,7 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
     bytes,
     references: [...external.keys()].sort(),
     sections: obj.sections.filter((s) => !(s instanceof RelocationSection) && s.name).map((s) => s.name),
+    runtimeConstants,
   };
 }
 

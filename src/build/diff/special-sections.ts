@@ -38,11 +38,27 @@ export const SPECIAL_SECTIONS: readonly SpecialSection[] = [
   { name: '__mcount_loc', width: 8, compare: false, feature: 'ftrace call sites (gcc -mrecord-mcount)' },
   { name: '.orc_unwind_ip', width: 4, pairedWith: { name: '.orc_unwind', struct: 'orc_entry' }, compare: false, feature: 'ORC unwinder tables (objtool)' },
   { name: '.smp_locks', width: 4, compare: false, feature: 'lock prefixes patched away on UP' },
+  // 6.12 (gcc -fpatchable-function-entry=16,16 for CONFIG_CALL_PADDING): one pointer per function to the padding before
+  // it. x86's ftrace reads __mcount_loc, not this (only FTRACE_CALLSITE_SECTION architectures do); carried so the
+  // module's table stays whole.
+  { name: '__patchable_function_entries', width: 8, compare: false, feature: 'the padding before each function (CONFIG_CALL_PADDING): where call depth tracking and FineIBT write' },
+];
+
+/**
+ * x86 runtime constants (6.10+, arch/x86/include/asm/runtime-const.h): vmlinux code loads a boot-time value as an
+ * immediate (`movabs $0x0123456789abcdef` or `shrl $12`) that runtime_const_init() writes over once, at boot, for
+ * vmlinux only; one section per constant lists the sites. Module code reads the variable instead, so a function
+ * carried into a livepatch must too (runtime-const.ts), or it keeps the placeholder.
+ */
+export const RUNTIME_CONST_SECTIONS: readonly { match: RegExp; kind: 'ptr' | 'shift'; feature: string }[] = [
+  { match: /^runtime_ptr_(\w+)$/, kind: 'ptr', feature: 'runtime constant pointers (USER_PTR_MAX for access_ok, dentry_hashtable), written at boot' },
+  { match: /^runtime_shift_(\w+)$/, kind: 'shift', feature: 'runtime constant shifts (d_hash_shift), written at boot' },
 ];
 
 /** Sections whose contents a livepatch cannot change, and why. */
 export const UNSUPPORTED_SECTIONS: readonly { match: RegExp; feature: string; instead: string }[] = [
   { match: /^(___)?ksymtab/, feature: 'exported symbols (EXPORT_SYMBOL)', instead: 'a livepatch cannot add or change exports; call the symbol from the patched code instead' },
+  { match: /^\.export_symbol$/, feature: 'exported symbols (EXPORT_SYMBOL, 6.12: read by modpost)', instead: 'a livepatch cannot add or change exports; call the symbol from the patched code instead' },
   { match: /^__tracepoints/, feature: 'tracepoint definitions', instead: 'keep tracepoints as they are' },
   { match: /^_ftrace_events|^_ftrace_eval_map/, feature: 'trace events', instead: 'keep trace events as they are' },
   { match: /^\.data\.\.ro_after_init/, feature: 'data made read-only after boot', instead: 'set it from a pre-patch callback is impossible too: leave it, or add new data' },
