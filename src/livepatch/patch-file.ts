@@ -18,7 +18,7 @@
  * and reads the standard `description` (MODULE_DESCRIPTION).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import {
   ElfView,
   readModinfo,
@@ -99,7 +99,7 @@ export function readPatchBytes(path: string, opts: { strict?: boolean; what?: st
   let fd: number;
   try {
     // O_NOFOLLOW: a symbolic link at the last component is refused (ELOOP) when strict.
-    fd = openSync(path, opts.strict ? 0o400000 /* O_RDONLY | O_NOFOLLOW */ : 'r');
+    fd = openSync(path, opts.strict ? constants.O_RDONLY | constants.O_NOFOLLOW : 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
       throw new SutureError('invalid-input', `${path} is a symbolic link: suture loads only regular files it can trust`, {

@@ -106,7 +106,8 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
       { name: 'list', script: 'suture list --json; echo @@; suture list' },
       { name: 'info', script: `suture info --json livepatch_cmdline; echo @@; suture info --json ${M}/livepatch-cumulative-v2.ko` },
       { name: 'status', script: 'suture status --json; echo @@; suture uname -r; suture uname -a' },
-      { name: 'again', script: capture(`suture load ${M}/livepatch-cmdline.ko`, 'again') },
+      // another build under the loaded name is refused; the same file again (an interrupted load run again) is a success
+      { name: 'again', script: `${capture(`suture load ${M}/wrong-flags.ko`, 'again')}; echo @@; ${capture(`suture load ${M}/livepatch-cmdline.ko`, 'same')}` },
       { name: 'unload', script: `${capture('suture unload --json livepatch_cmdline', 'unload')}; echo @@; ls ${LP}; echo @@; grep -c livepatch_cmdline /proc/modules; echo @@; cat /proc/cmdline` },
       { name: 'unload-unknown', script: capture('suture unload livepatch_cmdline', 'unknown') },
       // 2. refusals: one line, an exit code, the kernel untouched
@@ -245,13 +246,16 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
     expect(uname).toMatch(/^6\.1\.0-56-amd64\nLinux \S+ 6\.1\.0-56-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6\.1\.192-2 \(\S+\) x86_64 GNU\/Linux\n$/);
   });
 
-  it('loading it again is refused in one line (exit 31)', () => {
-    const [rc, err, out] = r.out.again!.parts;
+  it('loading another build under that name is refused in one line (exit 31); the same file again succeeds without a second insmod', () => {
+    const [rc, err, out, sameRc, sameErr, sameOut] = r.out.again!.parts;
     expect(rc).toBe('rc=31\n');
     expect(err).toBe(
       'suture: livepatch livepatch_cmdline is already loaded (enabled)\n  hint: to load a new build of it: suture unload livepatch_cmdline, then load again; or use a cumulative patch with suture replace\n',
     );
     expect(out).toBe('');
+    expect(sameRc).toBe('rc=0\n');
+    expect(sameErr).toContain('note: livepatch_cmdline (this same file) is already loaded: watching its transition');
+    expect(sameOut).toMatch(/^livepatch_cmdline: patching complete in /);
   });
 
   it('unload --json: unpatched, the directory and the module gone, /proc/cmdline back', () => {

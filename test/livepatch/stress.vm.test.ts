@@ -42,8 +42,8 @@ describe('stress: concurrent suture commands, some killed', () => {
       loop('c', `suture install ${M}/livepatch-cmdline.ko; suture uninstall livepatch_cmdline; suture install ${M}/livepatch-cumulative-v1.ko`),
       loop('d', 'suture list; suture status'),
       loop('e', 'suture boot --guard-window 0 --timeout 5'),
-      // the killer: every 0.3-1 s a random suture process gets SIGTERM (or SIGKILL, one time in three)
-      `( n=0; while [ ! -e /tmp/stop ]; do sleep 0.$(( (RANDOM % 7) + 3 )); ` +
+      // the killer: every 1-2 s a random suture process gets SIGTERM (or SIGKILL, one time in three)
+      `( n=0; while [ ! -e /tmp/stop ]; do sleep 1.$((RANDOM % 9)); ` +
         `p=$(ps -o pid,args | grep '[s]uture.js' | awk '{print $1}' | awk -v r=$RANDOM 'BEGIN{srand(r)} {a[NR]=$1} END{if (NR) print a[int(rand()*NR)+1]}'); ` +
         `[ -n "$p" ] || continue; if [ $((RANDOM % 3)) = 0 ]; then kill -KILL $p 2>/dev/null && echo KILL >> /tmp/kills; else kill -TERM $p 2>/dev/null && echo TERM >> /tmp/kills; fi; done ) &`,
       `sleep ${SECONDS}; touch /tmp/stop; wait`,
