@@ -8,13 +8,14 @@
  * is redone from scratch, so an interrupted fetch resumes cleanly. The
  * workspace counts as ready only when kernel.json is written, last.
  */
-import { accessSync, constants as fsConstants, copyFileSync, cpSync, symlinkSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, closeSync, openSync, unlinkSync, lstatSync } from 'node:fs';
+import { accessSync, constants as fsConstants, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { compareVersions } from '../util/debian-version.js';
 import { SutureError, fsError } from '../util/errors.js';
 import { requireTool, runChecked } from '../util/exec.js';
+import { Lock } from '../util/lock.js';
 import type { Reporter } from '../util/progress.js';
 import { runVm, type VmResult } from '../vm/run.js';
 import { findMirrors, openApt, type Apt } from './apt.js';
@@ -72,43 +73,6 @@ async function releaseNotInArchive(apt: Apt, ref: KernelRef): Promise<never> {
       hint: `pick one of: ${(same.length ? same : all.filter((r) => r.endsWith('-amd64'))).slice(-8).join(', ')} (as debian:<release>), or pass its packages with --debs DIR`,
     },
   );
-}
-
-class Lock {
-  private constructor(private readonly file: string) {}
-  static take(file: string, what: string): Lock {
-    mkdirSync(dirname(file), { recursive: true });
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(file, 'wx');
-        writeFileSync(fd, String(process.pid));
-        closeSync(fd);
-        return new Lock(file);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(e, `locking ${what}`, file);
-        const pid = Number(readFileSync(file, 'utf8'));
-        if (pid && pid !== process.pid && alive(pid)) {
-          throw new SutureError('environment', `another suture (pid ${pid}) is working on ${what}`, {
-            hint: `wait for it to finish, or remove ${file} if that process is gone`,
-          });
-        }
-        unlinkSync(file); // stale: its process is gone
-      }
-    }
-    throw new SutureError('environment', `could not lock ${what} (${file})`);
-  }
-  release(): void {
-    rmSync(this.file, { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function checkWritable(home: string): void {
@@ -195,7 +159,8 @@ export async function fetchKernel(ref: KernelRef, opts: FetchOptions): Promise<F
   const paths = workspacePaths(home, ref);
   const name = formatKernelRef(ref);
   if (st.state === 'absent') checkSpace(join(home, 'kernels'), NEEDED_BYTES);
-  const lock = Lock.take(join(home, 'kernels', `.${basename(paths.root)}.lock`), name);
+  mkdirSync(join(home, 'kernels'), { recursive: true });
+  const lock = new Lock(join(home, 'kernels', `.${basename(paths.root)}.lock`), { what: `the cache entry of ${name}` }).take(`suture kernel fetch ${name}`);
   try {
     rmSync(paths.metadata, { force: true }); // stale (older schema): ready again only when this fetch completes
     return { meta: await fetchSteps(ref, paths, opts, local), cached: false };
