@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { origCacheDir } from '../src/build/tree.js';
+import { origCacheDir } from '../src/patchbuild/tree.js';
 import { toolchainFor, treeMakeArgs } from '../src/kernel/kbuild.js';
 import { parseKernelRef } from '../src/kernel/ref.js';
 import { requireWorkspace } from '../src/kernel/workspace.js';

@@ -3,13 +3,13 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
-import { buildFromSource, type SourceBuildResult } from '../build/source.js';
+import { buildFromSource, type SourceBuildResult } from '../patchbuild/source.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
 import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, type PatchBuildFlags } from './build-patch.js';
-import { DEFAULT_MAX_UNITS } from '../build/diff-build.js';
+import { DEFAULT_MAX_UNITS } from '../patchbuild/diff-build.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 
 interface BuildOptions {

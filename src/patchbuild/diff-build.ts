@@ -100,7 +100,7 @@ export interface DiffBuildResult {
   functions: FunctionReport[];
   provenance: ProvenanceResult[];
   references: { object: string; name: string; sympos: number; how: string; section?: string }[];
-  /** Boot-time constants of carried code, now read from their variables (src/build/diff/runtime-const.ts). */
+  /** Boot-time constants of carried code, now read from their variables (src/patchbuild/diff/runtime-const.ts). */
   runtimeConstants: (RuntimeConstSite & { unit: string })[];
   warnings: string[];
   timings: Record<string, number>;
@@ -579,7 +579,7 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
             r = resolveSymbol(src, { name: sym, objects, role: 'referenced', anchors: anchorsOf.get(d.unit)!, usedBy: `${d.unit}` });
           } catch (e) {
             // An export of a module the patched module depends on: a klp relocation in the patched module's
-            // own section (build/klp/plan.ts says why), named apart per patched module.
+            // own section (patchbuild/klp/plan.ts says why), named apart per patched module.
             const dep = object !== 'vmlinux' && !local && e instanceof SymbolResolutionError && e.kind === 'not-found'
               ? dependencyExport({ module: object, name: sym, usedBy: d.unit }, depsOf.get(object) ?? [], src.exports, src.modules.get(moduleName(object))?.versions() ?? new Map())
               : undefined;

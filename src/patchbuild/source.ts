@@ -16,7 +16,7 @@
  *     and build the module with kbuild (KBUILD_MODPOST_WARN=1: modpost
  *     accepts the names vmlinux does not export);
  *  5. turn every reference vmlinux does not export into a klp relocation
- *     (build/klp) and write the module.
+ *     (patchbuild/klp) and write the module.
  */
 import { timedSteps } from './steps.js';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -108,7 +108,7 @@ export interface SourceBuildResult {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** include/suture.h of this installation (from src/build or dist/build). */
+/** include/suture.h of this installation (from src/patchbuild, dist/patchbuild or dist/bundle). */
 export function sutureHeader(): string {
   const p = join(here, '..', '..', 'include', 'suture.h');
   if (!existsSync(p)) throw new SutureError('internal', `${p} is missing from this suture installation`);

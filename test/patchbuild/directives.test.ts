@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkDirectives, directiveKey, parseRecords, scanDirectives, stripComments } from '../../src/build/directives.js';
-import { checkModuleName, kbuildFile, klpModuleSource } from '../../src/build/generate.js';
+import { checkDirectives, directiveKey, parseRecords, scanDirectives, stripComments } from '../../src/patchbuild/directives.js';
+import { checkModuleName, kbuildFile, klpModuleSource } from '../../src/patchbuild/generate.js';
 import { DataSection, ElfObject } from '../../src/elf/mod.js';
 import type { SutureError } from '../../src/util/errors.js';
 

@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { klpModuleSource } from '../../src/build/generate.js';
+import { klpModuleSource } from '../../src/patchbuild/generate.js';
 
 const spec = {
   name: 'lp_test',

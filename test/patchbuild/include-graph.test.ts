@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { graphFromGrep, includersOf, parseIncludeLine, resolveInclude, skippedDir, treeIncludeGraph } from '../../src/build/include-graph.js';
+import { graphFromGrep, includersOf, parseIncludeLine, resolveInclude, skippedDir, treeIncludeGraph } from '../../src/patchbuild/include-graph.js';
 
 describe('parseIncludeLine', () => {
   it('reads angle and quoted includes with the spacing the kernel uses', () => {

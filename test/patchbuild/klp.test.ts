@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElfObject, parseModinfo, writeElf, DataSection } from '../../src/elf/mod.js';
-import { applyKlp, checkLivepatchModule, convertModuleFile, planKlp, readVersions, type SymbolDisposition } from '../../src/build/klp/mod.js';
+import { applyKlp, checkLivepatchModule, convertModuleFile, planKlp, readVersions, type SymbolDisposition } from '../../src/patchbuild/klp/mod.js';
 import { SutureError } from '../../src/util/errors.js';
 import { readelfDump, tool } from '../elf/helpers.js';
 

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from '../../src/build/tree.js';
+import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from '../../src/patchbuild/tree.js';
 import type { KernelMetadata } from '../../src/kernel/workspace.js';
 import { SutureError } from '../../src/util/errors.js';
 import { sutureHome } from '../../src/util/paths.js';

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { includersOf, treeIncludeGraph } from '../../src/build/include-graph.js';
+import { includersOf, treeIncludeGraph } from '../../src/patchbuild/include-graph.js';
 import type { KernelMetadata } from '../../src/kernel/workspace.js';
 import { suture } from '../helpers/cli.js';
 import { ensureKernel, REFERENCE_KERNEL } from '../helpers/kernel.js';

@@ -3,7 +3,7 @@
  * Exports of other modules that a module's code may use: a function of nfsd
  * calls cache_check, exported by sunrpc. The kernel lets a livepatch reach
  * them from the patched module's klp relocation sections (see
- * build/klp/plan.ts for why that, and not an ordinary relocation): only for
+ * patchbuild/klp/plan.ts for why that, and not an ordinary relocation): only for
  * an exporter the patched module depends on (modules.dep), which the kernel
  * keeps loaded for as long as the patched module is.
  *

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 import { describe, expect, it } from 'vitest';
-import { functionLines, touchedBy, touchedDefinitions } from '../../../src/build/patch/function-lines.js';
-import { parseSourcePatch } from '../../../src/build/patch/parse.js';
+import { functionLines, touchedBy, touchedDefinitions } from '../../../src/patchbuild/patch/function-lines.js';
+import { parseSourcePatch } from '../../../src/patchbuild/patch/parse.js';
 
 // The shape of include/linux/sched/xacct.h in 6.1: the same inlines twice, under #ifdef CONFIG_TASK_XACCT and #else.
 const HEADER = `#include <linux/sched.h>

@@ -4,8 +4,8 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatPatch, parseSourcePatch } from '../../../src/build/patch/parse.js';
-import { stabilizeLines } from '../../../src/build/patch/line-directives.js';
+import { formatPatch, parseSourcePatch } from '../../../src/patchbuild/patch/parse.js';
+import { stabilizeLines } from '../../../src/patchbuild/patch/line-directives.js';
 
 /** A C file whose functions report __LINE__, the way WARN_ON records it. */
 function source(n: number): string {

@@ -10,9 +10,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { diskTree, loadPatches, parseSeries, readPatchInputs } from '../../../src/build/patch/inputs.js';
-import { formatPatch, readUnifiedDiff } from '../../../src/build/patch/parse.js';
-import { detectStrip, nearestPaths } from '../../../src/build/patch/strip.js';
+import { diskTree, loadPatches, parseSeries, readPatchInputs } from '../../../src/patchbuild/patch/inputs.js';
+import { formatPatch, readUnifiedDiff } from '../../../src/patchbuild/patch/parse.js';
+import { detectStrip, nearestPaths } from '../../../src/patchbuild/patch/strip.js';
 import { isSutureError } from '../../../src/util/errors.js';
 
 const MEMINFO = ['#include <linux/fs.h>', '', 'static int meminfo_proc_show(void)', '{', '\treturn 0;', '}', ''].join('\n');
