@@ -38,6 +38,7 @@ import { convertModuleFile, type SymbolDisposition } from './klp/mod.js';
 import { functionLines, touchedBy, touchedDefinitions } from './patch/function-lines.js';
 import { stabilizeLines } from './patch/line-directives.js';
 import { formatPatch, type FilePatch } from './patch/parse.js';
+import { locateHunks } from './patch/located.js';
 import { diskTree, loadPatches, readPatchInputs } from './patch/inputs.js';
 import { includersOf, treeIncludeGraph } from './include-graph.js';
 import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from './tree.js';
@@ -183,8 +184,8 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   // Patch files, quilt folders (series) and git format-patch mail; each one's strip level found against the tree.
   const texts = readPatchInputs(opts.patches);
   const loaded = loadPatches(texts, diskTree(meta.paths.source), opts.strip);
-  const files = loaded.flatMap((l) => l.files);
-  refuseFiles(files);
+  const stated = loaded.flatMap((l) => l.files);
+  refuseFiles(stated);
   const patchHash = createHash('sha256').update(texts.map((t) => t.text).join('\n')).digest('hex');
   // Named after the patch file, or its directory when the file has a generic name (fix.patch).
   const first = resolve(opts.patches[0]!);
@@ -197,12 +198,17 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
   mkdirSync(buildRoot, { recursive: true });
   const combined = join(buildRoot, 'user.patch');
   // The patches as read (tree-relative names, a/ b/ prefixes): what GNU patch checks below with -p1.
-  writeFileSync(combined, formatPatch(files));
+  writeFileSync(combined, formatPatch(stated));
 
   const tree = meta.paths.source;
-  await step('apply-check', `Checking that ${texts.length === 1 ? `${texts[0]!.label} applies` : `${texts.length} patches apply`}`, (update) => {
+  // Every hunk at the lines GNU patch applies it (a patch for a nearby kernel applies with an offset); fuzz refused.
+  const files = await step('apply-check', `Checking that ${texts.length === 1 ? `${texts[0]!.label} applies` : `${texts.length} patches apply`}`, async (update) => {
     for (const l of loaded) update(`${l.label}: -p${l.strip.level} (${l.strip.why})`);
-    return checkPatchApplies(tree, combined, texts.map((t) => t.label).join(' + '));
+    const what = texts.map((t) => t.label).join(' + ');
+    const located = locateHunks(stated, await checkPatchApplies(tree, combined, what), what);
+    const moved = located.flatMap((f, i) => f.hunks.flatMap((h, j) => (h.oldStart !== stated[i]!.hunks[j]!.oldStart ? [`${f.path}: hunk #${j + 1} applies at line ${h.oldStart} (${h.oldStart - stated[i]!.hunks[j]!.oldStart} lines from where it says)`] : [])));
+    for (const m of moved) update(m);
+    return located;
   });
 
   // 2. Which units, and where each one's object goes.
