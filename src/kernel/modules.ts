@@ -16,6 +16,10 @@ export interface ModuleIndex {
   /** name → names it depends on */
   deps: Map<string, string[]>;
   builtin: Set<string>;
+  /** name → what modprobe loads before it (`softdep X pre: ...` of modules.softdep): module names or aliases */
+  softPre: Map<string, string[]>;
+  /** alias → module names (modules.alias; only plain names, not device patterns) */
+  aliases: Map<string, string[]>;
 }
 
 /** Read modules.dep and modules.builtin of a lib/modules/<release> directory. */
@@ -37,7 +41,39 @@ export function readModuleIndex(modulesDir: string): ModuleIndex {
   const builtin = new Set(
     existsSync(builtinFile) ? readFileSync(builtinFile, 'utf8').split('\n').filter(Boolean).map(moduleName) : [],
   );
-  return { files, deps, builtin };
+  const softPre = new Map<string, string[]>();
+  const softFile = join(modulesDir, 'modules.softdep');
+  if (existsSync(softFile)) {
+    for (const line of readFileSync(softFile, 'utf8').split('\n')) {
+      const m = /^softdep\s+(\S+)\s+(.*)$/.exec(line);
+      const pre = m ? /(?:^|\s)pre:\s*(.*?)(?:\s+post:.*)?$/.exec(m[2]!) : null;
+      if (m && pre) softPre.set(moduleName(m[1]!), [...(softPre.get(moduleName(m[1]!)) ?? []), ...pre[1]!.split(/\s+/).filter(Boolean)]);
+    }
+  }
+  const aliases = new Map<string, string[]>();
+  const aliasFile = join(modulesDir, 'modules.alias');
+  if (existsSync(aliasFile)) {
+    for (const line of readFileSync(aliasFile, 'utf8').split('\n')) {
+      const m = /^alias\s+([\w.-]+)\s+(\S+)$/.exec(line);
+      if (m) aliases.set(m[1]!, [...(aliases.get(m[1]!) ?? []), moduleName(m[2]!)]);
+    }
+  }
+  return { files, deps, builtin, softPre, aliases };
+}
+
+/**
+ * The module a soft dependency names, as modprobe would find it: a module of
+ * that name, or one its alias names. Of several implementations the generic
+ * one is taken (crc32c_generic before crc32c_intel): it loads on any CPU,
+ * the guest's emulated one included. Undefined when it is built in or unknown.
+ */
+function softTarget(index: ModuleIndex, dep: string): string | undefined {
+  const name = moduleName(dep);
+  if (index.builtin.has(name)) return undefined;
+  if (index.files.has(name)) return name;
+  const mods = (index.aliases.get(dep) ?? []).filter((m) => index.files.has(m) || index.builtin.has(m));
+  if (mods.some((m) => index.builtin.has(m))) return undefined;
+  return mods.find((m) => m.endsWith('_generic')) ?? mods.sort()[0];
 }
 
 export interface ModuleLoad {
@@ -47,7 +83,7 @@ export interface ModuleLoad {
 
 /**
  * The modules to insmod, in order, for the names asked for: each one's
- * dependencies first, every module once. Built-in names are skipped (reported
+ * soft (`pre:`) and hard dependencies first, every module once. Built-in names are skipped (reported
  * in `builtin`).
  */
 export function resolveModules(index: ModuleIndex, modulesDir: string, names: readonly string[]): { loads: ModuleLoad[]; builtin: string[] } {
@@ -57,6 +93,11 @@ export function resolveModules(index: ModuleIndex, modulesDir: string, names: re
   const visit = (name: string, chain: string[]) => {
     if (seen.has(name)) return;
     if (chain.includes(name)) throw new SutureError('invalid-input', `module dependency cycle: ${[...chain, name].join(' → ')}`);
+    // What modprobe loads first: soft dependencies (libcrc32c's init fails without a crc32c module), then hard ones.
+    for (const s of index.softPre.get(name) ?? []) {
+      const t = softTarget(index, s);
+      if (t && !chain.includes(t)) visit(t, [...chain, name]);
+    }
     for (const d of index.deps.get(name) ?? []) visit(d, [...chain, name]);
     seen.add(name);
     order.push(name);

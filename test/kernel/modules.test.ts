@@ -51,3 +51,36 @@ describe('resolveModules', () => {
     expect(moduleName('kernel/fs/binfmt-misc.ko.xz')).toBe('binfmt_misc');
   });
 });
+
+describe('resolveModules: soft dependencies (modules.softdep, as Debian 13 ships them)', () => {
+  const d = mkdtempSync(join(tmpdir(), 'suture-modules-soft-'));
+  writeFileSync(
+    join(d, 'modules.dep'),
+    [
+      'kernel/fs/btrfs/btrfs.ko: kernel/crypto/xor.ko kernel/lib/libcrc32c.ko',
+      'kernel/crypto/xor.ko:',
+      'kernel/lib/libcrc32c.ko:',
+      'kernel/arch/x86/crypto/crc32c-intel.ko:',
+      'kernel/crypto/crc32c_generic.ko:',
+      'kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko',
+      'kernel/fs/jbd2/jbd2.ko:',
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(d, 'modules.softdep'),
+    '# Soft dependencies extracted from modules themselves.\nsoftdep btrfs pre: crypto-crc32c\nsoftdep libcrc32c pre: crc32c\nsoftdep ext4 pre: crypto-crc32c\n',
+  );
+  writeFileSync(
+    join(d, 'modules.alias'),
+    'alias crypto-crc32c crc32c_intel\nalias crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\nalias crc32c crc32c_generic\nalias pci:v00008086d* e1000e\n',
+  );
+  it('loads what a softdep names first, taking the generic implementation of an alias', () => {
+    const { loads } = resolveModules(readModuleIndex(d), d, ['btrfs']);
+    expect(loads.map((l) => l.name)).toEqual(['crc32c_generic', 'xor', 'libcrc32c', 'btrfs']);
+  });
+  it('a softdep that is built in needs nothing loaded', () => {
+    writeFileSync(join(d, 'modules.builtin'), 'kernel/crypto/crc32c_generic.ko\n');
+    const { loads } = resolveModules(readModuleIndex(d), d, ['ext4']);
+    expect(loads.map((l) => l.name)).toEqual(['jbd2', 'ext4']);
+  });
+});
