@@ -129,10 +129,10 @@ export function hostStatusCommands(): Command[] {
         `boot         ${b ? `last suture boot ${ended(b)} (boot ${b.bootId}${b.bootId === k.bootId ? ', this boot' : ''}, ${b.startedAt})${b.failed?.length ? `, failed: ${b.failed.map((f) => f.name).join(', ')}` : ''}` : 'suture boot has not run'}`,
       );
       const a = s.boot.armed;
-      if (a?.window && a.bootId === k.bootId) out(`             guard window open until uptime ${Math.round(a.window.untilUptime)} s (now ${Math.round(s.boot.uptime ?? 0)} s): a crash before then blames ${a.loaded[a.loaded.length - 1] ?? '?'}`);
+      if (a?.window && a.bootId === k.bootId) out(`             guard window open until uptime ${Math.round(a.window.untilUptime)} s (now ${Math.round(s.boot.uptime ?? 0)} s): a crash before then makes ${a.trial ? a.trial.join(', ') : a.loaded.join(', ')} the suspects`);
       const g = s.boot.guard;
       out(
-        `guard        ${g ? `TRIPPED at ${g.trippedAt}: the boot ${g.previous.bootId} ${g.when === 'window' ? 'crashed inside the guard window after loading' : g.when === 'oops' ? `logged a kernel report naming a patch (${g.evidence ?? ''})` : 'crashed while loading'}; ${g.blame ? `suture boot does not load ${g.blame}` : 'suture boot loads nothing'} (clear: suture boot --clear-guard)` : s.boot.stopped ? 'STOPPED: suture boot loads nothing (suture boot --resume)' : 'clear'}`,
+        `guard        ${g ? `TRIPPED at ${g.trippedAt}: the boot ${g.previous.bootId} ${g.when === 'window' ? 'crashed inside the guard window after loading' : g.when === 'oops' ? `logged a kernel report naming a patch (${g.evidence ?? ''})` : 'crashed while loading'}; ${g.suspects && g.suspects.length > 1 ? `bisecting over boots between ${g.suspects.join(', ')}${g.blame ? `; ${g.blame} not loaded` : ''}` : g.blame ? `suture boot does not load ${g.blame}` : 'suture boot loads nothing'} (clear: suture boot --clear-guard)` : s.boot.stopped ? 'STOPPED: suture boot loads nothing (suture boot --resume)' : 'clear'}`,
       );
       if (s.attention.length) {
         out('attention');

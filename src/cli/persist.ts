@@ -165,6 +165,7 @@ export function persistCommands(): Command[] {
         else if (i.outcome === 'already-loaded') out(`${i.name}: already loaded`);
         else if (i.outcome === 'stalled') out(`${i.name}: transition still running after ${o.timeout} s (see suture status)`);
         else if (i.outcome === 'blamed') out(`${i.name}: not loaded: the crash-loop guard blames it`);
+        else if (i.outcome === 'held-back') out(`${i.name}: held back this boot: the crash-loop guard is bisecting over boots (suture status)`);
         else process.stderr.write(`suture: ${i.name}: ${i.error!.message}\n`);
       }
       if (r.firstError && (r.firstError.kind === 'interrupted' || r.firstError.kind === 'crash-loop')) {

@@ -17,12 +17,15 @@
  *   never leaves it armed; when it cannot even be written, the patches still
  *   load, and the boot record says the guard was not armed.
  * - Tripped: a boot that finds another boot's loading.json trips the guard
- *   (crash-guard.json) and blames the patch that boot was loading, or the
- *   last one it loaded when it died inside the window; a kernel report (BUG,
- *   Oops, WARNING) naming a patch module or a function it replaces since the
- *   load blames that patch. Blamed patches are not loaded (every other one
- *   is); a second crash blames another: elimination over boots. Exit 35 while
- *   the guard holds any blame, until `suture boot --clear-guard`.
+ *   (crash-guard.json) and blames the patch that boot was loading; a kernel
+ *   report (BUG, Oops, WARNING) naming a patch module or a function it
+ *   replaces since the load blames that patch. When the machine died inside
+ *   the window with several patches loaded and nothing named one, the guard
+ *   bisects over boots: each boot loads half of the suspects and holds the
+ *   others back; a window that ends without a crash clears the half it
+ *   loaded, a crash keeps it; one suspect left is blamed. Blamed patches are
+ *   not loaded (every other one is). Exit 35 while the guard blames or
+ *   bisects, until `suture boot --clear-guard`.
  * - Stopped: `suture boot --stop` keeps every later boot from loading
  *   anything until `--resume` (the one-boot switch is `suture.boot=0` on the
  *   kernel command line, read by the unit).
@@ -77,7 +80,7 @@ export async function uninstallPatch(host: Host, name: string, release?: string,
 
 export interface BootItem {
   name: string;
-  outcome: 'loaded' | 'already-loaded' | 'failed' | 'stalled' | 'blamed' | 'not-loaded';
+  outcome: 'loaded' | 'already-loaded' | 'failed' | 'stalled' | 'blamed' | 'held-back' | 'not-loaded';
   load?: LoadResult;
   error?: { kind: string; message: string };
 }
@@ -113,14 +116,26 @@ export interface BootOptions {
   onHardExit?: (fn: () => void) => () => void;
 }
 
-export function crashLoopError(g: CrashGuard): SutureError {
+export function crashLoopError(g: CrashGuard, trial?: string[]): SutureError {
   const p = g.previous;
+  const what =
+    g.when === 'oops'
+      ? 'logged a kernel report naming a patch'
+      : `died while ${g.when === 'window' ? 'inside the guard window after loading' : 'loading'} ${('loaded' in p && g.when === 'window' ? (p.trial ?? p.loaded) : p.patches).join(', ') || 'patches'}`;
   const blamed = g.blame
-    ? `blamed: ${g.blame} (${g.when === 'window' ? `the last patch loaded; the machine died inside the guard window after loading` : g.when === 'oops' ? `a kernel report names it: ${g.evidence ?? ''}` : 'it was being loaded when the machine died'})`
-    : 'no patch could be blamed';
+    ? `blamed: ${g.blame} (${g.when === 'window' ? 'the suspect left when bisecting over boots' : g.when === 'oops' ? `a kernel report names it: ${g.evidence ?? ''}` : 'it was being loaded when the machine died'})`
+    : g.suspects?.length
+      ? 'no kernel report named a patch'
+      : 'no patch could be blamed';
+  const action =
+    g.suspects && g.suspects.length > 1 && trial
+      ? `bisecting over boots: of the suspects ${g.suspects.join(', ')}, this boot loads ${trial.join(', ')} and holds back ${g.suspects.filter((n) => !trial.includes(n)).join(', ')}${g.blame ? `, and does not load ${g.blame}` : ''}`
+      : g.blame
+        ? `so suture boot does not load ${g.blame}`
+        : 'so suture boot loads nothing';
   return new SutureError(
     'crash-loop',
-    `crash-loop guard: the boot of ${p.startedAt} (boot id ${p.bootId}) ${g.when === 'oops' ? 'logged a kernel report naming a patch' : `died while ${g.when === 'window' ? 'inside the guard window after loading' : 'loading'} ${p.patches.join(', ') || 'patches'}`}; ${blamed}${g.blame ? `, so suture boot does not load ${g.blame}` : ', so suture boot loads nothing'}`,
+    `crash-loop guard: the boot of ${p.startedAt} (boot id ${p.bootId}) ${what}; ${blamed}${g.suspects?.length && trial ? '; ' : ', '}${action}`,
     {
       hint: `find out why (journalctl -b -1, or the console), remove a bad patch with suture uninstall NAME, then clear the guard: suture boot --clear-guard`,
     },
@@ -173,6 +188,16 @@ export function settleWindow(host: Host, opts: { now?: number; force?: 'shutdown
   }
   const now = opts.now ?? fs.uptime() ?? 0;
   if (opts.force !== 'shutdown' && now < armed.window.untilUptime) return 'open';
+  // A bisecting boot that lived through its window clears the suspects it loaded (a clean
+  // shutdown inside the window proves nothing: the suspects stay as they were).
+  const g = safeGuard(host);
+  if (opts.force !== 'shutdown' && armed.trial && g?.suspects) {
+    const left = g.suspects.filter((n) => !armed.trial!.includes(n));
+    if (left.length === 1) store.tripGuard({ ...g, suspects: undefined, blame: [...blamedBy(g), left[0]!].join(','), when: 'window' });
+    else if (left.length > 1) store.tripGuard({ ...g, suspects: left });
+    else if (!blamedBy(g).length) store.clearGuard();
+    else store.tripGuard({ ...g, suspects: undefined });
+  }
   store.disarm();
   return 'settled';
 }
@@ -266,13 +291,23 @@ async function bootLocked(host: Host, release: string, bootId: string, opts: Boo
   }
   if (armedDamaged || (armed && armed.bootId !== bootId)) {
     const prev: ArmedGuard = armed ?? { bootId: '?', release, startedAt: '?', patches: [], loaded: [] };
-    const blame = prev.current ?? (prev.window ? prev.loaded[prev.loaded.length - 1] : undefined);
-    const blamed = [...new Set([...(guard ? blamedBy(guard) : []), ...(blame ? [blame] : [])])];
+    const before = guard ? blamedBy(guard) : [];
+    let blame: string | undefined;
+    let suspects: string[] | undefined;
+    if (prev.current) blame = prev.current;
+    else if (prev.window) {
+      // Died inside the window: the suspects are what that boot loaded (its trial, when bisecting).
+      const candidates = (prev.trial ?? prev.loaded).filter((n) => !before.includes(n));
+      if (candidates.length === 1) blame = candidates[0];
+      else if (candidates.length > 1) suspects = candidates;
+    }
+    const blamed = [...new Set([...before, ...(blame ? [blame] : [])])];
     guard = {
       trippedAt: new Date().toISOString(),
       bootId,
       previous: prev,
-      blame: armedDamaged || !blame ? undefined : blamed.join(','),
+      blame: armedDamaged || (!blame && !suspects) || !blamed.length ? undefined : blamed.join(','),
+      ...(suspects && !armedDamaged ? { suspects } : {}),
       when: prev.window && !prev.current ? 'window' : 'loading',
     };
     try {
@@ -284,11 +319,15 @@ async function bootLocked(host: Host, release: string, bootId: string, opts: Boo
     }
   }
   const blamed = guard ? blamedBy(guard) : [];
-  if (guard && !blamed.length) {
+  const suspects = (guard?.suspects ?? []).filter((n) => !blamed.includes(n));
+  if (guard && !blamed.length && suspects.length < 2) {
     const err = crashLoopError(guard);
     writeRecord('guard', err.message);
     throw err;
   }
+  // Bisecting: load the first half of the suspects, hold the rest back.
+  const trial = suspects.length >= 2 ? suspects.slice(0, Math.ceil(suspects.length / 2)) : undefined;
+  const heldBack = suspects.filter((n) => !trial?.includes(n));
   result.guard = guard;
 
   // 3. What to load.
@@ -301,7 +340,7 @@ async function bootLocked(host: Host, release: string, bootId: string, opts: Boo
   }
 
   // 4. Arm, load, end (whatever happens, the arm is removed unless the machine dies).
-  const arm: ArmedGuard = { bootId, release, startedAt, patches: installed.map((p) => p.name), loaded: [] };
+  const arm: ArmedGuard = { bootId, release, startedAt, patches: installed.map((p) => p.name), loaded: [], ...(trial ? { trial } : {}) };
   let armedOk = true;
   const rearm = () => {
     if (!armedOk) return;
@@ -342,7 +381,11 @@ async function bootLocked(host: Host, release: string, bootId: string, opts: Boo
   try {
     for (const p of installed) {
       if (blamed.includes(p.name)) {
-        result.items.push({ name: p.name, outcome: 'blamed', error: { kind: 'crash-loop', message: crashLoopError(guard!).message } });
+        result.items.push({ name: p.name, outcome: 'blamed', error: { kind: 'crash-loop', message: crashLoopError(guard!, trial).message } });
+        continue;
+      }
+      if (heldBack.includes(p.name)) {
+        result.items.push({ name: p.name, outcome: 'held-back', error: { kind: 'crash-loop', message: crashLoopError(guard!, trial).message } });
         continue;
       }
       if (opts.signal?.aborted) {
@@ -391,7 +434,7 @@ async function bootLocked(host: Host, release: string, bootId: string, opts: Boo
     } else {
       end(result.items.some((i) => i.outcome === 'failed') ? 'failed' : 'complete');
     }
-    if (blamed.length) result.firstError ??= crashLoopError(guard!);
+    if (blamed.length || suspects.length) result.firstError ??= crashLoopError(guard!, trial);
     return result;
   } catch (e) {
     end('error', (e as Error)?.message ?? String(e));

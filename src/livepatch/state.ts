@@ -139,6 +139,8 @@ export interface ArmedGuard {
   loaded: string[];
   /** After every patch is loaded: the guard window, in seconds of uptime (the kernel's clock). */
   window?: { fromUptime: number; untilUptime: number; seconds: number };
+  /** Bisecting: the suspects this boot loads (the others are held back). */
+  trial?: string[];
 }
 
 export interface CrashGuard {
@@ -148,8 +150,14 @@ export interface CrashGuard {
   bootId: string;
   /** The armed guard the dead boot left (legacy: its boot record). */
   previous: ArmedGuard | BootRecord;
-  /** The patch blamed: suture boot does not load it (nor the ones after it) until the guard is cleared. */
+  /** The patches blamed (comma-separated): suture boot does not load them until the guard is cleared. */
   blame?: string;
+  /**
+   * Bisecting over boots: the machine died inside the guard window with these
+   * loaded and nothing named one; each boot loads half of them and holds the
+   * rest back, until one is left.
+   */
+  suspects?: string[];
   /** While loading, or inside the guard window after loading, or an oops naming a patch. */
   when?: 'loading' | 'window' | 'oops';
   /** The kernel's words, when it logged an oops that names a patch. */

@@ -219,9 +219,11 @@ export function hostStatus(host: Host): HostStatus {
   if (transition) attention.push(`livepatch ${transition.patch} is in transition (${transition.pendingTasks} tasks still to switch)`);
   if (guard) {
     attention.push(
-      guard.blame
-        ? `the crash-loop guard has tripped, blaming ${guard.blame}: suture boot does not load ${guard.blame.includes(',') ? 'them' : 'it'} until it is cleared (suture boot --clear-guard)`
-        : `the crash-loop guard has tripped: suture boot loads nothing until it is cleared (suture boot --clear-guard)`,
+      guard.suspects && guard.suspects.length > 1
+        ? `the crash-loop guard has tripped and is bisecting over boots: the suspects are ${guard.suspects.join(', ')}; each boot loads half of them until one is left (suture boot --clear-guard stops it)`
+        : guard.blame
+          ? `the crash-loop guard has tripped, blaming ${guard.blame}: suture boot does not load ${guard.blame.includes(',') ? 'them' : 'it'} until it is cleared (suture boot --clear-guard)`
+          : `the crash-loop guard has tripped: suture boot loads nothing until it is cleared (suture boot --clear-guard)`,
     );
   }
   if (stopped) attention.push(`suture boot is stopped (since ${stopped.stoppedAt}): it loads nothing until suture boot --resume`);

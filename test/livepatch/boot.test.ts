@@ -122,7 +122,7 @@ describe('boot', () => {
     expect((await bootPatches(k.host(state), B)).items.map((i) => i.outcome)).toEqual(['loaded', 'loaded']);
   });
 
-  it('a crash inside the guard window after loading blames the last patch loaded; a clean shutdown in the window blames nothing', async () => {
+  it('a crash inside the guard window with two patches loaded bisects over boots: a surviving half is cleared, a crashing half is kept', async () => {
     k = new FakeKernel({ bootId: 'b1' });
     k.start();
     const state = newState();
@@ -136,23 +136,54 @@ describe('boot', () => {
     // the window is still open a minute later
     k.setUptime(70);
     expect(settleWindow(k.host(state))).toBe('open');
-    // the machine dies at 70 s
+    // the machine dies at 70 s: nothing names a patch, so both are suspects; this boot tries the first half
     k.reboot('b2');
     k.start();
-    const r2 = await bootPatches(k.host(state), B);
-    expect(r2.items.map((i) => i.outcome)).toEqual(['loaded', 'blamed']);
-    expect(k.host(state).store.guard()).toMatchObject({ when: 'window', blame: 'fake_bound' });
-    k.host(state).store.clearGuard();
-    // this time a clean shutdown inside the window: nothing is blamed after the reboot
+    k.setUptime(5);
+    const r2 = await bootPatches(k.host(state), { timeoutMs: 5000, windowSec: 300 });
+    expect(r2.items.map((i) => i.outcome)).toEqual(['loaded', 'held-back']);
+    expect(r2.firstError?.message).toMatch(
+      /died while inside the guard window after loading fake_patch, fake_bound; no kernel report named a patch; bisecting over boots: of the suspects fake_patch, fake_bound, this boot loads fake_patch and holds back fake_bound$/,
+    );
+    expect(k.host(state).store.guard()).toMatchObject({ when: 'window', suspects: ['fake_patch', 'fake_bound'] });
+    // b2 lives through its window: fake_patch is cleared, fake_bound is the one left: blamed
+    k.setUptime(400);
+    expect(settleWindow(k.host(state))).toBe('settled');
+    expect(k.host(state).store.guard()).toMatchObject({ blame: 'fake_bound' });
+    expect(k.host(state).store.guard()?.suspects).toBeUndefined();
     k.reboot('b3');
     k.start();
+    expect((await bootPatches(k.host(state), B)).items.map((i) => i.outcome)).toEqual(['loaded', 'blamed']);
+
+    // the other way: the trial half crashes too, so it is the one blamed
+    k.host(state).store.clearGuard();
+    k.reboot('c1');
+    k.start();
+    k.setUptime(5);
+    await bootPatches(k.host(state), { timeoutMs: 5000, windowSec: 300 });
+    k.reboot('c2');
+    k.start();
+    await bootPatches(k.host(state), { timeoutMs: 5000, windowSec: 300 });
+    expect(k.host(state).store.armed()).toMatchObject({ trial: ['fake_patch'] });
+    k.reboot('c3'); // dies inside c2's window
+    k.start();
+    const r3 = await bootPatches(k.host(state), B);
+    expect(r3.items.map((i) => i.outcome)).toEqual(['blamed', 'loaded']);
+    expect(k.host(state).store.guard()).toMatchObject({ blame: 'fake_patch', when: 'window' });
+  });
+
+  it('a clean shutdown inside the window blames nothing; a window that ends with the machine up settles on its own', async () => {
+    k = new FakeKernel({ bootId: 'b3' });
+    k.start();
+    const state = newState();
+    await installPatch(k.host(state), ko('fake_patch'));
+    await installPatch(k.host(state), ko('fake_bound'));
     k.setUptime(5);
     await bootPatches(k.host(state), { timeoutMs: 5000, windowSec: 300 });
     expect(settleWindow(k.host(state), { force: 'shutdown' })).toBe('settled');
     k.reboot('b4');
     k.start();
     expect((await bootPatches(k.host(state), B)).items.map((i) => i.outcome)).toEqual(['loaded', 'loaded']);
-    // and a window that ends with the machine up settles on its own
     k.setUptime(5);
     k.reboot('b5');
     k.start();
