@@ -15,9 +15,19 @@ import type { KernelMetadata } from './workspace.js';
  */
 export const SECTION_KCFLAGS = '-ffunction-sections -fdata-sections';
 
+/**
+ * Kconfig probes the tools it finds (6.12: `rustc`, `bindgen` for
+ * CONFIG_RUSTC_VERSION and RUST_IS_AVAILABLE). Debian's kernels record none
+ * (CONFIG_RUSTC_VERSION=0), so every make in a tree names tools that are not
+ * there: a Rust toolchain on the host (or none) changes nothing, and every
+ * later make sees the same answers (a different one would re-run syncconfig
+ * and rebuild the tree).
+ */
+export const PINNED_PROBES = ['RUSTC=suture-no-rustc', 'BINDGEN=suture-no-bindgen'];
+
 /** make arguments for building in a workspace's prepared source tree. */
 export function treeMakeArgs(cc: string, release: string, jobs: number): string[] {
-  return ['make', `-j${Math.max(1, jobs)}`, `CC=${cc}`, `HOSTCC=${cc}`, `KERNELRELEASE=${release}`, `KCFLAGS=${SECTION_KCFLAGS}`];
+  return ['make', `-j${Math.max(1, jobs)}`, `CC=${cc}`, `HOSTCC=${cc}`, `KERNELRELEASE=${release}`, `KCFLAGS=${SECTION_KCFLAGS}`, ...PINNED_PROBES];
 }
 
 /** The toolchain recorded for a workspace at fetch time. */

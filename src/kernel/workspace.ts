@@ -10,8 +10,8 @@ import { SutureError } from '../util/errors.js';
 import type { PackageRole } from './packages.js';
 import { formatKernelRef, type KernelRef } from './ref.js';
 
-/** Bumped when a workspace needs a step redone (2: the tree is prepared with SECTION_KCFLAGS). */
-export const WORKSPACE_SCHEMA = 2;
+/** Bumped when a workspace needs a step redone (2: the tree is prepared with SECTION_KCFLAGS; 3: with PINNED_PROBES). */
+export const WORKSPACE_SCHEMA = 3;
 
 export interface WorkspacePaths {
   root: string;

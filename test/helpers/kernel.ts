@@ -14,6 +14,8 @@ import { lineReporter } from '../../src/util/progress.js';
 export const REFERENCE_KERNEL = 'debian:6.1.0-56-amd64';
 /** Debian 13's kernel for the 6.12 tests: in trixie's point release and trixie-security, so the archive keeps it longest. */
 export const TRIXIE_KERNEL = 'debian:6.12.117+deb13-amd64';
+/** Debian 12's backported 6.12 (bookworm-backports and bookworm-security), built with bookworm's gcc-12. */
+export const BACKPORTS_KERNEL = 'debian:6.12.117+deb12-amd64';
 
 const cache = new Map<string, Promise<KernelMetadata & { modulesDir: string }>>();
 

@@ -92,7 +92,7 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
   };
 
   // Which special-section entries belong to carried functions.
-  const specials = SPECIAL_SECTIONS.map((spec) => ({ spec, sec: obj.section(spec.name) })).filter((x): x is { spec: (typeof SPECIAL_SECTIONS)[number]; sec: Section } => !!x.sec);
+  const specials = SPECIAL_SECTIONS.filter((spec) => spec.carry !== false).map((spec) => ({ spec, sec: obj.section(spec.name) })).filter((x): x is { spec: (typeof SPECIAL_SECTIONS)[number]; sec: Section } => !!x.sec);
   const entrySize = (spec: (typeof SPECIAL_SECTIONS)[number]) => {
     const n = spec.struct ? req.structSize(spec.struct) : spec.width;
     if (!n) throw new SutureError('internal', `no entry size for ${spec.name} (struct ${spec.struct} is not in the kernel's BTF)`);

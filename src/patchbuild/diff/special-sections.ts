@@ -21,6 +21,8 @@ export interface SpecialSection {
   /** A second table whose entries pair one to one with this one's (ORC: ip table → unwind data). */
   pairedWith?: { name: string; struct: string };
   compare: boolean;
+  /** false: the kernel never reads this table on x86; a livepatch goes without it. */
+  carry?: boolean;
   feature: string;
 }
 
@@ -38,10 +40,11 @@ export const SPECIAL_SECTIONS: readonly SpecialSection[] = [
   { name: '__mcount_loc', width: 8, compare: false, feature: 'ftrace call sites (gcc -mrecord-mcount)' },
   { name: '.orc_unwind_ip', width: 4, pairedWith: { name: '.orc_unwind', struct: 'orc_entry' }, compare: false, feature: 'ORC unwinder tables (objtool)' },
   { name: '.smp_locks', width: 4, compare: false, feature: 'lock prefixes patched away on UP' },
-  // 6.12 (gcc -fpatchable-function-entry=16,16 for CONFIG_CALL_PADDING): one pointer per function to the padding before
-  // it. x86's ftrace reads __mcount_loc, not this (only FTRACE_CALLSITE_SECTION architectures do); carried so the
-  // module's table stays whole.
-  { name: '__patchable_function_entries', width: 8, compare: false, feature: 'the padding before each function (CONFIG_CALL_PADDING): where call depth tracking and FineIBT write' },
+  // 6.12 (gcc -fpatchable-function-entry=16,16 for CONFIG_CALL_PADDING): a pointer per function to the padding before
+  // it. Only architectures whose ftrace uses it as FTRACE_CALLSITE_SECTION read it; x86 reads __mcount_loc. Never
+  // carried: gcc-12 links one such section to several functions (SHF_LINK_ORDER to the first, often .init.text), so a
+  // cut-down copy could only point at code the livepatch does not have.
+  { name: '__patchable_function_entries', width: 8, compare: false, carry: false, feature: 'the padding before each function (CONFIG_CALL_PADDING): where call depth tracking and FineIBT write' },
 ];
 
 /**
