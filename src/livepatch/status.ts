@@ -103,7 +103,7 @@ export function listPatches(host: Host): PatchStatus[] {
   const installed = release ? safeInstalled(host, release) : [];
   const out: PatchStatus[] = [];
   const seen = new Set<string>();
-  const add = (name: string, base: Pick<PatchStatus, 'state' | 'enabled' | 'transition' | 'objects'>) => {
+  const add = (name: string, base: Pick<PatchStatus, 'state' | 'enabled' | 'transition' | 'objects'>, kernelReplace?: boolean) => {
     seen.add(name);
     const rec = recordFor(host, name, bootId);
     const inst = installed.find((i) => i.name === name);
@@ -115,7 +115,8 @@ export function listPatches(host: Host): PatchStatus[] {
       loadedAt: rec?.loadedAt || undefined,
       file: rec?.file || (inst && release ? host.store.installedFile(release, inst) : undefined),
       sha256: facts?.sha256 || undefined,
-      replace: facts?.replace,
+      // The kernel says it where it can (6.12's sysfs), else the record of the file suture loaded or installed.
+      replace: kernelReplace ?? facts?.replace,
       effectiveVersion: facts?.effectiveVersion,
       cves: facts?.cves ?? [],
       description: facts?.description,
@@ -130,7 +131,7 @@ export function listPatches(host: Host): PatchStatus[] {
       enabled: p.enabled,
       transition: p.transition,
       objects: p.objects,
-    });
+    }, p.replace);
   }
   for (const m of fs.livepatchModules()) {
     if (!seen.has(m)) add(m, { state: 'disabled', enabled: false, transition: false, objects: [] });

@@ -39,6 +39,8 @@ export interface SysfsPatch {
   name: string;
   enabled: boolean;
   transition: boolean;
+  /** The kernel's own word on klp_patch.replace (6.12 has `replace`; 6.1 does not, and it is undefined there). */
+  replace?: boolean;
   objects: SysfsObject[];
 }
 
@@ -138,7 +140,7 @@ export class HostFs {
       }
       objects.push({ name: obj, patched: this.readBool(`${dir}/${obj}/patched`), functions });
     }
-    return { name, enabled, transition, objects };
+    return { name, enabled, transition, replace: this.readBool(`${dir}/replace`), objects };
   }
 
   readAllPatches(): SysfsPatch[] {

@@ -5,7 +5,8 @@
  * statics of binfmt_misc, a module shipped as .ko.xz) and from a patch (a
  * cumulative pair for replace), then the host commands run by suture itself
  * inside the 6.12 guest (`vm run --with-suture`): load, list --json, status,
- * info, replace (6.12's sysfs shows `replace`), unload, install and boot.
+ * info, replace (6.12's sysfs shows `replace`), unload, install and boot;
+ * and list of a patch loaded behind suture's back (replace read from sysfs).
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,8 @@ const STEPS: [string, string][] = [
   ['replace', 'suture load /modules/lp_cmdline_v1.ko --json; echo @@; cat /proc/cmdline; echo @@; suture replace /modules/lp_cmdline_v2.ko --json; echo @@; cat /proc/cmdline; echo @@; ls /sys/kernel/livepatch; echo @@; cat /sys/kernel/livepatch/lp_cmdline_v2/replace'],
   ['unload', 'suture unload lp_cmdline_v2 --json; echo @@; ls /sys/kernel/livepatch; echo @@; head -1 /proc/filesystems; cat /proc/cmdline'],
   ['persist', 'suture install /modules/lp_cmdline_v1.ko --json; echo @@; suture boot --json; echo @@; cat /proc/cmdline; echo @@; suture list --json'],
+  // Loaded behind suture's back (no record of it): whether it is cumulative comes from 6.12's sysfs alone.
+  ['foreign', 'insmod /modules/lp_cmdline_v2.ko; i=0; while [ "$(cat /sys/kernel/livepatch/lp_cmdline_v2/transition)" != 0 ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done; suture list --json'],
 ];
 
 beforeAll(async () => {
@@ -104,5 +107,11 @@ describe('Debian 13 (6.12): build --source and the host commands', () => {
     expect(parts.unload![2]).not.toMatch(/suture-fixed/);
     expect(parts.persist![2]).toMatch(/ suture-fixed\n$/);
     expect(JSON.stringify(json(parts.persist![3]))).toMatch(/lp_cmdline_v1/);
+  });
+
+  it('list reads replace from the kernel for a patch suture did not load', () => {
+    const list = json(parts.foreign![0]);
+    const v2 = (Array.isArray(list) ? list : list.patches).find((p: { name: string }) => p.name === 'lp_cmdline_v2');
+    expect(v2).toMatchObject({ loadedBySuture: false, replace: true, enabled: true });
   });
 });
