@@ -34,6 +34,31 @@ describe('bad input', () => {
     expect(r.stderr).toContain('hint: name a kernel as debian:<release>');
   });
 
+  it('a release of another distribution, or of a Debian suture does not fetch from, is a usage error (exit 2)', () => {
+    for (const [name, says] of [
+      ['debian:5.15.0-91-generic', '"5.15.0-91-generic" is not a Debian kernel release'],
+      ['debian:6.12.57+deb14-amd64', 'is a kernel of Debian 14; suture fetches Debian 12 (bookworm) and 13 (trixie) kernels'],
+      ['ubuntu:6.8.0-31-generic', 'unknown distribution "ubuntu"'],
+    ] as const) {
+      const r = suture(['kernel', 'fetch', name], { env });
+      expect(r.status, name).toBe(2);
+      expect(r.stderr.split('\n')[0], name).toContain(says);
+    }
+    expect(readdirSync(home).filter((f) => f !== 'vm')).toEqual([]);
+  });
+
+  it('--debs pointing at a missing folder, or at files that are not packages, says which (exits 10 and 11), nothing cached', () => {
+    const r = suture(['kernel', 'fetch', 'debian:6.1.0-56-amd64', '--debs', '/nonexistent/debs'], { env });
+    expect(r.status).toBe(10);
+    expect(r.stderr).toContain('--debs /nonexistent/debs: no such folder');
+    const dir = mkdtempSync(join(tmpdir(), 'suture-debs-'));
+    writeFileSync(join(dir, 'linux-source-6.1_6.1.192-2_all.deb'), 'not an ar archive\n');
+    const r2 = suture(['kernel', 'fetch', 'debian:6.1.0-56-amd64', '--debs', dir], { env });
+    expect(r2.status).toBe(11);
+    expect(r2.stderr).toContain(`${join(dir, 'linux-source-6.1_6.1.192-2_all.deb')} is not a Debian package`);
+    expect(existsSync(join(home, 'kernels'))).toBe(false);
+  });
+
   it('a kernel that is not in the cache says how to fetch it (exit 10)', () => {
     const r = suture(['vm', 'run', '--kernel', 'debian:6.1.0-55-amd64', '--exec', 'true'], { env });
     expect(r.status).toBe(10);
