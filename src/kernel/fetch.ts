@@ -179,6 +179,8 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
   // Every tool the steps run, checked before anything is downloaded.
   for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb', 'tar', 'xz', 'depmod', 'qemu-system-x86_64']) requireTool(tool);
   const mirrors = findMirrors();
+  // suture's apt was one root for bookworm before trixie came: its lists and cache are of no use now.
+  for (const legacy of ['lists', 'cache', 'preferences.d', 'sources.list', 'sources.list.d', 'status']) rmSync(join(home, 'apt', legacy), { recursive: true, force: true });
   const apt = openApt(join(home, 'apt', ref.codename), mirrors, ref.codename);
 
   const plan = await reporter.step(`Resolving ${formatKernelRef(ref)} in the archive`, async (s) => {
