@@ -23,7 +23,7 @@ import { installedImage } from './installed.js';
 import { checkLocalDeb, mergedShow, readDebsDir, type LocalDeb } from './local-debs.js';
 import { PACKAGE_ROLES, planPackages } from './packages.js';
 import { compilerText, parseKconfig } from './config.js';
-import { formatKernelRef, type KernelRef } from './ref.js';
+import { formatKernelRef, parseKernelRef, type KernelRef } from './ref.js';
 import { treeMakeArgs } from './kbuild.js';
 import { ensureToolchain, type Toolchain } from './toolchain.js';
 import { WORKSPACE_SCHEMA, workspacePaths, workspaceState, writeMetadata, type KernelMetadata, type PackageInfo, type WorkspacePaths } from './workspace.js';
@@ -61,8 +61,15 @@ export async function archiveReleases(apt: Apt): Promise<string[]> {
 async function releaseNotInArchive(apt: Apt, ref: KernelRef): Promise<never> {
   const name = formatKernelRef(ref);
   const all = await archiveReleases(apt);
-  const flavourOf = (r: string) => (r.endsWith('-cloud-amd64') ? 'cloud-amd64' : r.endsWith('-rt-amd64') ? 'rt-amd64' : 'amd64');
-  const same = all.filter((r) => r.startsWith(`${ref.series}.`) && flavourOf(r) === ref.flavour);
+  // Releases of the same series, flavour and Debian release (6.12+deb12 and 6.12+deb13 are different kernels).
+  const same = all.filter((r) => {
+    try {
+      const o = parseKernelRef(`debian:${r}`);
+      return o.series === ref.series && o.flavour === ref.flavour && o.codename === ref.codename;
+    } catch {
+      return false;
+    }
+  });
   const range = same.length ? `${same[0]} … ${same[same.length - 1]}` : 'none';
   throw new SutureError(
     'not-found',
