@@ -25,6 +25,11 @@ export function readModuleFile(path: string): ModuleFile {
     if (isSutureError(e)) throw e;
     throw fsError(e, 'reading a module', path);
   }
+  return moduleFileFromBytes(bytes, path);
+}
+
+/** A module's facts from bytes already read (the host reads a file once and validates that buffer). */
+export function moduleFileFromBytes(bytes: Uint8Array, path: string): ModuleFile {
   let modinfo: ModinfoEntry[];
   try {
     modinfo = readModinfo(bytes, path);

@@ -21,7 +21,6 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import {
   ElfView,
-  readModinfo,
   SHF_ALLOC,
   SHF_EXECINSTR,
   SHN_LIVEPATCH,
@@ -33,10 +32,9 @@ import {
   modinfoValue,
   type RelocationEntry,
   type SectionHeader,
-  type ModinfoEntry,
   type SymbolEntry,
 } from '../elf/mod.js';
-import type { ModuleFile } from '../kernel/module-file.js';
+import { moduleFileFromBytes, type ModuleFile } from '../kernel/module-file.js';
 import { SutureError, fsError, isSutureError } from '../util/errors.js';
 
 export const MODINFO_EFFECTIVE_VERSION = 'suture_effective_version';
@@ -150,33 +148,6 @@ export function readPatchFile(path: string, opts: { strict?: boolean } = {}): Pa
   return parsePatchFile(readPatchBytes(path, opts), path);
 }
 
-/** A module's facts from its bytes (what readModuleFile says, without reading the file again). */
-function moduleFacts(bytes: Buffer, path: string): ModuleFile {
-  let modinfo: ModinfoEntry[];
-  try {
-    modinfo = readModinfo(bytes, path);
-  } catch (e) {
-    throw new SutureError('invalid-input', `${path} is not a kernel module: ${(e as Error).message}`, {
-      hint: 'give the .ko file that kbuild produced',
-      cause: e,
-    });
-  }
-  const name = modinfoValue(modinfo, 'name');
-  const vermagic = modinfoValue(modinfo, 'vermagic');
-  if (!name && !vermagic) {
-    throw new SutureError('invalid-input', `${path} is an ELF object but not a kernel module (no name or vermagic in .modinfo)`, {
-      hint: 'give the final .ko (after modpost), not an intermediate .o',
-    });
-  }
-  return {
-    path,
-    name: name ?? path.split('/').pop()!.replace(/\.ko$/, '').replace(/-/g, '_'),
-    vermagic,
-    depends: (modinfoValue(modinfo, 'depends') ?? '').split(',').filter(Boolean),
-    livepatch: modinfo.some((e) => e.key === 'livepatch'),
-    modinfo,
-  };
-}
 
 /**
  * Everything suture reads from a livepatch module, from its bytes. Throws a
@@ -187,7 +158,7 @@ export function parsePatchFile(bytes: Buffer, path: string): PatchFile {
   if (bytes.length > MAX_PATCH_FILE_BYTES) {
     throw new SutureError('invalid-input', `${path} is ${bytes.length} bytes: larger than any livepatch module (${MAX_PATCH_FILE_BYTES} at most)`);
   }
-  const mod = moduleFacts(bytes, path);
+  const mod = moduleFileFromBytes(bytes, path);
   let view: ElfView;
   try {
     view = ElfView.parse(bytes, { file: path });
