@@ -18,6 +18,7 @@ import { DataSection, STT_FUNC, STT_SECTION } from '../elf/mod.js';
 import { SutureError } from '../util/errors.js';
 import { bytesOf, type ObjectIndex } from './diff/object-index.js';
 import { CALLBACK_KINDS, type CallbackKind } from './generate.js';
+import type { CarriedDiff } from './diff/carry.js';
 
 export interface CallbackRecord {
   readonly kind: CallbackKind;
@@ -78,4 +79,58 @@ export function readAuthorRecords(idx: ObjectIndex, unit: string): AuthorRecords
     }
   }
   return out;
+}
+
+export interface AuthoredDiff {
+  /** The unit's diff with KPATCH_IGNORE_FUNCTION/SECTION applied and callbacks named as such. */
+  readonly diff: CarriedDiff;
+  /** The unit's callbacks, by kind (checked: each a new function of the patch). */
+  readonly callbacks: readonly CallbackRecord[];
+  readonly warnings: readonly string[];
+}
+
+/**
+ * Apply what the author wrote to a unit's diff (a new diff; the input is not
+ * changed): ignored functions and sections leave the patch with their
+ * refusals; every callback must be a new function of the patch and names the
+ * unit's own object.
+ */
+export function applyAuthorRecords(diff: CarriedDiff, rec: AuthorRecords, patched: ObjectIndex, object: string): AuthoredDiff {
+  const unit = diff.unit;
+  const warnings: string[] = [];
+  for (const n of rec.namedObjects) {
+    if (n.object.replace(/-/g, '_') !== object) {
+      throw new SutureError('usage', `${unit}: the ${n.kind} callback ${n.function} names ${n.object}, but ${unit} is built into ${object}`, {
+        hint: `a callback belongs to the object of the file it is written in: name ${object}, or move it to a file of ${n.object}`,
+      });
+    }
+  }
+  let functions = diff.functions;
+  let refusals = diff.refusals;
+  for (const f of rec.ignoreFunctions) {
+    if (functions.some((v) => v.name === f)) {
+      functions = functions.filter((v) => v.name !== f);
+      refusals = refusals.filter((r) => r.symbol !== f);
+      warnings.push(`${unit}: KPATCH_IGNORE_FUNCTION(${f}): its change is left out of the patch`);
+    } else warnings.push(`${unit}: KPATCH_IGNORE_FUNCTION(${f}): ${f} did not change (is the line needed?)`);
+  }
+  for (const sec of rec.ignoreSections) {
+    const before = refusals.length + functions.length;
+    refusals = refusals.filter((r) => r.symbol !== sec);
+    functions = functions.filter((v) => patched.functions.get(v.name)?.section.name !== sec);
+    warnings.push(`${unit}: KPATCH_IGNORE_SECTION("${sec}"): ${before - refusals.length - functions.length ? 'its changes are left out of the patch' : 'nothing in it changed (is the line needed?)'}`);
+  }
+  for (const f of rec.forceUnsafe) {
+    warnings.push(`${unit}: KPATCH_FORCE_UNSAFE(${f}) has no effect: the kernel's livepatch has no per-function force, so ${f} is switched by the consistency model like every patched function (kpatch-build ignores it for livepatch too)`);
+  }
+  for (const c of rec.callbacks) {
+    const v = functions.find((x) => x.name === c.function);
+    if (!v || v.status !== 'new') {
+      throw new SutureError('usage', `${c.unit}: the ${c.kind} callback ${c.function} is not a new function of the patch`, {
+        hint: 'write the callback as a new function in the patch (give it a name the file does not already use)',
+      });
+    }
+    functions = functions.map((x) => (x === v ? { ...x, reasons: [...x.reasons, `the ${c.kind} callback of ${object}`] } : x));
+  }
+  return { diff: { ...diff, functions, refusals }, callbacks: rec.callbacks, warnings };
 }

@@ -19,12 +19,12 @@
  *     (patchbuild/klp) and write the module.
  */
 import { timedSteps } from './steps.js';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataSection, ElfObject, SHF_ALLOC, SHN_UNDEF, STT_FUNC, STT_SECTION, RelocationSection, parseModinfo } from '../elf/mod.js';
-import { buildExternalModule, toolchainFor } from '../kernel/kbuild.js';
+import { toolchainFor } from '../kernel/kbuild.js';
 import {
   checkPatchable,
   workspaceSymbolSources,
@@ -41,7 +41,8 @@ import { SutureError, fsError, isSutureError } from '../util/errors.js';
 import type { Reporter } from '../util/progress.js';
 import { checkDirectives, directiveKey, parseRecords, scanDirectives, type Directive } from './directives.js';
 import { checkModuleName, kbuildFile, klpModuleSource, type KlpObjectSpec } from './generate.js';
-import { convertModuleFile, type KlpConversion, type SymbolDisposition } from './klp/mod.js';
+import type { KlpConversion } from './klp/mod.js';
+import { GENERATED_REFERENCES, defaultModuleName, freshBuildDir, linkLivepatch, symbolDispositions } from './link.js';
 
 export interface SourceBuildOptions {
   readonly meta: KernelMetadata;
@@ -115,10 +116,9 @@ export function sutureHeader(): string {
   return p;
 }
 
-/** The default module name for a fix file: livepatch_<stem>, in the characters a module name may hold. */
-export function defaultModuleName(source: string): string {
-  const stem = basename(source).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_]/g, '_');
-  return `livepatch_${stem}`.slice(0, 55);
+/** The default module name for a fix file: livepatch_<stem> (link.ts). */
+export function defaultSourceModuleName(source: string): string {
+  return defaultModuleName(basename(source).replace(/\.[^.]*$/, ''));
 }
 
 /** Undefined symbols of an object and the functions (or sections) that refer to each. */
@@ -222,32 +222,6 @@ function readObject(path: string): ElfObject {
   return ElfObject.parse(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), { file: path });
 }
 
-/** Build directories of the same name older than this are removed when a new one is made. */
-const STALE_BUILD_MS = 30 * 60 * 1000;
-
-/**
- * A fresh build directory for `name` under $SUTURE_HOME/builds. Older ones of
- * the same name are removed once they are stale (a build of the same name
- * running at the same time keeps its directory).
- */
-function freshBuildDir(home: string, name: string): string {
-  const root = join(home, 'builds');
-  mkdirSync(root, { recursive: true });
-  for (const d of readdirSync(root)) {
-    if (!d.startsWith(`${name}-`) || !/^\d{8}T\d{6}-\d+$/.test(d.slice(name.length + 1))) continue;
-    try {
-      if (Date.now() - statSync(join(root, d)).mtimeMs > STALE_BUILD_MS) rmSync(join(root, d), { recursive: true, force: true });
-    } catch {
-      // removed by another build meanwhile
-    }
-  }
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
-  const dir = join(root, `${name}-${stamp}-${process.pid}`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
 export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceBuildResult> {
   const { meta, home, reporter } = opts;
   const source = resolve(opts.source);
@@ -261,7 +235,7 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
     throw fsError(e, 'reading the fix', opts.source);
   }
   const fileLabel = basename(source);
-  const name = opts.name ?? (opts.output ? basename(opts.output).replace(/\.ko$/, '') : defaultModuleName(source));
+  const name = opts.name ?? (opts.output ? basename(opts.output).replace(/\.ko$/, '') : defaultSourceModuleName(source));
   checkModuleName(name, opts.name ? '--name' : 'module name');
   const output = resolve(opts.output ?? `${name}.ko`);
   if (!output.endsWith('.ko')) throw new SutureError('usage', `-o ${opts.output}: a kernel module file must end in .ko`);
@@ -385,50 +359,28 @@ export async function buildFromSource(opts: SourceBuildOptions): Promise<SourceB
     origin: `from ${fileLabel} for ${meta.name}`,
   });
   writeSources(srcDir, klpSource);
-  const linked = await step('kbuild', `Building module ${name}`, async (update) => {
+  // 5. Link: kbuild, then klp relocations (link.ts).
+  const dispose = symbolDispositions(src, (n) => {
+    const r = resolved.get(n);
+    if (!r) return undefined;
+    return r.exported
+      ? { kind: 'exported', crc: r.exported.crc, namespace: r.exported.namespace }
+      : { kind: 'klp', object: r.object, name: r.name, sympos: r.sympos, exportedBy: src.exports.get(n)?.object === r.object ? r.object : undefined };
+  });
+  const conv: KlpConversion = await step('kbuild', `Building module ${name}`, async (update) => {
     try {
-      const kos = await buildExternalModule(meta, home, srcDir, outDir, {
-        vars: { KBUILD_MODPOST_WARN: '1' },
+      return await linkLivepatch({
+        meta, home, sourceDir: srcDir, buildDir: outDir, name, output, dispose, src,
         onLine: (l) => {
           update(l.trim());
           const m = /modpost: "([^"]+)" \[.*\] undefined!/.exec(l);
-          if (m && !resolved.has(m[1]!) && !['text_poke', 'text_poke_sync', 'text_mutex'].includes(m[1]!)) warn(`modpost: ${m[1]} is undefined and was not in ${fileLabel}'s object`);
+          if (m && !resolved.has(m[1]!) && !GENERATED_REFERENCES.includes(m[1]!)) warn(`modpost: ${m[1]} is undefined and was not in ${fileLabel}'s object`);
         },
       });
-      const ko = kos.find((k) => basename(k) === `${name}.ko`);
-      if (!ko) throw new SutureError('build', `kbuild built ${kos.map((k) => basename(k)).join(', ')}, not ${name}.ko`);
-      return ko;
     } catch (e) {
       throw mapPaths(e, [srcDir, outDir], source);
     }
   });
-
-  // 5. klp relocations.
-  const dispositions = new Map<string, SymbolDisposition>();
-  for (const [n, r] of resolved) {
-    dispositions.set(
-      n,
-      r.exported
-        ? { kind: 'exported', crc: r.exported.crc, namespace: r.exported.namespace }
-        : { kind: 'klp', object: r.object, name: r.name, sympos: r.sympos, exportedBy: src.exports.get(n)?.object === r.object ? r.object : undefined },
-    );
-  }
-  const dispose = (n: string): SymbolDisposition | undefined => {
-    const d = dispositions.get(n);
-    if (d) return d;
-    const x = src.exports.vmlinux(n);
-    if (x) return { kind: 'exported', crc: x.crc, namespace: x.namespace };
-    // What the generated relocation clearing uses: unexported, unique in vmlinux.
-    if (['text_poke', 'text_poke_sync', 'text_mutex'].includes(n)) {
-      const r = resolveKernelSymbol(src, { name: n, objects: ['vmlinux'], role: 'referenced', anchors: [], usedBy: 'the generated klp structures' });
-      return { kind: 'klp', object: 'vmlinux', name: r.name, sympos: r.sympos };
-    }
-    return undefined;
-  };
-  mkdirSync(dirname(output), { recursive: true });
-  const conv: KlpConversion = await step('klp', 'Writing klp relocations', () =>
-    convertModuleFile(linked, output, dispose, (n) => src.exports.vmlinux(n) !== undefined),
-  );
 
   const renames = new Map(conv.plan.renames.map((r) => [r.from, r]));
   return {

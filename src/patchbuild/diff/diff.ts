@@ -5,44 +5,41 @@
  * verdict out (changed and new functions, new data, refusals with reasons).
  */
 import type { ElfObject } from '../../elf/mod.js';
-import { Identities, mangle } from './identity.js';
+import { Identities, mangle, targetOffset } from './identity.js';
 import { ObjectIndex, bytesOf, isText, sizeOf, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
-import { hasFentry, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece } from './rules.js';
+import { changedData, changedInitOrExit, dataSizeChanged, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece, traceable, unsupportedSection, type Refusal } from './rules.js';
+
+export type { Refusal } from './rules.js';
 import { SPECIAL_SECTIONS, UNSUPPORTED_SECTIONS } from './special-sections.js';
 
+/** The verdict on one function: a value (the stages after the diff make new ones, never edit it). */
 export interface FunctionVerdict {
-  name: string;
+  readonly name: string;
   /** changed: exists in both and differs; new: only in the patched object. */
-  status: 'changed' | 'new';
+  readonly status: 'changed' | 'new';
   /** Why it is in the patch. */
-  reasons: string[];
+  readonly reasons: readonly string[];
   /** Whether ftrace can redirect the original (a `call __fentry__` first). */
-  traceable: boolean;
+  readonly traceable: boolean;
   /** For a changed function: the first byte that differs (offset in the function), if the bytes differ. */
-  firstDifference?: number;
-}
-
-export interface Refusal {
-  rule: string;
-  file: string;
-  symbol: string;
-  reason: string;
-  instead: string;
+  readonly firstDifference?: number;
 }
 
 export interface ObjectDiff {
   /** The translation unit (source path). */
-  unit: string;
-  functions: FunctionVerdict[];
+  readonly unit: string;
+  readonly functions: readonly FunctionVerdict[];
   /** Data objects only in the patched object (carried by the patch). */
-  newData: string[];
+  readonly newData: readonly string[];
   /** Read-only data that changed (carried as a new copy; its readers are patched). */
-  changedConstants: string[];
-  refusals: Refusal[];
+  readonly changedConstants: readonly string[];
+  readonly refusals: readonly Refusal[];
   /** Functions compared and found equal. */
-  unchanged: number;
+  readonly unchanged: number;
 }
+
+type Building = { -readonly [K in keyof FunctionVerdict]: K extends 'reasons' ? string[] : FunctionVerdict[K] };
 
 export interface DiffContext {
   unit: string;
@@ -96,7 +93,7 @@ function referencesTo(idx: ObjectIndex, target: string): string[] {
       if (!s) return false;
       if (s.name === target) return true;
       if (typeof s.section === 'number' || s.name) return false;
-      return idx.symbolAt(s.section, Number(r.addend) + 4)?.name === target || idx.symbolAt(s.section, Number(r.addend))?.name === target;
+      return idx.symbolAt(s.section, Number(s.value) + targetOffset(r))?.name === target || idx.symbolAt(s.section, Number(s.value) + Number(r.addend))?.name === target;
     });
     if (hit) out.push(f.name);
   }
@@ -109,9 +106,7 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
   const oid = new Identities(o);
   const pid = new Identities(p);
   const refusals: Refusal[] = [];
-  const verdicts = new Map<string, FunctionVerdict>();
-  const refuse = (rule: string, symbol: string, reason: string, instead: string) =>
-    refusals.push({ rule, file: ctx.unit, symbol, reason, instead });
+  const verdicts = new Map<string, Building>();
 
   // Functions.
   const ftwin = correlate(o.functions, p.functions);
@@ -147,16 +142,8 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
       unchanged++;
       continue;
     }
-    const traceable = hasFentry(of.section, o.relocationsOf(of.section), of.offset);
-    verdicts.set(name, { name, status: 'changed', reasons, traceable, firstDifference });
-    if (isInitOrExit(of.section)) {
-      refuse(
-        'changed-init-or-exit',
-        name,
-        `${name} is ${of.section.name.startsWith('.init') ? '__init' : '__exit'} code (${of.section.name}) and it changed`,
-        'init code ran at boot and is gone: fix the state it set up from a pre-patch callback, or patch the code that uses it',
-      );
-    }
+    verdicts.set(name, { name, status: 'changed', reasons, traceable: traceable(o, of), firstDifference });
+    if (isInitOrExit(of.section)) refusals.push(changedInitOrExit(ctx.unit, name, of.section.name));
   }
 
   // Pieces (foo.cold, foo.part.0) have no ftrace call: their parent carries the change.
@@ -183,12 +170,7 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
     }
     const od = o.data.get(origName)!;
     if (od.size !== pd.size) {
-      refuse(
-        'data-size-changed',
-        name,
-        `the size of ${name} changed (${od.size} → ${pd.size} bytes): its type or layout changed`,
-        'a livepatch cannot change the layout of existing data; keep the struct as it is and put new fields in a shadow variable (klp_shadow_get_or_alloc)',
-      );
+      refusals.push(dataSizeChanged(ctx.unit, name, od.size, pd.size));
       continue;
     }
     const a = oid.rangePrint(od.section, od.offset, od.size);
@@ -201,17 +183,12 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
         if (v) v.reasons.push(`reads changed constant ${name}`);
         else if (ftwin.has(reader)) {
           const of = o.functions.get(ftwin.get(reader)!)!;
-          verdicts.set(reader, { name: reader, status: 'changed', reasons: [`reads changed constant ${name}`], traceable: hasFentry(of.section, o.relocationsOf(of.section), of.offset) });
+          verdicts.set(reader, { name: reader, status: 'changed', reasons: [`reads changed constant ${name}`], traceable: traceable(o, of) });
         }
       }
       continue;
     }
-    refuse(
-      'changed-data',
-      name,
-      `the initial value of ${name} changed (${od.section.name}), but the running kernel's copy already holds state`,
-      'set the new value from a post-patch callback (klp_callbacks), or keep new state in a shadow variable',
-    );
+    refusals.push(changedData(ctx.unit, name, od.section.name));
   }
 
   // Changed sections a livepatch cannot carry.
@@ -221,9 +198,9 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
     const before = orig.section(sec.name);
     const same = before && Buffer.from(bytesOf(before)).equals(Buffer.from(bytesOf(sec))) && sizeOf(before) === sizeOf(sec);
     if (same) continue;
-    if (/^\.init\.|^\.exit\./.test(sec.name) && [...verdicts.values()].some((v) => v.status === 'changed' && refusals.some((r) => r.symbol === v.name))) continue;
-    if (!before && /^\.init\.|^\.exit\./.test(sec.name)) continue; // new init code of its own is never run by a livepatch
-    refuse('unsupported-section', sec.name, `section ${sec.name} changed: ${rule.feature}`, rule.instead);
+    if (isInitOrExit(sec) && [...verdicts.values()].some((v) => v.status === 'changed' && refusals.some((r) => r.symbol === v.name))) continue;
+    if (!before && isInitOrExit(sec)) continue; // new init code of its own is never run by a livepatch
+    refusals.push(unsupportedSection(ctx.unit, sec.name, rule));
   }
 
   return {

@@ -30,7 +30,8 @@ import {
 } from '../../elf/mod.js';
 import { SutureError } from '../../util/errors.js';
 import { targetOffset } from './identity.js';
-import { ObjectIndex, isText, sizeOf, type IndexedSymbol } from './object-index.js';
+import { ObjectIndex, type IndexedSymbol } from './object-index.js';
+import { entrySize, specialEntries } from './special-entries.js';
 import { isAnonymousTarget, isIgnoredSection, isSpecialStatic } from './rules.js';
 import { rewriteRuntimeConstants, type RuntimeConstSite } from './runtime-const.js';
 import { SPECIAL_SECTIONS } from './special-sections.js';
@@ -93,19 +94,8 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
 
   // Which special-section entries belong to carried functions.
   const specials = SPECIAL_SECTIONS.filter((spec) => spec.carry !== false).map((spec) => ({ spec, sec: obj.section(spec.name) })).filter((x): x is { spec: (typeof SPECIAL_SECTIONS)[number]; sec: Section } => !!x.sec);
-  const entrySize = (spec: (typeof SPECIAL_SECTIONS)[number]) => {
-    const n = spec.struct ? req.structSize(spec.struct) : spec.width;
-    if (!n) throw new SutureError('internal', `no entry size for ${spec.name} (struct ${spec.struct} is not in the kernel's BTF)`);
-    return n;
-  };
-  const ownerOf = (sec: Section, off: number, size: number): Section | undefined => {
-    for (const r of idx.relocationsIn(sec, off, size)) {
-      const s = r.symbol;
-      if (!s || typeof s.section === 'number' || !isText(s.section) || s.section.name === '.altinstr_replacement') continue;
-      return s.section;
-    }
-    return undefined;
-  };
+  // One walk over each table (special-entries.ts): which entries belong to carried functions is asked again as the closure grows.
+  const entries = new Map(specials.map(({ spec }) => [spec, [...specialEntries(idx, spec, entrySize(spec, (n) => req.structSize(n)))]]));
 
   // Closure: follow relocations from what is carried.
   let grew = true;
@@ -129,12 +119,10 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
       }
     }
     grew = false;
-    for (const { spec, sec } of specials) {
-      const size = entrySize(spec);
-      for (let off = 0; off + size <= sizeOf(sec); off += size) {
-        const owner = ownerOf(sec, off, size);
-        if (owner && keep.has(owner)) {
-          for (const r of idx.relocationsIn(sec, off, size)) {
+    for (const { spec } of specials) {
+      for (const e of entries.get(spec)!) {
+        if (e.ownerSection && keep.has(e.ownerSection)) {
+          for (const r of e.relocs) {
             const s = r.symbol;
             // Anonymous targets of a kept entry (.altinstr_replacement, strings): carry them too.
             if (s && typeof s.section !== 'number' && !s.isUndefined && isAnonymousTarget(s) && !keep.has(s.section)) {
@@ -155,14 +143,10 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
   // Special sections: only the entries of carried functions (ORC tables pair by index).
   for (const { spec, sec } of specials) {
     if (!(sec instanceof DataSection)) continue;
-    const size = entrySize(spec);
+    const size = entrySize(spec, (n) => req.structSize(n));
     const rels = obj.relocationsFor(sec);
     const relocs = rels.flatMap((rs) => rs.relocations);
-    const keptOffsets: number[] = [];
-    for (let off = 0; off + size <= sec.data.length; off += size) {
-      const owner = ownerOf(sec, off, size);
-      if (owner && keep.has(owner)) keptOffsets.push(off);
-    }
+    const keptOffsets = entries.get(spec)!.filter((e) => e.ownerSection && keep.has(e.ownerSection)).map((e) => e.offset);
     const data = new Uint8Array(keptOffsets.length * size);
     const moved: Relocation[] = [];
     keptOffsets.forEach((off, i) => {

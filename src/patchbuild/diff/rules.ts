@@ -1,13 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
  * The rules of the diff engine, one named predicate each, with the kernel
- * case that motivates it.
+ * case that motivates it; and every refusal a user can see, one named
+ * constructor each (its identity a RuleId, its example in the comment).
  */
 import { ftraceSiteOffset } from '../../elf/mod.js';
 import { DataSection, SHF_WRITE, STB_LOCAL, STT_NOTYPE, STT_SECTION, type ElfSymbol, type Section } from '../../elf/mod.js';
-import type { IndexedSymbol } from './object-index.js';
-import type { Refusal } from './diff.js';
+import type { IndexedSymbol, ObjectIndex } from './object-index.js';
 import type { Relocation } from '../../elf/mod.js';
+
+/** Every refusal of the diff engine, by name (the `rule:` line of a refusal, and docs/patch-author-guide.md). */
+export type RuleId =
+  | 'changed-init-or-exit'
+  | 'data-size-changed'
+  | 'changed-data'
+  | 'unsupported-section'
+  | 'notrace-without-callers'
+  | 'changed-struct-layout'
+  | 'module-static-key';
+
+/** A change a livepatch cannot carry: where, why, and what to write instead. */
+export interface Refusal {
+  readonly rule: RuleId;
+  /** The translation unit. */
+  readonly file: string;
+  /** The function, data, section or type refused. */
+  readonly symbol: string;
+  readonly reason: string;
+  readonly instead: string;
+}
 
 /**
  * Statics the compiler makes for a macro's own bookkeeping. They are never
@@ -42,6 +63,11 @@ export function hasFentry(sec: Section, relocs: readonly Relocation[], fnOffset:
   return relocs.some((r) => Number(r.offset) === site + 1 && r.symbol?.name === '__fentry__');
 }
 
+/** hasFentry for a function of an indexed object: whether ftrace can redirect it. */
+export function traceable(idx: ObjectIndex, fn: IndexedSymbol): boolean {
+  return hasFentry(fn.section, idx.relocationsOf(fn.section), fn.offset);
+}
+
 /**
  * Pieces gcc splits out of a function keep its name with a suffix:
  * `foo.cold` (in .text.unlikely), `foo.part.0`. A change in a piece that has
@@ -52,9 +78,9 @@ export function parentOfPiece(name: string): string | undefined {
   return m ? m[1] : undefined;
 }
 
-/** Code that runs only at boot or unload: `.init.text` (`__init`), `.exit.text` (`__exit`). */
-export function isInitOrExit(sec: Section): boolean {
-  return /^\.(init|exit)\./.test(sec.name);
+/** Code or data used only at boot or unload: `.init.text` (`__init`), `.exit.text` (`__exit`), `.init.data`. */
+export function isInitOrExit(sec: Section | string): boolean {
+  return /^\.(init|exit)\./.test(typeof sec === 'string' ? sec : sec.name);
 }
 
 /**
@@ -102,3 +128,92 @@ export function moduleKeyRefusal(section: string, key: string, owner: string, un
         : `test the key with static_key_enabled(&${key}) (a plain load) instead of static_branch_likely/unlikely()`,
   };
 }
+
+/**
+ * A changed `__init`/`__exit` function (6.1: a fix in an initcall such as
+ * proc_cmdline_init). Init code ran at boot and its memory is freed; exit
+ * code runs only at unload. Rule 'changed-init-or-exit'.
+ */
+export function changedInitOrExit(unit: string, name: string, section: string): Refusal {
+  return {
+    rule: 'changed-init-or-exit',
+    file: unit,
+    symbol: name,
+    reason: `${name} is ${section.startsWith('.init') ? '__init' : '__exit'} code (${section}) and it changed`,
+    instead: 'init code ran at boot and is gone: fix the state it set up from a pre-patch callback, or patch the code that uses it',
+  };
+}
+
+/**
+ * Existing data whose size changed: its type changed (a new field in a static
+ * struct). The running kernel's copy keeps the old size. Rule 'data-size-changed'.
+ */
+export function dataSizeChanged(unit: string, name: string, before: number, after: number): Refusal {
+  return {
+    rule: 'data-size-changed',
+    file: unit,
+    symbol: name,
+    reason: `the size of ${name} changed (${before} → ${after} bytes): its type or layout changed`,
+    instead: 'a livepatch cannot change the layout of existing data; keep the struct as it is and put new fields in a shadow variable (klp_shadow_get_or_alloc)',
+  };
+}
+
+/**
+ * Writable data whose initial value changed (`static int limit = 10;` → 20):
+ * the running kernel's copy already holds state, a new initialiser never
+ * reaches it. Rule 'changed-data'.
+ */
+export function changedData(unit: string, name: string, section: string): Refusal {
+  return {
+    rule: 'changed-data',
+    file: unit,
+    symbol: name,
+    reason: `the initial value of ${name} changed (${section}), but the running kernel's copy already holds state`,
+    instead: 'set the new value from a post-patch callback (klp_callbacks), or keep new state in a shadow variable',
+  };
+}
+
+/**
+ * A section the kernel reads only at boot or load changed (an EXPORT_SYMBOL
+ * added, a tracepoint defined, a module parameter): the table in
+ * special-sections.ts says which feature and what to do. Rule 'unsupported-section'.
+ */
+export function unsupportedSection(unit: string, section: string, why: { feature: string; instead: string }): Refusal {
+  return { rule: 'unsupported-section', file: unit, symbol: section, reason: `section ${section} changed: ${why.feature}`, instead: why.instead };
+}
+
+/**
+ * A changed function ftrace cannot redirect (notrace, or built without
+ * ftrace like lib/) that nothing in its unit calls: no caller to patch in its
+ * place. Rule 'notrace-without-callers'.
+ */
+export function notraceWithoutCallers(unit: string, name: string): Refusal {
+  return {
+    rule: 'notrace-without-callers',
+    file: unit,
+    symbol: name,
+    reason: `${name} changed, has no ftrace call site (notrace or built without ftrace), and nothing in ${unit} calls it`,
+    instead: 'change a traceable function that calls it, or move the fix out of notrace/noinstr code',
+  };
+}
+
+/**
+ * A struct whose layout changed (a field added to struct seq_file): every
+ * object of it in the running kernel has the old layout, and code of the
+ * patch would read past it. Rule 'changed-struct-layout'.
+ */
+export function changedStructLayout(unit: string, type: string, before: string, after: string): Refusal {
+  return {
+    rule: 'changed-struct-layout',
+    file: unit,
+    symbol: type,
+    reason: `the layout of ${type} changed (${before} → ${after}, or its members moved): the running kernel's data has the old layout`,
+    instead: 'keep the struct as it is; put new fields in a shadow variable (klp_shadow_get_or_alloc) keyed by the object',
+  };
+}
+
+/** Refusals as a user reads them: one per change, with its rule and what to do instead. */
+export function formatRefusals(refusals: readonly Refusal[]): string {
+  return refusals.map((r) => `${r.file}: ${r.symbol}: ${r.reason}\n    rule: ${r.rule}\n    instead: ${r.instead}`).join('\n');
+}
+

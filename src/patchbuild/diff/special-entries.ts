@@ -16,6 +16,8 @@ export interface SpecialEntry {
   relocs: Relocation[];
   /** The function of the first relocation that points into code (not .altinstr_replacement). */
   owner: IndexedSymbol | undefined;
+  /** That relocation's code section (the owner's, with -ffunction-sections; also when no symbol covers the place). */
+  ownerSection: Section | undefined;
   /** Where the entry's first field points, when that is code: the site the entry describes. */
   site: { section: Section; offset: number } | undefined;
 }
@@ -35,6 +37,7 @@ export function* specialEntries(idx: ObjectIndex, spec: SpecialSection, size: nu
   for (let off = 0; off + size <= total; off += size) {
     const relocs = idx.relocationsIn(sec, off, size);
     let owner: IndexedSymbol | undefined;
+    let ownerSection: Section | undefined;
     let site: SpecialEntry['site'];
     for (const r of relocs) {
       const s = r.symbol;
@@ -42,8 +45,11 @@ export function* specialEntries(idx: ObjectIndex, spec: SpecialSection, size: nu
       // A data field's relocation carries the target offset in its addend (no instruction-relative -4).
       const at = Number(s.value) + Number(r.addend);
       if (Number(r.offset) === off) site = { section: s.section, offset: at };
-      owner ??= idx.symbolAt(s.section, at) ?? idx.symbolsOf(s.section)[0];
+      if (!ownerSection) {
+        ownerSection = s.section;
+        owner = idx.symbolAt(s.section, at) ?? idx.symbolsOf(s.section)[0];
+      }
     }
-    yield { offset: off, size, relocs, owner, site };
+    yield { offset: off, size, relocs, owner, ownerSection, site };
   }
 }
