@@ -42,6 +42,8 @@ export const EXIT = {
   crashLoop: 35,
   /** One of suture's state files is damaged (not what suture wrote); the message names it and what to do. */
   stateDamaged: 36,
+  /** Not loaded: unsigned (without --allow-unsigned), signed by an untrusted or revoked key, revoked, or changed after signing. */
+  untrusted: 37,
   internal: 70,
   interrupted: 130,
 } as const;
@@ -78,6 +80,8 @@ export function exitCodeFor(kind: ErrorKind): number {
       return EXIT.crashLoop;
     case 'state-damaged':
       return EXIT.stateDamaged;
+    case 'untrusted':
+      return EXIT.untrusted;
     case 'interrupted':
       return EXIT.interrupted;
     case 'ambiguous':

@@ -22,9 +22,13 @@ import {
 } from './host-render.js';
 import { out, printJson, reporterFor } from './output.js';
 import { interruptSignal } from '../util/interrupt.js';
+import { admitPatch } from '../bundle/host.js';
+
+const ALLOW_UNSIGNED = 'accept a bare .ko (no signed bundle): for modules you built and trust yourself';
 
 interface LoadOptions {
   timeout: number;
+  allowUnsigned?: boolean;
   revertOnTimeout?: boolean;
   json?: boolean;
 }
@@ -33,7 +37,9 @@ async function runLoad(file: string, o: LoadOptions, replace: boolean): Promise<
   const host = realHost();
   const reporter = reporterFor(o);
   // Refusals come before any progress output: one line, the kernel untouched.
-  const prep = prepareLoad(host, file, { replace });
+  // A signed bundle is read once and verified; its module's bytes are what is staged and loaded.
+  const admitted = admitPatch(file, { allowUnsigned: o.allowUnsigned, fs: host.fs });
+  const prep = prepareLoad(host, admitted.patch, { replace });
   let printed = false;
   const r: LoadResult = await reporter.step(`${replace ? 'replace with' : 'load'} ${basename(file)}`, (s) =>
     loadPrepared(host, prep, {
@@ -135,7 +141,8 @@ const FORCE_EXPLAINED = (name: string) =>
 export function livepatchCommands(): Command[] {
   const load = new Command('load')
     .description('load a livepatch into the running kernel and watch its transition to the end')
-    .argument('<patch.ko>', 'the livepatch module')
+    .argument('<patch>', 'the signed bundle (NAME.suture), or a bare .ko with --allow-unsigned')
+    .option('--allow-unsigned', ALLOW_UNSIGNED)
     .option('--timeout <seconds>', 'stop waiting for the transition after this long (0: wait for ever)', parseTimeout, 60)
     .option('--revert-on-timeout', 'on timeout, reverse the transition and remove the module: back to where it was')
     .option('--json', 'print one JSON object with the outcome, timings, blockers and the sysfs state')
@@ -143,7 +150,8 @@ export function livepatchCommands(): Command[] {
 
   const replace = new Command('replace')
     .description('load a cumulative livepatch (replace = true): it replaces every loaded patch atomically; their modules are removed')
-    .argument('<patch.ko>', 'the cumulative livepatch module')
+    .argument('<patch>', 'the cumulative livepatch: a signed bundle, or a bare .ko with --allow-unsigned')
+    .option('--allow-unsigned', ALLOW_UNSIGNED)
     .option('--timeout <seconds>', 'stop waiting for the transition after this long (0: wait for ever)', parseTimeout, 60)
     .option('--revert-on-timeout', 'on timeout, reverse the transition: the old patches stay in place')
     .option('--json', 'print one JSON object')

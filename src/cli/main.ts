@@ -14,14 +14,14 @@ const pkg = createRequire(import.meta.url)('../../package.json') as { version: s
  * layer (src/livepatch), not the kernel fetching, VM or build code, so that
  * node starts them as fast as it can.
  */
-const HOST_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'list', 'status', 'info', 'uname', 'install', 'uninstall', 'boot']);
+const HOST_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'list', 'status', 'info', 'uname', 'install', 'uninstall', 'boot', 'key', 'bundle']);
 
 /** The host commands that change livepatch state or suture's state (they take the lock). */
 const CHANGING_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'install', 'uninstall', 'boot']);
 
 async function hostCommands(): Promise<Command[]> {
-  const [lp, st, ps] = await Promise.all([import('./livepatch.js'), import('./host-status.js'), import('./persist.js')]);
-  return [...lp.livepatchCommands(), ...st.hostStatusCommands(), ...ps.persistCommands()];
+  const [lp, st, ps, bd] = await Promise.all([import('./livepatch.js'), import('./host-status.js'), import('./persist.js'), import('./bundle.js')]);
+  return [...lp.livepatchCommands(), ...st.hostStatusCommands(), ...ps.persistCommands(), ...bd.bundleCommands()];
 }
 
 /** The commands for this command line: the host commands alone when one of them is asked for, else all. */

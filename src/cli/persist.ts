@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { DEFAULT_GUARD_WINDOW_SEC, STATE_LOCK_WAIT_MS, bootPatches, installPatch, settleWindow, uninstallPatch } from '../livepatch/boot.js';
 import { realHost, type Host } from '../livepatch/core.js';
+import { admitPatch, bootAdmission } from '../bundle/host.js';
 import type { LockHolder } from '../util/lock.js';
 import { interruptSignal, onInterruptExit } from '../util/interrupt.js';
 import { SutureError } from '../util/errors.js';
@@ -40,17 +41,21 @@ async function watchWindow(host: Host, json: boolean | undefined): Promise<void>
 export function persistCommands(): Command[] {
   const install = new Command('install')
     .description('keep a livepatch under the state directory for its kernel release; suture boot loads it at every boot')
-    .argument('<patch.ko>', 'the livepatch module')
+    .argument('<patch>', 'the signed bundle (NAME.suture), or a bare .ko with --allow-unsigned')
+    .option('--allow-unsigned', 'accept a bare .ko (no signed bundle): for modules you built and trust yourself')
     .option('--json', 'print JSON')
-    .action(async (file: string, o: { json?: boolean }) => {
+    .action(async (file: string, o: { json?: boolean; allowUnsigned?: boolean }) => {
       const host = realHost();
-      const r = await installPatch(host, file, sayWait);
+      // Verified before suture's state is touched; the module's bytes are what is installed.
+      const admitted = admitPatch(file, { allowUnsigned: o.allowUnsigned, fs: host.fs });
+      const r = await installPatch(host, admitted.patch, sayWait, admitted.signer);
       if (o.json) {
         return printJson({
           command: 'install',
           release: r.release,
           name: r.entry.name,
           path: r.path,
+          signer: r.entry.signer ?? null,
           updated: r.updated,
           superseded: r.superseded.map((s) => s.name),
           otherKernel: r.otherKernel,
@@ -60,7 +65,7 @@ export function persistCommands(): Command[] {
       out(`${r.updated ? 'updated' : 'installed'} ${r.entry.name} for ${r.release}: ${r.path}`);
       if (r.superseded.length) out(`it is cumulative, so it supersedes ${r.superseded.map((s) => s.name).join(', ')} (uninstalled)`);
       if (r.otherKernel) out(`note: the running kernel is ${host.fs.osRelease()}; suture boot loads it once ${r.release} runs`);
-      else if (!host.fs.readPatch(r.entry.name)) out(`it loads at the next boot; to load it now: suture load ${file}`);
+      else if (!host.fs.readPatch(r.entry.name)) out(`it loads at the next boot; to load it now: suture load ${file}${r.entry.signer ? '' : ' --allow-unsigned'}`);
     });
 
   const uninstall = new Command('uninstall')
@@ -130,6 +135,7 @@ export function persistCommands(): Command[] {
         signal: interruptSignal,
         onHardExit: onInterruptExit,
         onLockWait: sayWait,
+        admit: bootAdmission(host.fs),
         each: (name, load) => reporter.step(`boot: load ${name}`, (s) => load(liveDisplay(reporter, s))),
       });
       const code = r.firstError ? exitCodeFor(r.firstError.kind) : r.items.some((i) => i.outcome === 'stalled') ? EXIT.transitionTimeout : EXIT.ok;

@@ -53,14 +53,15 @@ export interface InstallResult {
 /** How long install/uninstall/guard operations wait for another suture command (ms). */
 export const STATE_LOCK_WAIT_MS = 60_000;
 
-export async function installPatch(host: Host, file: string, onWait?: (h: LockHolder) => void): Promise<InstallResult> {
+export async function installPatch(host: Host, source: string | PatchFile, onWait?: (h: LockHolder) => void, signer?: InstalledPatch['signer']): Promise<InstallResult> {
   // Read once, validate that buffer, write that buffer (mode 0600): never the path again.
-  const p = readPatchFile(file);
+  const p = typeof source === 'string' ? readPatchFile(source) : source;
+  const file = p.path;
   checkPatchFile(p);
   const release = vermagicRelease(p.vermagic)!;
   const lock = await host.lock.wait(`install ${file}`, { timeoutMs: STATE_LOCK_WAIT_MS, onWait });
   try {
-    const { entry, updated, superseded } = host.store.install(release, p, p.bytes);
+    const { entry, updated, superseded } = host.store.install(release, p, p.bytes, signer);
     return { release, entry, updated, superseded, otherKernel: release !== host.fs.osRelease(), path: host.store.installedFile(release, entry) };
   } finally {
     lock.release();
@@ -114,6 +115,8 @@ export interface BootOptions {
   onLockWait?: (h: LockHolder) => void;
   /** Register a hook that must run if the process is made to exit at once (a second signal). */
   onHardExit?: (fn: () => void) => () => void;
+  /** Checks an installed patch before it is loaded (signer still trusted, nothing revoked: src/bundle); throws the refusal. */
+  admit?: (entry: InstalledPatch) => void;
 }
 
 export function crashLoopError(g: CrashGuard, trial?: string[]): SutureError {
@@ -399,6 +402,7 @@ async function bootLocked(host: Host, release: string, bootId: string, opts: Boo
         continue;
       }
       try {
+        opts.admit?.(p);
         const file = store.installedFile(release, p);
         // Read once, strictly (no symlink, root's, not writable by others), and only the bytes that were installed.
         const pf: PatchFile = readPatchFile(file, { strict: true });

@@ -96,6 +96,8 @@ export interface InstalledPatch extends PatchFacts {
   installedAt: string;
   /** Where it was installed from. */
   source: string;
+  /** Installed from a signed bundle: the key that signed it and the bundle's sha256 (src/bundle); every boot checks the key again. */
+  signer?: { keyId: string; bundleSha256: string } | undefined;
 }
 
 /** How a `suture boot` ended (anything but a crash). */
@@ -387,12 +389,12 @@ export class StateStore {
    * place. A cumulative (replace) patch supersedes every patch installed
    * before it: loading it replaces them all, so they are removed.
    */
-  install(release: string, patch: PatchFile, bytes: Buffer): { entry: InstalledPatch; updated: boolean; superseded: InstalledPatch[] } {
+  install(release: string, patch: PatchFile, bytes: Buffer, signer?: InstalledPatch['signer']): { entry: InstalledPatch; updated: boolean; superseded: InstalledPatch[] } {
     checkSafe('patch name', patch.name);
     const dir = this.releaseDir(release);
     const list = this.installed(release);
     const file = `${patch.name}.ko`;
-    const entry: InstalledPatch = { ...patchFacts(patch), file, installedAt: new Date().toISOString(), source: patch.path };
+    const entry: InstalledPatch = { ...patchFacts(patch), file, installedAt: new Date().toISOString(), source: patch.path, ...(signer ? { signer } : {}) };
     writeDurable(join(dir, file), bytes, 0o600);
     const at = list.findIndex((p) => p.name === patch.name);
     let superseded: InstalledPatch[] = [];

@@ -26,6 +26,7 @@ export type ErrorKind =
   | 'transition-timeout' // a livepatch transition did not complete in time (left as it is)
   | 'crash-loop' // `suture boot` refuses: the previous boot loaded patches and never finished
   | 'state-damaged' // one of suture's own state files cannot be read back (named, with what to do)
+  | 'untrusted' // a patch without a valid signature by a trusted key, a revoked key or module, a tampered bundle
   | 'interrupted' // a signal stopped the command; the message says what state it left
   | 'internal'; // a bug in suture
 
