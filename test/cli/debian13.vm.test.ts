@@ -24,11 +24,11 @@ const parts: Record<string, string[]> = {};
 
 const STEPS: [string, string][] = [
   ['before', 'head -1 /proc/filesystems; cat /proc/sys/fs/binfmt_misc/status'],
-  ['load', 'suture load /modules/lp_statics.ko --json; echo @@; suture load /modules/lp_binfmt.ko --json; echo @@; head -1 /proc/filesystems; cat /proc/sys/fs/binfmt_misc/status'],
+  ['load', 'suture load --allow-unsigned /modules/lp_statics.ko --json; echo @@; suture load --allow-unsigned /modules/lp_binfmt.ko --json; echo @@; head -1 /proc/filesystems; cat /proc/sys/fs/binfmt_misc/status'],
   ['list', 'suture list --json; echo @@; suture status --json; echo @@; suture info lp_binfmt --json'],
-  ['replace', 'suture load /modules/lp_cmdline_v1.ko --json; echo @@; cat /proc/cmdline; echo @@; suture replace /modules/lp_cmdline_v2.ko --json; echo @@; cat /proc/cmdline; echo @@; ls /sys/kernel/livepatch; echo @@; cat /sys/kernel/livepatch/lp_cmdline_v2/replace'],
+  ['replace', 'suture load --allow-unsigned /modules/lp_cmdline_v1.ko --json; echo @@; cat /proc/cmdline; echo @@; suture replace --allow-unsigned /modules/lp_cmdline_v2.ko --json; echo @@; cat /proc/cmdline; echo @@; ls /sys/kernel/livepatch; echo @@; cat /sys/kernel/livepatch/lp_cmdline_v2/replace'],
   ['unload', 'suture unload lp_cmdline_v2 --json; echo @@; ls /sys/kernel/livepatch; echo @@; head -1 /proc/filesystems; cat /proc/cmdline'],
-  ['persist', 'suture install /modules/lp_cmdline_v1.ko --json; echo @@; suture boot --json; echo @@; cat /proc/cmdline; echo @@; suture list --json'],
+  ['persist', 'suture install --allow-unsigned /modules/lp_cmdline_v1.ko --json; echo @@; suture boot --json; echo @@; cat /proc/cmdline; echo @@; suture list --json'],
   // Loaded behind suture's back (no record of it): whether it is cumulative comes from 6.12's sysfs alone.
   ['foreign', 'insmod /modules/lp_cmdline_v2.ko; i=0; while [ "$(cat /sys/kernel/livepatch/lp_cmdline_v2/transition)" != 0 ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done; suture list --json'],
 ];

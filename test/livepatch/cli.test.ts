@@ -16,7 +16,7 @@ import { buildFakePatches } from './fake-kernel.js';
 
 let ko: (n: string) => string;
 const state = mkdtempSync(join(tmpdir(), 'suture-cli-state-'));
-const env = { ...process.env, SUTURE_STATE_DIR: state, SUTURE_RUN_DIR: join(state, 'run') };
+const env = { ...process.env, SUTURE_STATE_DIR: state, SUTURE_RUN_DIR: join(state, 'run'), SUTURE_KEYS_DIR: join(state, 'no-keys.d') };
 
 // The CLI under test is the dist/ that `npm test` builds first (building here timed out under load).
 beforeAll(() => {
@@ -25,7 +25,7 @@ beforeAll(() => {
 
 describe('host commands (CLI, no kernel needed)', () => {
   it('install keeps the file for the release its vermagic names; uninstall removes it', () => {
-    const r = suture(['install', '--json', ko('fake_patch')], { env });
+    const r = suture(['install', '--allow-unsigned', '--json', ko('fake_patch')], { env });
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j).toMatchObject({ command: 'install', release: '6.1.0-56-amd64', name: 'fake_patch', order: ['fake_patch'] });
@@ -48,11 +48,14 @@ describe('host commands (CLI, no kernel needed)', () => {
   });
 
   it.each([
-    [['load', '/nonexistent/fix.ko'], 10, /^suture: reading a module: \/nonexistent\/fix\.ko does not exist$/m],
-    [['load', 'GARBAGE'], 11, /is not a kernel module/],
-    [['load', 'PLAIN'], 11, /fake_plain\.ko is not a livepatch module \(its \.modinfo has no livepatch=Y\)/],
-    [['install', 'PLAIN'], 11, /fake_plain\.ko is not a livepatch module/],
-    [['replace', 'PATCH'], 11, /fake_patch\.ko is not a cumulative patch \(its klp_patch has replace = false\)/],
+    [['load', '/nonexistent/fix.ko'], 10, /^suture: reading a patch: \/nonexistent\/fix\.ko does not exist$/m],
+    [['load', 'PATCH'], 37, /^suture: .*fake_patch\.ko is a bare module, not a signed bundle: suture loads only bundles signed by a key this host trusts \(.*no-keys\.d\); nothing was loaded\n  hint: .*--allow-unsigned$/m],
+    [['install', 'PATCH'], 37, /fake_patch\.ko is a bare module, not a signed bundle/],
+    [['load', 'GARBAGE'], 37, /garbage\.ko is not a signed bundle \(nor a kernel module\); nothing was loaded/],
+    [['load', '--allow-unsigned', 'GARBAGE'], 11, /is not a kernel module/],
+    [['load', '--allow-unsigned', 'PLAIN'], 11, /fake_plain\.ko is not a livepatch module \(its \.modinfo has no livepatch=Y\)/],
+    [['install', '--allow-unsigned', 'PLAIN'], 11, /fake_plain\.ko is not a livepatch module/],
+    [['replace', '--allow-unsigned', 'PATCH'], 11, /fake_patch\.ko is not a cumulative patch \(its klp_patch has replace = false\)/],
     [['unload', 'nothing_here'], 10, /^suture: no livepatch named nothing_here is loaded/],
     [['load', '--timeout', 'soon', 'PATCH'], 2, /--timeout must be a number of seconds/],
   ])('suture %j exits %i with one line', (args, code, re) => {
@@ -65,7 +68,7 @@ describe('host commands (CLI, no kernel needed)', () => {
   });
 
   it('--json refusals print one error object with the exit code', () => {
-    const r = suture(['load', '--json', ko('fake_plain')], { env });
+    const r = suture(['load', '--allow-unsigned', '--json', ko('fake_plain')], { env });
     expect(r.status).toBe(11);
     expect(JSON.parse(r.stdout).error).toMatchObject({ kind: 'invalid-input', exitCode: 11 });
   });

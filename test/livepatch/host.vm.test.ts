@@ -98,7 +98,7 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
   beforeAll(() => {
     const steps: Step[] = [
       // 1. load, --json checked against sysfs, list, info, status, uname
-      { name: 'load', script: capture(`suture load --json ${M}/livepatch-cmdline.ko`, 'load') },
+      { name: 'load', script: capture(`suture load --allow-unsigned --json ${M}/livepatch-cmdline.ko`, 'load') },
       {
         name: 'sysfs',
         script: `for f in enabled transition vmlinux/patched; do cat ${LP}/livepatch_cmdline/$f; done; echo @@; ls ${LP}/livepatch_cmdline/vmlinux; echo @@; cat /proc/cmdline`,
@@ -107,25 +107,25 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
       { name: 'info', script: `suture info --json livepatch_cmdline; echo @@; suture info --json ${M}/livepatch-cumulative-v2.ko` },
       { name: 'status', script: 'suture status --json; echo @@; suture uname -r; suture uname -a' },
       // another build under the loaded name is refused; the same file again (an interrupted load run again) is a success
-      { name: 'again', script: `${capture(`suture load ${M}/wrong-flags.ko`, 'again')}; echo @@; ${capture(`suture load ${M}/livepatch-cmdline.ko`, 'same')}` },
+      { name: 'again', script: `${capture(`suture load --allow-unsigned ${M}/wrong-flags.ko`, 'again')}; echo @@; ${capture(`suture load --allow-unsigned ${M}/livepatch-cmdline.ko`, 'same')}` },
       { name: 'unload', script: `${capture('suture unload --json livepatch_cmdline', 'unload')}; echo @@; ls ${LP}; echo @@; grep -c livepatch_cmdline /proc/modules; echo @@; cat /proc/cmdline` },
       { name: 'unload-unknown', script: capture('suture unload livepatch_cmdline', 'unknown') },
       // 2. refusals: one line, an exit code, the kernel untouched
-      { name: 'garbage', script: `echo 'this is text, not a module' > /tmp/garbage.ko; ${capture('suture load /tmp/garbage.ko', 'garbage')}` },
-      { name: 'not-livepatch', script: capture(`suture load ${M}/binfmt_misc.ko`, 'plain') },
-      { name: 'wrong-release', script: capture(`suture load ${M}/wrong-release.ko`, 'release') },
+      { name: 'garbage', script: `echo 'this is text, not a module' > /tmp/garbage.ko; ${capture('suture load --allow-unsigned /tmp/garbage.ko', 'garbage')}` },
+      { name: 'not-livepatch', script: capture(`suture load --allow-unsigned ${M}/binfmt_misc.ko`, 'plain') },
+      { name: 'wrong-release', script: capture(`suture load --allow-unsigned ${M}/wrong-release.ko`, 'release') },
       {
         name: 'wrong-flags-ref',
-        script: `mkdir -p /lib/modules/$(uname -r)/kernel/fs && cp ${M}/binfmt_misc.ko /lib/modules/$(uname -r)/kernel/fs/; ${capture(`suture load ${M}/wrong-flags.ko`, 'flags')}; rm -r /lib/modules`,
+        script: `mkdir -p /lib/modules/$(uname -r)/kernel/fs && cp ${M}/binfmt_misc.ko /lib/modules/$(uname -r)/kernel/fs/; ${capture(`suture load --allow-unsigned ${M}/wrong-flags.ko`, 'flags')}; rm -r /lib/modules`,
       },
-      { name: 'wrong-flags-kernel', script: capture(`suture load ${M}/wrong-flags.ko`, 'flags2') },
+      { name: 'wrong-flags-kernel', script: capture(`suture load --allow-unsigned ${M}/wrong-flags.ko`, 'flags2') },
       {
         name: 'no-livepatch-sysfs',
-        script: `mkdir -p /tmp/empty && mount --bind /tmp/empty /sys/kernel && ${capture(`suture load ${M}/livepatch-cmdline.ko`, 'nosysfs')}; umount /sys/kernel`,
+        script: `mkdir -p /tmp/empty && mount --bind /tmp/empty /sys/kernel && ${capture(`suture load --allow-unsigned ${M}/livepatch-cmdline.ko`, 'nosysfs')}; umount /sys/kernel`,
       },
       {
         name: 'ftrace-off',
-        script: `echo 0 > /proc/sys/kernel/ftrace_enabled && ${capture(`suture load ${M}/livepatch-cmdline.ko`, 'ftrace')}; echo 1 > /proc/sys/kernel/ftrace_enabled`,
+        script: `echo 0 > /proc/sys/kernel/ftrace_enabled && ${capture(`suture load --allow-unsigned ${M}/livepatch-cmdline.ko`, 'ftrace')}; echo 1 > /proc/sys/kernel/ftrace_enabled`,
       },
       { name: 'untouched', script: `ls ${LP} | wc -l; echo @@; grep -c livepatch /proc/modules; echo @@; cat /proc/cmdline` },
       // 3. a stalled transition: a reader sleeps in suture_stall_wait, which livepatch-stall replaces
@@ -133,7 +133,7 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
         name: 'stall-status',
         script:
           `insmod ${M}/suture-stall-target.ko && echo hold > /proc/suture_stall && ${startReader('reader1')}; ` +
-          `suture load --timeout 600 --json ${M}/livepatch-stall.ko >/tmp/load1.json 2>/tmp/load1.err </dev/null & echo $! >/tmp/load1.pid; ` +
+          `suture load --allow-unsigned --timeout 600 --json ${M}/livepatch-stall.ko >/tmp/load1.json 2>/tmp/load1.err </dev/null & echo $! >/tmp/load1.pid; ` +
           `i=0; while [ "$(cat ${LP}/livepatch_stall/transition 2>/dev/null)" != 1 ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; ` +
           `sleep 1; suture status --json; s=$?; echo @@; echo "rc=$s"; echo @@; cat /tmp/reader1.pid; echo @@; cat ${LP}/livepatch_stall/transition`,
       },
@@ -146,18 +146,18 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
         name: 'revert',
         script:
           `suture unload livepatch_stall >/dev/null 2>&1; echo hold > /proc/suture_stall && ${startReader('reader2')}; ` +
-          `${capture(`suture load --timeout 4 --revert-on-timeout ${M}/livepatch-stall.ko`, 'revert')}; echo @@; ` +
+          `${capture(`suture load --allow-unsigned --timeout 4 --revert-on-timeout ${M}/livepatch-stall.ko`, 'revert')}; echo @@; ` +
           `ls ${LP}; echo @@; grep -c livepatch_stall /proc/modules; echo @@; ` +
           `echo release > /proc/suture_stall; ${waitFile('/tmp/reader2.out', 1000)}; cat /tmp/reader2.out; echo @@; cat /proc/suture_stall`,
       },
       // 5. cumulative replace: v1 (cmdline + version), then v2 (replace, cmdline only)
       {
         name: 'v1',
-        script: `suture load ${M}/livepatch-cumulative-v1.ko >/dev/null 2>&1; echo "rc=$?"; echo @@; cat /proc/cmdline; echo @@; cat /proc/version; echo @@; suture uname -v; echo @@; ${capture(`suture replace ${M}/livepatch-cumulative-v1.ko`, 'notcumulative')}`,
+        script: `suture load --allow-unsigned ${M}/livepatch-cumulative-v1.ko >/dev/null 2>&1; echo "rc=$?"; echo @@; cat /proc/cmdline; echo @@; cat /proc/version; echo @@; suture uname -v; echo @@; ${capture(`suture replace --allow-unsigned ${M}/livepatch-cumulative-v1.ko`, 'notcumulative')}`,
       },
       {
         name: 'replace',
-        script: `${capture(`suture replace --json ${M}/livepatch-cumulative-v2.ko`, 'replace')}; echo @@; ls ${LP}; echo @@; grep -c livepatch_cumulative_v1 /proc/modules; echo @@; cat /proc/cmdline; echo @@; cat /proc/version; echo @@; suture uname -v; suture uname`,
+        script: `${capture(`suture replace --allow-unsigned --json ${M}/livepatch-cumulative-v2.ko`, 'replace')}; echo @@; ls ${LP}; echo @@; grep -c livepatch_cumulative_v1 /proc/modules; echo @@; cat /proc/cmdline; echo @@; cat /proc/version; echo @@; suture uname -v; suture uname`,
       },
       { name: 'replace-unload', script: 'suture unload livepatch_cumulative_v2 >/dev/null 2>&1; echo "rc=$?"; echo @@; cat /proc/cmdline' },
       // 6. force, last: a forced patch's module stays for good
@@ -165,7 +165,7 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
         name: 'force',
         script:
           `echo hold > /proc/suture_stall && ${startReader('reader3')}; ` +
-          `${capture(`suture load --timeout 2 ${M}/livepatch-stall.ko`, 'stalled')}; echo @@; ` +
+          `${capture(`suture load --allow-unsigned --timeout 2 ${M}/livepatch-stall.ko`, 'stalled')}; echo @@; ` +
           `${capture('suture force livepatch_stall', 'noyes')}; echo @@; ` +
           `${capture('suture force livepatch_stall --yes', 'force')}; echo @@; ` +
           `cat ${LP}/livepatch_stall/transition; echo @@; cat /proc/suture_stall; echo @@; ` +

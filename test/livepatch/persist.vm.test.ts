@@ -87,11 +87,11 @@ describe('install and boot across real reboots, under faults', () => {
   it('boot 1: the build ID binding; install 0600; a full disk keeps the old state, says so, and still loads at boot', () => {
     const r = boot([
       // the kernel's build ID as suture reads it (/sys/kernel/notes); a patch for another build is refused
-      `suture status --json; echo @@; ${capture(`suture load ${M}/rebuild.ko`, 'rebuild')}; echo @@; ${capture(`suture load ${M}/bound.ko`, 'bound')}; suture unload livepatch_cmdline >/dev/null 2>&1`,
-      `suture install --json ${M}/livepatch-cmdline.ko; echo @@; suture install --json ${M}/livepatch-stall.ko; echo @@; stat -c %a ${S}/kernels/$(uname -r)/livepatch_cmdline.ko`,
+      `suture status --json; echo @@; ${capture(`suture load --allow-unsigned ${M}/rebuild.ko`, 'rebuild')}; echo @@; ${capture(`suture load --allow-unsigned ${M}/bound.ko`, 'bound')}; suture unload livepatch_cmdline >/dev/null 2>&1`,
+      `suture install --allow-unsigned --json ${M}/livepatch-cmdline.ko; echo @@; suture install --allow-unsigned --json ${M}/livepatch-stall.ko; echo @@; stat -c %a ${S}/kernels/$(uname -r)/livepatch_cmdline.ko`,
       // fill the disk, then: install fails with the disk named, the old list intact; boot still loads
       `dd if=/dev/zero of=${S}/fill bs=64k 2>/dev/null; dd if=/dev/zero of=${S}/fill2 bs=4k 2>/dev/null; dd if=/dev/zero of=${S}/fill3 bs=1k 2>/dev/null; df ${S} >/tmp/df; cp ${S}/kernels/$(uname -r)/installed.json /tmp/before.json; ` +
-        `${capture(`suture install ${M}/livepatch-cmdline.ko`, 'full')}; echo @@; cmp /tmp/before.json ${S}/kernels/$(uname -r)/installed.json && echo same; echo @@; ` +
+        `${capture(`suture install --allow-unsigned ${M}/livepatch-cmdline.ko`, 'full')}; echo @@; cmp /tmp/before.json ${S}/kernels/$(uname -r)/installed.json && echo same; echo @@; ` +
         `${capture('suture boot --json', 'fullboot')}; echo @@; cat /proc/cmdline; echo @@; ls ${S}`,
       `rm ${S}/fill ${S}/fill2 ${S}/fill3; suture boot --json --guard-window 0 >/dev/null; cat ${S}/boot.json; echo @@; cat /proc/sys/kernel/random/boot_id`,
     ]);
