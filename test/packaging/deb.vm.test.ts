@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The Debian package (scripts/package.sh) on real Debian systems: fresh debootstrapped Debian 12 and
+ * Debian 13 roots (test/packaging/fresh-root.ts), where apt installs it with Debian's own nodejs,
+ * suture runs, systemd's offline tools see its units enabled, and apt remove/purge leave nothing
+ * behind. Real dpkg, apt, deb-systemd-helper and systemctl; no VM (it sits in the slow `vm` project
+ * for its time: cold, debootstrap takes 1-3 min per release; warm, about half a minute each).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from '../helpers/cli.js';
+import { cannotRun, FreshRoot, type Suite } from './fresh-root.js';
+
+const skip = cannotRun();
+const VERSION = (JSON.parse(spawnSync('cat', [join(ROOT, 'package.json')], { encoding: 'utf8' }).stdout) as { version: string }).version;
+
+let deb = '';
+let outDir = '';
+
+beforeAll(() => {
+  if (skip) return;
+  outDir = mkdtempSync(join(tmpdir(), 'suture-deb-test-'));
+  const r = spawnSync('bash', [join(ROOT, 'scripts/package.sh'), outDir], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LINTIAN: '0' } });
+  if (r.status !== 0) throw new Error(`scripts/package.sh failed (exit ${r.status}):\n${r.stderr}`);
+  deb = r.stdout.trim().split('\n').pop()!;
+}, 300_000);
+
+afterAll(() => {
+  if (outDir) rmSync(outDir, { recursive: true, force: true });
+});
+
+describe.skipIf(!!skip)('the package itself', () => {
+  it('is named suture_<version>_all.deb and says what it needs', () => {
+    expect(basename(deb)).toBe(`suture_${VERSION}_all.deb`);
+    const fields = spawnSync('dpkg-deb', ['-f', deb, 'Package', 'Version', 'Architecture', 'Depends'], { encoding: 'utf8' }).stdout;
+    expect(fields).toContain(`Version: ${VERSION}`);
+    expect(fields).toContain('Architecture: all');
+    expect(fields).toMatch(/Depends: nodejs \(>= 18\.19\), kmod/);
+  });
+
+  it('lintian: no error, every warning fixed or overridden with its reason in packaging/', () => {
+    const r = spawnSync('lintian', ['--fail-on', 'error,warning', deb], { encoding: 'utf8' });
+    expect(r.error, 'lintian is not installed: run scripts/setup.sh').toBeUndefined();
+    expect(`${r.stdout}${r.stderr}`.split('\n').filter((l) => /^[EW]: /.test(l))).toEqual([]);
+    expect(r.status).toBe(0);
+  });
+});
+
+describe.skipIf(!!skip).each([
+  { suite: 'bookworm' as Suite, node: /^v18\.(19|[2-9]\d)\./ },
+  { suite: 'trixie' as Suite, node: /^v20\.(19|[2-9]\d)\./ },
+])('in a fresh $suite root', ({ suite, node }) => {
+  let root: FreshRoot;
+  const timings: string[] = [];
+  let installed: string[] = [];
+
+  beforeAll(() => {
+    const t0 = Date.now();
+    const made = FreshRoot.create(suite);
+    root = made.root;
+    timings.push(made.baseMadeInSeconds !== undefined ? `debootstrap ${made.baseMadeInSeconds} s` : 'cached root');
+    timings.push(`copy ${Math.round((Date.now() - t0) / 1000 - (made.baseMadeInSeconds ?? 0))} s`);
+    root.put(deb, `/tmp/${basename(deb)}`);
+  }, 1_800_000);
+
+  afterAll(() => {
+    root?.destroy();
+    console.log(`[deb ${suite}] ${timings.join(', ')}`);
+  });
+
+  const sh = (cmd: string) => root.sh(cmd);
+  const ok = (cmd: string) => {
+    const r = sh(cmd);
+    expect(r.status, `${cmd}\n${r.stdout}\n${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+
+  it('starts without any Node.js', () => {
+    expect(sh('command -v node || command -v nodejs').status).not.toBe(0);
+    expect(sh('dpkg-query -W -f=\'${Status}\' nodejs 2>/dev/null | grep -q "ok installed"').status).not.toBe(0);
+  });
+
+  it('apt installs the .deb with Debian\'s own nodejs', () => {
+    const t0 = Date.now();
+    ok('apt-get update -q');
+    ok(`apt-get install -y -q --no-install-recommends /tmp/${basename(deb)}`);
+    timings.push(`apt install ${Math.round((Date.now() - t0) / 1000)} s`);
+    expect(ok('dpkg-query -W -f=\'${Status} ${Version}\' suture')).toBe(`install ok installed ${VERSION}`);
+    // /usr/bin/node is Debian's nodejs package (no Node copied in), of this release's version
+    expect(ok('dpkg -S "$(readlink -f /usr/bin/node)"')).toMatch(/^nodejs: /);
+    expect(ok('node --version').trim()).toMatch(node);
+    installed = ok('dpkg -L suture').trim().split('\n');
+    expect(installed).toEqual(expect.arrayContaining(['/usr/bin/suture', '/usr/share/man/man8/suture.8.gz', '/usr/lib/systemd/system/suture.service', '/etc/suture/keys.d', '/var/lib/suture']));
+  });
+
+  it('suture runs on it: --version, --help, list, status', () => {
+    expect(ok('suture --version').trim()).toBe(VERSION);
+    const help = ok('suture --help');
+    expect(help).toMatch(/\bload \[options\]/);
+    expect(help).toMatch(/\binstall\b/);
+    // the builder's commands are not part of the host package: hidden, and a plain refusal
+    expect(help).not.toMatch(/^ {2}(kernel|vm|build|analyze)\b/m);
+    const build = sh('suture build --kernel debian:6.1.0-56-amd64 fix.patch');
+    expect(build.status).toBe(12);
+    expect(build.stderr).toContain('suture build is a builder command');
+    // no livepatch sysfs in a chroot: said, not a crash
+    for (const cmd of ['suture list', 'suture list --json', 'suture status', 'suture status --json', 'suture info nosuchpatch']) {
+      const r = sh(cmd);
+      expect(r.stderr, cmd).not.toMatch(/internal error|TypeError|ReferenceError|is not a function/);
+      expect([0, 1, 10], `${cmd}: exit ${r.status}\n${r.stderr}`).toContain(r.status);
+    }
+    const status = sh('suture status');
+    expect(status.stdout).toContain('livepatch is not available on this kernel (/sys/kernel/livepatch is missing)');
+    expect(status.status).toBe(1);
+  });
+
+  it('its units are enabled (systemctl, offline in the root) and its folders are root\'s', () => {
+    expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
+    expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).toBe('enabled');
+    expect(ok('stat -c "%U:%G %a %n" /etc/suture /etc/suture/keys.d /var/lib/suture').trim().split('\n')).toEqual([
+      'root:root 755 /etc/suture',
+      'root:root 755 /etc/suture/keys.d',
+      'root:root 700 /var/lib/suture',
+    ]);
+    // the man page is there and is roff
+    expect(ok('zcat /usr/share/man/man8/suture.8.gz | head -n 1')).toMatch(/^\.TH SUTURE 8 /);
+  });
+
+  it('apt remove: no program or unit left, the units disabled, the trusted keys kept', () => {
+    // what an admin leaves: a trusted key and an installed patch record
+    ok('echo key >/etc/suture/keys.d/builder.pub && mkdir -p /var/lib/suture/kernels && echo x >/var/lib/suture/kernels/record');
+    ok('apt-get remove -y -q suture');
+    const left = installed.filter((p) => !p.startsWith('/etc/suture') && !p.startsWith('/var/lib/suture') && sh(`test -f '${p}' -o -L '${p}'`).status === 0);
+    expect(left).toEqual([]);
+    expect(sh('command -v suture').status).not.toBe(0);
+    expect(sh('systemctl is-enabled suture.service').stdout.trim()).not.toBe('enabled');
+    expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).not.toBe('enabled');
+    expect(ok('cat /etc/suture/keys.d/builder.pub').trim()).toBe('key');
+  });
+
+  it('apt purge: nothing of suture left anywhere, no unit enabled', () => {
+    ok('apt-get purge -y -q suture');
+    expect(sh('dpkg-query -W -f=\'${Status}\' suture 2>/dev/null').stdout).not.toContain('installed');
+    const found = ok(`find / -xdev \\( -path /proc -o -path /dev \\) -prune -o -iname '*suture*' -print | grep -vxF /tmp/${basename(deb)} || true`);
+    expect(found.trim().split('\n').filter(Boolean)).toEqual([]);
+    const links = ok('grep -rlis suture /etc/systemd /var/lib/systemd 2>/dev/null || true');
+    expect(links.trim()).toBe('');
+    expect(sh('systemctl is-enabled suture.service').status).not.toBe(0);
+  });
+});
