@@ -106,7 +106,7 @@ function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
 }
 
 /** The diff-mode action of `suture build`. */
-export async function buildPatches(patches: string[], o: PatchBuildFlags, analyzeOnly = false): Promise<void> {
+export async function buildPatches(patches: string[], o: PatchBuildFlags, analyzeOnly = false): Promise<DiffBuildResult> {
   const ref = parseKernelRef(o.kernel);
   const home = sutureHome();
   const meta = requireWorkspace(home, ref);
@@ -130,6 +130,7 @@ export async function buildPatches(patches: string[], o: PatchBuildFlags, analyz
   });
   if (o.json) printJson(patchReport(r));
   else printPatchResult(r, !!o.showFirstChanged);
+  return r;
 }
 
 export function analyzeCommand(): Command {
@@ -143,5 +144,7 @@ export function analyzeCommand(): Command {
     .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS})`, parseMaxUnits)
     .option('-p, --strip <n>', STRIP_HELP, parseStrip)
     .option('--json', 'print one JSON object')
-    .action((patches: string[], o: PatchBuildFlags) => buildPatches(patches, o, true));
+    .action(async (patches: string[], o: PatchBuildFlags) => {
+      await buildPatches(patches, o, true);
+    });
 }

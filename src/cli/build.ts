@@ -11,6 +11,8 @@ import { sutureHome } from '../util/paths.js';
 import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, type PatchBuildFlags } from './build-patch.js';
 import { DEFAULT_MAX_UNITS } from '../patchbuild/diff-build.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
+import { readSecretKey } from '../bundle/keys.js';
+import { signModuleFile } from './bundle.js';
 
 interface BuildOptions {
   kernel: string;
@@ -19,6 +21,16 @@ interface BuildOptions {
   output?: string;
   replace?: boolean;
   json?: boolean;
+  sign?: string;
+}
+
+/** `--sign KEY`: the built module, signed into NAME.suture beside it (src/bundle), after the build returns. */
+function signBuilt(ko: string, o: BuildOptions): void {
+  const s = signModuleFile(ko, o.sign!, {});
+  const line = `signed ${show(s.path)}: ${s.manifest.patch.name} for ${s.manifest.kernel.release} (build ${s.manifest.kernel.buildId}), key ${s.keyId}`;
+  // --json prints one object (the build's); the bundle is said on stderr then
+  if (o.json) process.stderr.write(`${line}\n`);
+  else out(line);
 }
 
 function show(path: string): string {
@@ -74,12 +86,19 @@ export function buildCommand(): Command {
     .option('--keep', 'keep the build directory (diff mode)')
     .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS}; diff mode)`, parseMaxUnits)
     .option('-p, --strip <n>', `${STRIP_HELP} (diff mode)`, parseStrip)
+    .option('--sign <file.key>', 'sign the module into NAME.suture beside it with this key (suture key generate): what hosts load')
     .option('--json', 'print one JSON object: the module, every function replaced and every symbol resolved')
     .action(async (patches: string[], o: BuildOptions & PatchBuildFlags) => {
+      // A bad key fails now, not after the build.
+      if (o.sign) readSecretKey(o.sign);
       if (patches.length && o.source !== undefined) {
         throw new SutureError('usage', 'give either patches (diff mode) or --source fix.c, not both');
       }
-      if (patches.length) return buildPatches(patches, o);
+      if (patches.length) {
+        const r = await buildPatches(patches, o);
+        if (o.sign && r.output) signBuilt(r.output, o);
+        return;
+      }
       if (o.source === undefined) throw new SutureError('usage', 'nothing to build: give --source fix.c', { hint: 'see suture build --help' });
       if (!existsSync(o.source)) throw new SutureError('not-found', `${o.source} does not exist`);
       const ref = parseKernelRef(o.kernel);
@@ -88,5 +107,6 @@ export function buildCommand(): Command {
       const r = await buildFromSource({ meta, home, source: o.source, name: o.name, output: o.output, replace: o.replace, reporter: reporterFor(o) });
       if (o.json) printJson(r);
       else printResult(r);
+      if (o.sign) signBuilt(r.module.path, o);
     });
 }
