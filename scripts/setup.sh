@@ -13,6 +13,7 @@ packages=(
   cpio xz-utils zstd kmod binutils patch               # unpack packages, depmod, readelf/objdump, apply fixes
   debian-archive-keyring ca-certificates
   apt-utils gnupg      # tests: a signed fixture archive (apt-ftparchive, gpg) read by suture's own apt
+  minisign             # tests: bundles are checked by the real tool a host admin would use
   lintian              # tests: the Debian package (scripts/package.sh) has no lintian error or unexplained warning
 )
 
