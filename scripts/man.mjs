@@ -4,8 +4,9 @@
 // `suture CMD --help` says. Used by scripts/package.sh on the host bundle:
 //
 //   node scripts/man.mjs path/to/main.js > suture.8
-import { pathToFileURL } from 'node:url';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const entry = process.argv[2] ?? 'dist/host/main.js';
 const cli = await import(pathToFileURL(resolve(entry)).href);
@@ -37,12 +38,38 @@ function fullName(cmd) {
   return names.join(' ');
 }
 
+/**
+ * The exit statuses, read from src/cli/exit-codes.ts (the one place that defines them): each
+ * `name: N,` of the EXIT object with the doc comment above it, if any.
+ */
+function exitCodes() {
+  const src = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../src/cli/exit-codes.ts'), 'utf8');
+  const body = /export const EXIT = \{([\s\S]*?)\n\} as const/.exec(src)?.[1] ?? '';
+  const codes = [];
+  let doc = '';
+  for (const line of body.split('\n')) {
+    const c = /^\s*\/\*\*\s*(.*?)\s*\*\/\s*$/.exec(line);
+    if (c) {
+      doc = c[1];
+      continue;
+    }
+    const m = /^\s*(\w+):\s*(\d+),/.exec(line);
+    if (m) {
+      const words = m[1].replace(/([A-Z])/g, ' $1').toLowerCase();
+      codes.push({ code: Number(m[2]), text: doc ? `${words}: ${doc}` : words });
+      doc = '';
+    }
+  }
+  return codes;
+}
+
 const lines = [];
 const emit = (...l) => lines.push(...l);
 
 function describe(cmd) {
   const name = fullName(cmd);
-  emit(`.SS "${esc(`suture ${name} ${cmd.usage()}`.trim())}"`);
+  const group = help.visibleCommands(cmd).some((c) => c.name() !== 'help');
+  emit(`.SS "${esc(group ? `suture ${name}` : `suture ${name} ${cmd.usage()}`.trim())}"`);
   const d = help.commandDescription(cmd);
   if (d) emit(esc(d));
   const args = help.visibleArguments(cmd).filter((a) => a.description);
@@ -58,7 +85,7 @@ const date = new Date(Number(process.env.SOURCE_DATE_EPOCH ?? Date.now() / 1000)
 emit(
   `.TH SUTURE 8 "${date}" "suture ${pkgVersion}" "System Administration"`,
   '.SH NAME',
-  `suture \\- ${esc(program.description())}`,
+  'suture \\- apply Linux livepatches without a reboot, keep them across boots (host commands)',
   '.SH SYNOPSIS',
   '.B suture',
   '.I command',
@@ -91,8 +118,23 @@ emit(
   '.I suture.service, suture\\-guard.service',
   'load the installed patches early at boot; watch the crash\\-loop guard window after that.',
   '.SH EXIT STATUS',
-  '0 on success, 2 for a usage error; each other failure has its own status, printed with',
-  '\\fB\\-\\-json\\fR as \\fBerror.exitCode\\fR (see the README, "Exit codes").',
+  'Each kind of failure has its own status; with \\fB\\-\\-json\\fR the error object carries it as',
+  '\\fBexitCode\\fR, beside its \\fBkind\\fR, \\fBmessage\\fR and \\fBhint\\fR.',
+  ...exitCodes().flatMap(({ code, text }) => ['.TP', `.B ${code}`, esc(text)]),
+  '.SH EXAMPLES',
+  'Trust a builder\\(aqs public key, then install a signed patch for the running kernel (it loads now',
+  'and at every boot) and see the result:',
+  '.PP',
+  '.nf',
+  '.RS',
+  'install \\-m 0644 builder.pub /etc/suture/keys.d/',
+  'suture install fix\\-cve\\-2026\\-1234.suture',
+  'suture status',
+  '.RE',
+  '.fi',
+  '.PP',
+  'Skip every patch at one boot: add \\fBsuture.boot=0\\fR to the kernel command line.',
+  'Stop loading patches at boot until told otherwise: \\fBsuture boot \\-\\-stop\\fR.',
   '.SH SEE ALSO',
   '.BR systemctl (1),',
   '.BR insmod (8),',

@@ -13,6 +13,8 @@
 # Prints the path of the .deb on stdout; runs lintian when it is installed (LINTIAN=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The man page's date and every file's mtime: the commit's.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 out=$(mkdir -p "${1:-dist/deb}" && cd "${1:-dist/deb}" && pwd)
 version=$(node -p 'require("./package.json").version')
 stage=$(mktemp -d "${TMPDIR:-/tmp}/suture-deb.XXXXXX")
@@ -62,8 +64,7 @@ for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$root/
 (cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/md5sums" "$root/DEBIAN/control"
 
-# Reproducible: every mtime is the commit's, files in order, root:root.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# Reproducible: every mtime is the commit's (SOURCE_DATE_EPOCH, above), files in order, root:root.
 find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH"
 deb=$out/suture_${version}_all.deb
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >&2

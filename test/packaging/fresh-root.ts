@@ -94,8 +94,9 @@ export class FreshRoot {
 
   private constructor(readonly path: string) {}
 
-  static create(suite: Suite): { root: FreshRoot; baseMadeInSeconds?: number } {
+  static create(suite: Suite): { root: FreshRoot; baseMadeInSeconds?: number; copySeconds: number } {
     const base = baseRoot(suite);
+    const started = Date.now();
     const path = join(sutureHome(), 'test-roots', `run-${suite}-${process.pid}`);
     rmSync(path, { recursive: true, force: true });
     must('cp', ['-a', '--reflink=auto', base.path, path], `copy of the ${suite} root`);
@@ -110,7 +111,7 @@ export class FreshRoot {
       root.destroy();
       throw e;
     }
-    return { root, baseMadeInSeconds: base.madeInSeconds };
+    return { root, baseMadeInSeconds: base.madeInSeconds, copySeconds: Math.round((Date.now() - started) / 1000) };
   }
 
   /** Run a shell command in the root as root, with a clean environment. */
