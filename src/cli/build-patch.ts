@@ -3,7 +3,8 @@
 import { Command } from 'commander';
 import { relative } from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { DEFAULT_MAX_UNITS, buildFromPatch, type DiffBuildResult } from '../patchbuild/diff-build.js';
+import { buildFromPatch, type DiffBuildResult } from '../patchbuild/diff-build.js';
+import { DEFAULT_MAX_UNITS } from '../patchbuild/units.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { sutureHome } from '../util/paths.js';

@@ -9,7 +9,7 @@ import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
 import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, type PatchBuildFlags } from './build-patch.js';
-import { DEFAULT_MAX_UNITS } from '../patchbuild/diff-build.js';
+import { DEFAULT_MAX_UNITS } from '../patchbuild/units.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 import { readSecretKey } from '../bundle/keys.js';
 import { signModuleFile } from './bundle.js';

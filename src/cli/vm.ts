@@ -11,11 +11,12 @@ import { readModuleIndex, resolveModules } from '../kernel/modules.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { DISK_KMODS, ensureDiskImage } from '../vm/disk.js';
+import { outcomeErrorKind } from '../vm/outcome.js';
 import { runVm, type StepResult, type VmCommand, type VmResult } from '../vm/run.js';
 
 /** The package root (dist/cli/vm.js or dist/bundle/vm-*.js → ../..): what --with-suture carries into the guest. */
 const APP_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { printJson } from './output.js';
 
 interface VmRunOptions {
@@ -52,13 +53,9 @@ export function vmExitCode(r: VmResult): number {
       return EXIT.ok;
     case 'command-failed':
       return r.firstFailedStatus ?? EXIT.failure;
-    case 'refused':
-      return EXIT.guestRefused;
-    case 'timeout':
-      return EXIT.guestTimeout;
-    case 'crash':
-    case 'boot-failure':
-      return EXIT.guestCrash;
+    default:
+      // The same map as every other command that boots a guest (vm/outcome.ts).
+      return exitCodeFor(outcomeErrorKind(r.outcome));
   }
 }
 

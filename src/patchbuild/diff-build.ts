@@ -41,7 +41,7 @@ import { stabilizeLines } from './patch/line-directives.js';
 import { formatPatch, type FilePatch } from './patch/parse.js';
 import { locateHunks } from './patch/located.js';
 import { diskTree, loadPatches, readPatchInputs } from './patch/inputs.js';
-import { includersOf, treeIncludeGraph } from './include-graph.js';
+import { DEFAULT_MAX_UNITS, findUnits, refuseFiles } from './units.js';
 import { applyPatch, checkPatchApplies, compileBoth, makeBuildTrees, removeBuildTrees } from './tree.js';
 
 export interface DiffBuildOptions {
@@ -115,66 +115,6 @@ const KLP_PREFIX = '.klp.sym.';
 /** Headers a patch may include (include/ of this installation). */
 const AUTHOR_HEADERS = ['suture.h', 'kpatch-macros.h', 'kpatch-syscall.h'];
 
-/** A changed header can reach thousands of units; past this many, the build stops and says so. */
-export const DEFAULT_MAX_UNITS = 64;
-
-function tooManyUnits(what: string, maxUnits: number): SutureError {
-  return new SutureError('limit', `${what}; suture compiles at most ${maxUnits} units for one patch`, {
-    hint: 'put the fix in the .c files that need it, or raise the limit with --max-units N (each unit is compiled twice)',
-  });
-}
-
-/**
- * Units of a patch: the .c files it touches, and for a changed header every
- * .c file that includes it, directly or through other headers (the tree's
- * include graph, kept in the workspace).
- */
-async function unitsOf(
-  meta: KernelMetadata,
-  files: readonly FilePatch[],
-  maxUnits: number,
-): Promise<{ units: string[]; viaHeader: Map<string, string[]>; notes: string[] }> {
-  const units = new Set<string>();
-  const viaHeader = new Map<string, string[]>();
-  const notes: string[] = [];
-  for (const f of files) if (f.kind === 'c') units.add(f.path);
-  const headers = files.filter((f) => f.kind === 'header');
-  if (headers.length) {
-    const graph = await treeIncludeGraph(meta.paths.source, join(meta.paths.root, 'include-graph.json'));
-    for (const h of headers) {
-      const r = includersOf(graph, h.path);
-      // Candidates beyond a few times the limit cannot all be filtered out by the configuration; stop early.
-      if (r.everyUnit || r.all.length > 4 * maxUnits) {
-        throw tooManyUnits(`${h.path} is included by ${r.everyUnit ? "every unit of the kernel (through kbuild's -include headers)" : `${r.all.length} source files (${r.direct.length} directly)`}`, maxUnits);
-      }
-      for (const u of r.all) {
-        units.add(u);
-        viaHeader.set(u, [...(viaHeader.get(u) ?? []), h.path]);
-      }
-      notes.push(`${h.path}: ${r.all.length} source file${r.all.length === 1 ? '' : 's'} include it (${r.direct.length} directly)`);
-    }
-  }
-  return { units: [...units].sort(), viaHeader, notes };
-}
-
-/** Refuse what a livepatch cannot be built from, before compiling anything. */
-function refuseFiles(files: readonly FilePatch[]): void {
-  const bad = files.filter((f) => f.kind === 'asm' || f.kind === 'build' || f.change === 'delete' || f.change === 'rename' || (f.change === 'create' && f.kind === 'c'));
-  if (!bad.length) return;
-  throw new SutureError('unsupported-change', `the patch changes ${bad.length === 1 ? 'a file' : 'files'} a livepatch cannot be built from: ${bad.map((f) => f.path).join(', ')}`, {
-    details: bad
-      .map((f) =>
-        f.kind === 'asm'
-          ? `${f.path}: assembly has no ftrace call sites to redirect; change the C code that calls it instead`
-          : f.kind === 'build'
-            ? `${f.path}: a change to Makefiles, Kconfig or linker scripts changes how the kernel is built, not code a livepatch can replace`
-            : `${f.path}: files created, deleted or renamed change the build itself; move the code into an existing file`,
-      )
-      .join('\n'),
-    hint: 'a livepatch replaces C functions of the running kernel; drop these files from the patch',
-  });
-}
-
 export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildResult> {
   const { meta, home, reporter } = opts;
   const { step, warn, timings, warnings } = timedSteps(reporter);
@@ -218,35 +158,9 @@ export async function buildFromPatch(opts: DiffBuildOptions): Promise<DiffBuildR
     });
 
     // 2. Which units, and where each one's object goes.
-    const kb = new KbuildObjects(tree);
-    const units: { unit: string; object: string; home: ObjectHome }[] = [];
-    let viaHeader = new Map<string, string[]>();
-    try {
-      await step('units', 'Finding the translation units to compile', async (update) => {
-        const maxUnits = opts.maxUnits ?? DEFAULT_MAX_UNITS;
-        const found = await unitsOf(meta, files, maxUnits);
-        const { units: us, notes } = found;
-        viaHeader = found.viaHeader;
-        for (const n of notes) update(n);
-        let notBuilt = 0;
-        for (const u of us) {
-          const h = await kb.home(u);
-          if (h.kind === 'not-built') {
-            if (files.some((f) => f.path === u)) warn(`${u} is not built in this kernel's configuration (${h.why}): its changes cannot matter here`);
-            notBuilt++;
-            continue;
-          }
-          units.push({ unit: u, object: h.object, home: h });
-        }
-        if (viaHeader.size) update(`${notBuilt} of ${us.length} source files are not built with this configuration`);
-        if (units.length > maxUnits) {
-          throw tooManyUnits(`the patch reaches ${units.length} units built in this kernel (through ${[...new Set([...viaHeader.values()].flat())].join(', ')})`, maxUnits);
-        }
-        update(`${units.length} unit${units.length === 1 ? '' : 's'}: ${units.map((u) => u.unit).join(', ')}`);
-      });
-    } finally {
-      kb.close();
-    }
+    const { units, viaHeader } = await step('units', 'Finding the translation units to compile', (update) =>
+      findUnits(meta, files, opts.maxUnits ?? DEFAULT_MAX_UNITS, { update, warn }),
+    );
     if (!units.length) {
       throw new SutureError('no-change', 'no functional change: the patch touches no source file built into this kernel or its modules', {
         hint: 'check that the patch is for this kernel, and that the changed files are built with its configuration',

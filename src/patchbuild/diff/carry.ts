@@ -9,7 +9,7 @@
  * patched). Pure: a unit's diff and its two indexed objects in, a new diff out.
  */
 import type { ObjectDiff, FunctionVerdict } from './diff.js';
-import { mangle, targetOffset } from './identity.js';
+import { unnumbered, targetOffset } from './identity.js';
 import type { IndexedSymbol, ObjectIndex } from './object-index.js';
 import { isAnonymousTarget, notraceWithoutCallers, parentOfPiece, traceable } from './rules.js';
 
@@ -36,7 +36,7 @@ function callersOf(idx: ObjectIndex, name: string): IndexedSymbol[] {
 function origOf(orig: ObjectIndex, name: string): IndexedSymbol | undefined {
   const exact = orig.functions.get(name);
   if (exact) return exact;
-  const same = [...orig.functions.values()].filter((f) => mangle(f.name) === mangle(name));
+  const same = [...orig.functions.values()].filter((f) => unnumbered(f.name) === unnumbered(name));
   return same.length === 1 ? same[0] : undefined;
 }
 

@@ -5,7 +5,7 @@
  * verdict out (changed and new functions, new data, refusals with reasons).
  */
 import type { ElfObject } from '../../elf/mod.js';
-import { Identities, mangle, targetOffset } from './identity.js';
+import { Identities, unnumbered, targetOffset } from './identity.js';
 import { ObjectIndex, bytesOf, isText, sizeOf, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
 import { changedData, changedInitOrExit, dataSizeChanged, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece, traceable, unsupportedSection, type Refusal } from './rules.js';
@@ -52,7 +52,7 @@ function correlate(orig: Map<string, IndexedSymbol>, patched: Map<string, Indexe
   const twin = new Map<string, string>(); // patched name → orig name
   const byMangled = (m: Map<string, IndexedSymbol>) => {
     const r = new Map<string, string[]>();
-    for (const n of m.keys()) r.set(mangle(n), [...(r.get(mangle(n)) ?? []), n]);
+    for (const n of m.keys()) r.set(unnumbered(n), [...(r.get(unnumbered(n)) ?? []), n]);
     return r;
   };
   for (const n of patched.keys()) if (orig.has(n)) twin.set(n, n);

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
  * Names that differ between two compiles of the same source only by gcc's
  * numbering: `__already_done.12` vs `.13`, `foo.constprop.0`, `__func__.3`.
  */
-export function mangle(name: string): string {
+export function unnumbered(name: string): string {
   return name.replace(/\.\d+/g, '.#');
 }
 
@@ -38,14 +38,14 @@ export class Identities {
     if (!sym) return 'none';
     if (sym.isUndefined) return `ext:${sym.name}${r.addend === -4n ? '' : `${r.addend}`}`;
     if (typeof sym.section === 'number') return `abs:${sym.name}:${sym.value}+${r.addend}`;
-    if (!isAnonymousTarget(sym) && sym.name) return `sym:${mangle(sym.name)}+${r.addend}`;
+    if (!isAnonymousTarget(sym) && sym.name) return `sym:${unnumbered(sym.name)}+${r.addend}`;
     const sec = sym.section;
     const off = Number(sym.value) + targetOffset(r);
     if (isStringSection(sec)) return `str:${JSON.stringify(this.stringAt(sec, off))}`;
     const inner = this.idx.symbolAt(sec, off);
-    if (inner) return `sym:${mangle(inner.name)}+${off - inner.offset}`;
+    if (inner) return `sym:${unnumbered(inner.name)}+${off - inner.offset}`;
     const at = Number(sym.value) + Number(r.addend);
-    return `sec:${mangle(sec.name)}:${this.slicePrint(sec, at)}`;
+    return `sec:${unnumbered(sec.name)}:${this.slicePrint(sec, at)}`;
   }
 
   /** Offsets of a section that relocations anywhere in the object point at. */

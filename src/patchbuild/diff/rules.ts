@@ -17,7 +17,10 @@ export type RuleId =
   | 'unsupported-section'
   | 'notrace-without-callers'
   | 'changed-struct-layout'
-  | 'module-static-key';
+  | 'module-static-key'
+  | 'assembly-file'
+  | 'build-file'
+  | 'file-created-deleted-renamed';
 
 /** A change a livepatch cannot carry: where, why, and what to write instead. */
 export interface Refusal {
@@ -212,8 +215,26 @@ export function changedStructLayout(unit: string, type: string, before: string, 
   };
 }
 
+/**
+ * Files a livepatch cannot be built from, refused before anything is compiled
+ * (units.ts): assembly (arch/x86/entry/entry_64.S has no ftrace call sites to
+ * redirect), build files (a Makefile, Kconfig or linker script changes how the
+ * kernel is built), and files the patch creates (a .c file), deletes or renames
+ * (the build itself changes). Rules 'assembly-file', 'build-file',
+ * 'file-created-deleted-renamed'.
+ */
+export function unbuildableFile(path: string, why: 'asm' | 'build' | 'created-deleted-renamed'): Refusal {
+  if (why === 'asm') {
+    return { rule: 'assembly-file', file: path, symbol: path, reason: 'assembly has no ftrace call sites to redirect', instead: 'change the C code that calls it instead' };
+  }
+  if (why === 'build') {
+    return { rule: 'build-file', file: path, symbol: path, reason: 'a change to Makefiles, Kconfig or linker scripts changes how the kernel is built, not code a livepatch can replace', instead: 'drop it from the patch' };
+  }
+  return { rule: 'file-created-deleted-renamed', file: path, symbol: path, reason: 'files created, deleted or renamed change the build itself', instead: 'move the code into an existing file' };
+}
+
 /** Refusals as a user reads them: one per change, with its rule and what to do instead. */
 export function formatRefusals(refusals: readonly Refusal[]): string {
-  return refusals.map((r) => `${r.file}: ${r.symbol}: ${r.reason}\n    rule: ${r.rule}\n    instead: ${r.instead}`).join('\n');
+  return refusals.map((r) => `${r.file === r.symbol ? r.file : `${r.file}: ${r.symbol}`}: ${r.reason}\n    rule: ${r.rule}\n    instead: ${r.instead}`).join('\n');
 }
 
