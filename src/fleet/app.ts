@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The fleet server's HTTP API (Fastify). At the edge, in this order: the body
+ * size bound (413), the request signature and nonce (401/403, service.ts's
+ * authenticate), the zod schema of the body and parameters (400), then the
+ * operation; replies are checked against their schema too. Every error is a
+ * JSON body `{ error: { code, message, entity } }` naming what was wrong.
+ *
+ *   POST /v1/enroll                      a host: one-time token + its own public key (signed by that key)
+ *   POST /v1/checkin                     a host: facts and results → its assignment
+ *   GET  /v1/bundles/:id                 a host (its own kernel build only) or an admin: the bundle's bytes
+ *   POST /v1/admin/enroll-tokens         → a one-time token
+ *   POST /v1/admin/bundles?channel=C     a bundle (application/octet-stream) → its id
+ *   GET  /v1/admin/bundles | hosts | rollouts | rollouts/:id
+ *   POST /v1/admin/rollouts              create
+ *   POST /v1/admin/rollouts/:id/:action  pause | resume | abort | rollback
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { z, type ZodType } from 'zod';
+import { MAX_PATCH_FILE_BYTES } from '../livepatch/patch-file.js';
+import { FleetError } from './errors.js';
+import {
+  BundleInfo,
+  BundleList,
+  ChannelSchema,
+  CheckinReply,
+  CheckinRequest,
+  Empty,
+  EnrollReply,
+  EnrollRequest,
+  HostList,
+  MAX_JSON_BODY,
+  PublicKeySchema,
+  RolloutAction,
+  RolloutInfo,
+  RolloutList,
+  RolloutRequest,
+  TokenReply,
+  TokenRequest,
+} from './protocol.js';
+import type { Caller, Fleet } from './service.js';
+
+export const MAX_BUNDLE_UPLOAD = MAX_PATCH_FILE_BYTES + 64 * 1024;
+
+type Auth = 'admin' | 'host' | 'any' | 'enroll';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    rawBody: Buffer;
+    caller: Caller | null;
+  }
+  interface FastifyContextConfig {
+    auth?: Auth;
+  }
+}
+
+const Sha256Param = z.strictObject({ id: z.string().regex(/^[0-9a-f]{64}$/) });
+const RolloutParam = z.strictObject({ id: z.string().regex(/^r-[0-9a-f]{16}$/) });
+const ActionParams = z.strictObject({ id: z.string().regex(/^r-[0-9a-f]{16}$/), action: RolloutAction });
+const ChannelQuery = z.strictObject({ channel: ChannelSchema.default('stable') });
+const NoQuery = z.strictObject({});
+
+function describeIssues(e: z.ZodError): string {
+  return e.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
+    .join('; ');
+}
+
+export interface AppOptions {
+  logger?: boolean;
+}
+
+export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: MAX_JSON_BODY });
+  app.decorateRequest('rawBody', null as unknown as Buffer);
+  app.decorateRequest('caller', null);
+
+  // Bodies are kept as bytes: the signature covers the bytes sent, not a re-serialisation.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
+    req.rawBody = body;
+    try {
+      done(null, body.length ? JSON.parse(body.toString('utf8')) : {});
+    } catch {
+      done(new FleetError('bad-request', `the body of ${req.method} ${req.url.split('?')[0]} is not JSON`, { type: 'request', id: `${req.method} ${req.url.split('?')[0]}` }), undefined);
+    }
+  });
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_BUNDLE_UPLOAD }, (req, body: Buffer, done) => {
+    if (req.routeOptions.url !== '/v1/admin/bundles') return done(new FleetError('bad-request', `${req.method} ${req.url.split('?')[0]} takes no application/octet-stream body`, { type: 'request', id: req.url.split('?')[0]! }), undefined);
+    req.rawBody = body;
+    done(null, body);
+  });
+
+  app.setValidatorCompiler(({ schema, url, httpPart }) => (data: unknown) => {
+    const r = (schema as ZodType).safeParse(data);
+    if (r.success) return { value: r.data };
+    return { error: new FleetError('bad-request', `${url} ${httpPart ?? ''}: ${describeIssues(r.error)}`, { type: 'request', id: `${url} ${httpPart ?? ''}`.trim() }) };
+  });
+  app.setSerializerCompiler(({ schema }) => (data: unknown) => JSON.stringify((schema as ZodType).parse(data)));
+
+  app.addHook('onRequest', async (req) => {
+    req.rawBody = Buffer.alloc(0);
+  });
+  app.addHook('preValidation', async (req) => {
+    const auth = req.routeOptions.config.auth;
+    if (!auth) return;
+    let enrollKey: string | undefined;
+    if (auth === 'enroll') {
+      const k = (req.body as { publicKey?: unknown } | undefined)?.publicKey;
+      if (PublicKeySchema.safeParse(k).success) enrollKey = k as string;
+    }
+    req.caller = await fleet.authenticate(req.headers, req.method, req.url, req.rawBody, auth, enrollKey);
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    const path = req.url.split('?')[0]!;
+    let e: FleetError;
+    if (err instanceof FleetError) e = err;
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new FleetError('too-large', `the body of ${req.method} ${path} is larger than this route takes (${req.routeOptions.url === '/v1/admin/bundles' ? MAX_BUNDLE_UPLOAD : MAX_JSON_BODY} bytes)`, { type: 'request', id: `${req.method} ${path}` });
+    else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) e = new FleetError('bad-request', `${req.method} ${path}: ${err.message}`, { type: 'request', id: `${req.method} ${path}` });
+    else {
+      req.log.error(err);
+      return reply.code(500).send({ error: { code: 'internal', message: `internal error in ${req.method} ${path}: ${err.message}`, entity: { type: 'request', id: `${req.method} ${path}` } } });
+    }
+    return reply.code(e.status).send({ error: { code: e.code, message: e.message, entity: e.entity } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    return reply.code(404).send({ error: { code: 'not-found', message: `no route ${req.method} ${path}`, entity: { type: 'request', id: `${req.method} ${path}` } } });
+  });
+
+  const caller = (req: FastifyRequest): Caller => req.caller!;
+
+  app.post('/v1/enroll', { config: { auth: 'enroll' }, schema: { body: EnrollRequest, querystring: NoQuery, response: { 200: EnrollReply } } }, async (req) => {
+    const b = req.body as z.infer<typeof EnrollRequest>;
+    return fleet.enroll(caller(req).keyId, b);
+  });
+  app.post('/v1/checkin', { config: { auth: 'host' }, schema: { body: CheckinRequest, querystring: NoQuery, response: { 200: CheckinReply } } }, async (req) => fleet.checkin(caller(req), req.body as CheckinRequest));
+  app.get('/v1/bundles/:id', { config: { auth: 'any' }, schema: { params: Sha256Param, querystring: NoQuery } }, async (req, reply: FastifyReply) => {
+    const data = await fleet.bundleData(caller(req), (req.params as { id: string }).id);
+    return reply.type('application/octet-stream').send(data);
+  });
+
+  app.post('/v1/admin/enroll-tokens', { config: { auth: 'admin' }, schema: { body: TokenRequest, querystring: NoQuery, response: { 200: TokenReply } } }, async (req) =>
+    fleet.enrollToken(caller(req), (req.body as z.infer<typeof TokenRequest>).expiresSec),
+  );
+  app.post('/v1/admin/bundles', { config: { auth: 'admin' }, bodyLimit: MAX_BUNDLE_UPLOAD, schema: { querystring: ChannelQuery, response: { 200: BundleInfo } } }, async (req) => {
+    if (!Buffer.isBuffer(req.body)) throw new FleetError('bad-request', 'POST /v1/admin/bundles takes the bundle as application/octet-stream', { type: 'request', id: 'POST /v1/admin/bundles' });
+    return fleet.publish(caller(req), req.body, (req.query as { channel: string }).channel);
+  });
+  app.get('/v1/admin/bundles', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: BundleList } } }, async () => ({ bundles: await fleet.listBundles() }));
+  app.get('/v1/admin/hosts', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: HostList } } }, async () => ({ hosts: await fleet.listHosts() }));
+  app.get('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: RolloutList } } }, async () => ({ rollouts: await fleet.listRollouts() }));
+  app.post('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { body: RolloutRequest, querystring: NoQuery, response: { 200: RolloutInfo } } }, async (req) => fleet.createRollout(caller(req), req.body as z.infer<typeof RolloutRequest>));
+  app.get('/v1/admin/rollouts/:id', { config: { auth: 'admin' }, schema: { params: RolloutParam, querystring: NoQuery, response: { 200: RolloutInfo } } }, async (req) => fleet.showRollout((req.params as { id: string }).id));
+  app.post('/v1/admin/rollouts/:id/:action', { config: { auth: 'admin' }, schema: { params: ActionParams, body: Empty, querystring: NoQuery, response: { 200: RolloutInfo } } }, async (req) => {
+    const p = req.params as z.infer<typeof ActionParams>;
+    return fleet.act(caller(req), p.id, p.action);
+  });
+  return app;
+}
+
+/**
+ * Run the server's background work: advance rollouts every `tickMs` (one
+ * tick at a time in this process; other processes are kept out by the
+ * database locks) and forget nonces past their window.
+ */
+export function startTicker(fleet: Fleet, tickMs = 2000, onError: (e: unknown) => void = () => {}): () => void {
+  let busy = false;
+  let n = 0;
+  const t = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    n++;
+    (n % 30 === 0 ? fleet.purgeNonces() : Promise.resolve())
+      .then(() => fleet.tick())
+      .catch(onError)
+      .finally(() => {
+        busy = false;
+      });
+  }, tickMs);
+  t.unref();
+  return () => clearInterval(t);
+}

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The fleet server's database: one Kysely query layer over SQLite (the
+ * embedded default: better-sqlite3, a file, nothing to start) and PostgreSQL
+ * (pg, for several server processes sharing one database), and its schema
+ * migrations (Kysely's Migrator, migrations written here in code).
+ *
+ * Times are integers (ms since the epoch): `bigint` in PostgreSQL, read back
+ * as numbers. The native drivers are loaded with createRequire, so the CLI's
+ * esbuild bundle leaves them in node_modules (better-sqlite3 is a native
+ * addon; pg has an optional native half).
+ *
+ * SQLite serves one server process (better-sqlite3 is synchronous; Kysely
+ * runs one transaction at a time on its one connection). PostgreSQL serves
+ * many: the rollout row is locked (SELECT … FOR UPDATE) for every change.
+ */
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Generated, type Migration, type MigrationProvider, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { FleetError } from './errors.js';
+
+const require = createRequire(import.meta.url);
+
+export interface AdminTable {
+  id: string;
+  public_key: string;
+  name: string;
+  created_at: number;
+}
+export interface TokenTable {
+  /** sha256 of the token: the token itself is never stored. */
+  hash: string;
+  expires_at: number;
+  created_at: number;
+  created_by: string;
+  used_at: number | null;
+  host_id: string | null;
+}
+export interface HostTable {
+  id: string;
+  public_key: string;
+  name: string;
+  channel: string;
+  enrolled_at: number;
+  last_seen: number | null;
+  release: string | null;
+  build_id: string | null;
+  boot_id: string | null;
+  effective_version: string | null;
+  health_ok: number | null;
+  /** The last check-in's facts, JSON. */
+  facts: string | null;
+}
+export interface NonceTable {
+  key_id: string;
+  nonce: string;
+  expires_at: number;
+}
+export interface BundleTable {
+  id: string;
+  name: string;
+  channel: string;
+  release: string;
+  build_id: string;
+  manifest: string;
+  size: number;
+  data: Buffer;
+  published_at: number;
+  published_by: string;
+}
+export interface RolloutTable {
+  id: string;
+  bundle_id: string;
+  name: string;
+  channel: string;
+  build_id: string;
+  status: string;
+  stage: number;
+  stages: string;
+  soak_ms: number;
+  max_failures: number;
+  start_at: number;
+  reason: string | null;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+}
+export interface TargetTable {
+  rollout_id: string;
+  host_id: string;
+  stage: number;
+  state: string;
+  failure: string | null;
+  assigned_at: number;
+  applied_at: number | null;
+}
+/** The one rollout a host is in: the primary key makes "two rollouts at once" impossible in the database itself. */
+export interface HostActiveTable {
+  host_id: string;
+  rollout_id: string;
+}
+export interface EventTable {
+  id: Generated<number>;
+  rollout_id: string;
+  at: number;
+  text: string;
+}
+/** One row, locked by every rollout tick so that ticks (which hand out hosts) run one at a time across processes. */
+export interface LockTable {
+  id: number;
+}
+
+export interface DB {
+  admins: AdminTable;
+  enroll_tokens: TokenTable;
+  hosts: HostTable;
+  nonces: NonceTable;
+  bundles: BundleTable;
+  rollouts: RolloutTable;
+  rollout_targets: TargetTable;
+  host_active: HostActiveTable;
+  rollout_events: EventTable;
+  fleet_lock: LockTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Database {
+  db: Kysely<DB>;
+  dialect: Dialect;
+  /** Where it is, without a password. */
+  where: string;
+}
+
+/** `sqlite:PATH`, a bare path, or `postgres://…` / `postgresql://…`. */
+export function parseDatabaseUrl(url: string): { dialect: Dialect; target: string } {
+  if (/^postgres(ql)?:\/\//.test(url)) return { dialect: 'postgres', target: url };
+  const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+  if (!path) throw new FleetError('bad-request', `--database ${url}: give sqlite:PATH or postgres://…`, { type: 'database', id: url });
+  return { dialect: 'sqlite', target: path === ':memory:' ? path : resolve(path) };
+}
+
+export function openDatabase(url: string): Database {
+  const { dialect, target } = parseDatabaseUrl(url);
+  if (dialect === 'sqlite') {
+    if (target !== ':memory:') mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
+    const SQLite = require('better-sqlite3') as typeof import('better-sqlite3');
+    const conn = new SQLite(target);
+    conn.pragma('journal_mode = WAL');
+    conn.pragma('busy_timeout = 5000');
+    conn.pragma('foreign_keys = ON');
+    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database: conn }) }), dialect, where: `sqlite:${target}` };
+  }
+  const pg = require('pg') as typeof import('pg');
+  // int8 (bigint) columns hold ms times: read them as numbers (they stay far below 2^53).
+  const types = { getTypeParser: (oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) };
+  const pool = new pg.Pool({ connectionString: target, max: 10, types } as import('pg').PoolConfig);
+  const u = new URL(target);
+  u.password = '';
+  return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), dialect, where: u.toString() };
+}
+
+/** Lock the rows a query selects until the transaction ends (PostgreSQL; SQLite runs one writer at a time). */
+export function forUpdate<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>): SelectQueryBuilder<DB, keyof DB, O> {
+  return d === 'postgres' ? q.forUpdate() : q;
+}
+
+export type Tx = Transaction<DB>;
+
+// ---------- migrations ----------
+
+function migrations(d: Dialect): Record<string, Migration> {
+  const bigint = 'bigint' as const;
+  const blob = d === 'postgres' ? 'bytea' : 'blob';
+  return {
+    '0001-fleet': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.createTable('admins').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('public_key', 'text', (c) => c.notNull().unique()).addColumn('name', 'text', (c) => c.notNull()).addColumn('created_at', bigint, (c) => c.notNull()).execute();
+        await db.schema
+          .createTable('enroll_tokens')
+          .addColumn('hash', 'text', (c) => c.primaryKey())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('used_at', bigint)
+          .addColumn('host_id', 'text')
+          .execute();
+        await db.schema
+          .createTable('hosts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('public_key', 'text', (c) => c.notNull().unique())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('channel', 'text', (c) => c.notNull())
+          .addColumn('enrolled_at', bigint, (c) => c.notNull())
+          .addColumn('last_seen', bigint)
+          .addColumn('release', 'text')
+          .addColumn('build_id', 'text')
+          .addColumn('boot_id', 'text')
+          .addColumn('effective_version', 'text')
+          .addColumn('health_ok', 'integer')
+          .addColumn('facts', 'text')
+          .execute();
+        await db.schema.createIndex('hosts_build').on('hosts').columns(['build_id', 'channel']).execute();
+        await db.schema
+          .createTable('nonces')
+          .addColumn('key_id', 'text', (c) => c.notNull())
+          .addColumn('nonce', 'text', (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addPrimaryKeyConstraint('nonces_pk', ['key_id', 'nonce'])
+          .execute();
+        await db.schema.createIndex('nonces_expiry').on('nonces').column('expires_at').execute();
+        await db.schema
+          .createTable('bundles')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('channel', 'text', (c) => c.notNull())
+          .addColumn('release', 'text', (c) => c.notNull())
+          .addColumn('build_id', 'text', (c) => c.notNull())
+          .addColumn('manifest', 'text', (c) => c.notNull())
+          .addColumn('size', 'integer', (c) => c.notNull())
+          .addColumn('data', blob, (c) => c.notNull())
+          .addColumn('published_at', bigint, (c) => c.notNull())
+          .addColumn('published_by', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('rollouts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('bundle_id', 'text', (c) => c.notNull().references('bundles.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('channel', 'text', (c) => c.notNull())
+          .addColumn('build_id', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('stage', 'integer', (c) => c.notNull())
+          .addColumn('stages', 'text', (c) => c.notNull())
+          .addColumn('soak_ms', bigint, (c) => c.notNull())
+          .addColumn('max_failures', 'integer', (c) => c.notNull())
+          .addColumn('start_at', bigint, (c) => c.notNull())
+          .addColumn('reason', 'text')
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('updated_at', bigint, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('rollout_targets')
+          .addColumn('rollout_id', 'text', (c) => c.notNull().references('rollouts.id'))
+          .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+          .addColumn('stage', 'integer', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('failure', 'text')
+          .addColumn('assigned_at', bigint, (c) => c.notNull())
+          .addColumn('applied_at', bigint)
+          .addPrimaryKeyConstraint('rollout_targets_pk', ['rollout_id', 'host_id'])
+          .execute();
+        await db.schema
+          .createTable('host_active')
+          .addColumn('host_id', 'text', (c) => c.primaryKey().references('hosts.id'))
+          .addColumn('rollout_id', 'text', (c) => c.notNull().references('rollouts.id'))
+          .execute();
+        await db.schema
+          .createTable('rollout_events')
+          .addColumn('id', d === 'postgres' ? 'bigserial' : 'integer', (c) => (d === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('rollout_id', 'text', (c) => c.notNull())
+          .addColumn('at', bigint, (c) => c.notNull())
+          .addColumn('text', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('rollout_events_rollout').on('rollout_events').columns(['rollout_id', 'id']).execute();
+        await db.schema.createTable('fleet_lock').addColumn('id', 'integer', (c) => c.primaryKey()).execute();
+        await sql`insert into fleet_lock (id) values (1)`.execute(db);
+      },
+    },
+  };
+}
+
+/** Bring the schema to the newest version; several processes may call it at once (PostgreSQL: Kysely's migration lock). */
+export async function migrate(d: Database): Promise<string[]> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(d.dialect) };
+  const m = new Migrator({ db: d.db, provider });
+  const { error, results } = await m.migrateToLatest();
+  if (error) {
+    throw new FleetError('unavailable', `migrating ${d.where}: ${(error as Error).message ?? String(error)}`, { type: 'database', id: d.where });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

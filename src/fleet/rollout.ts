@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The rollout state machine: the one place that decides what a rollout does
+ * next. Pure: data in, data out, no clock, no database, no randomness. The
+ * server (service.ts) loads a rollout and its targets inside a transaction
+ * that holds the rollout's row lock, calls `transition` with one event, and
+ * writes back what it returns; so two server processes on one database can
+ * never apply two events to the same rollout at once, and never advance a
+ * stage twice (the second one sees the first one's result).
+ *
+ * Written the way the kernel's livepatch transition code is: a small set of
+ * states, each event handled in one function, every change logged.
+ *
+ *   rollout status
+ *
+ *     pending ──(tick, now ≥ startAt)──> running (stage 0 … stage N-1) ──(last stage settled)──> done
+ *        │                                  │   ^
+ *        │                          pause   v   │ resume
+ *        └──────────── pause ──────────> paused
+ *     running|paused ──(failures ≥ maxFailures)──> halted
+ *     pending|running|paused|halted ──abort──> aborted
+ *     any but rolled-back ──rollback──> rolled-back
+ *
+ *   target (one host in one rollout)
+ *
+ *     assigned ──applied──> applied ──healthy check-in past the soak──> healthy
+ *     assigned|applied|healthy ──failed / unhealthy in soak / silent──> rollback (failure recorded)
+ *     rollback ──host reports the patch gone──> rolled-back
+ *     assigned ──halt / abort (not applied yet)──> cancelled
+ *
+ * What the server tells a host follows from its target: assigned, applied,
+ * healthy → "install and load this bundle" (idempotent); rollback → "remove it".
+ *
+ * Stages are cumulative: "1,10%,50%,100%" means stage 0 has 1 host, stage 1
+ * reaches 10% of the hosts that match the bundle's kernel build, and so on.
+ * A stage is settled when it has reached its count (or no candidate is left)
+ * and none of its hosts is still assigned or in its soak. A stage of a fleet
+ * with no matching host waits: a rollout never reports "done" to nobody.
+ *
+ * On halt, the affected hosts get rollback: every host that failed, and every
+ * host that applied the bundle but has not yet proven healthy (a patch that
+ * failed a canary is suspect); hosts not yet applied are cancelled; hosts
+ * already healthy past the soak keep it until an admin rolls the rollout back.
+ */
+
+export type RolloutStatus = 'pending' | 'running' | 'paused' | 'halted' | 'aborted' | 'rolled-back' | 'done';
+export type TargetState = 'assigned' | 'applied' | 'healthy' | 'rollback' | 'rolled-back' | 'cancelled';
+export type AdminAction = 'pause' | 'resume' | 'abort' | 'rollback';
+
+export type StageSpec = { kind: 'count'; n: number } | { kind: 'percent'; p: number };
+
+export interface RolloutCore {
+  status: RolloutStatus;
+  /** -1 before the first stage starts. */
+  stage: number;
+  stages: readonly StageSpec[];
+  soakMs: number;
+  maxFailures: number;
+  /** When the rollout may start (publish time + --delay). */
+  startAt: number;
+  /** Why it halted, was aborted or rolled back. */
+  reason: string | null;
+}
+
+export interface Target {
+  hostId: string;
+  stage: number;
+  state: TargetState;
+  /** Why the host failed; a failure is counted once and stays recorded. */
+  failure: string | null;
+  assignedAt: number;
+  appliedAt: number | null;
+  /** The host's last check-in (filled in by the server from the host's row). */
+  lastSeen: number;
+}
+
+export type RolloutEvent =
+  /** Time passes: start, detect silent hosts, advance settled stages. `candidates`: matching, free, live hosts not yet in this rollout, in the order to take them. */
+  | { type: 'tick'; now: number; candidates: readonly string[]; silentMs: number }
+  | { type: 'host-applied'; hostId: string; now: number }
+  | { type: 'host-failed'; hostId: string; now: number; reason: string }
+  /** A check-in with the host's health while it runs the bundle. */
+  | { type: 'host-report'; hostId: string; now: number; healthy: boolean; reasons: readonly string[] }
+  | { type: 'host-rolled-back'; hostId: string; now: number }
+  | { type: 'admin'; action: AdminAction; now: number; by: string };
+
+export interface Step {
+  rollout: RolloutCore;
+  /** Targets added or changed (the whole new value of each). */
+  changed: Target[];
+  /** What happened, one line each, for the rollout's log. */
+  log: string[];
+}
+
+/** An event the rollout's present state does not allow (an admin action only: host events never throw). */
+export class RolloutRefusal extends Error {
+  constructor(
+    readonly status: RolloutStatus,
+    readonly action: AdminAction,
+  ) {
+    super(`cannot ${action} a rollout that is ${status}`);
+    this.name = 'RolloutRefusal';
+  }
+}
+
+export const ACTIVE: readonly RolloutStatus[] = ['pending', 'running', 'paused'];
+const FINISHED: readonly RolloutStatus[] = ['done', 'aborted', 'rolled-back'];
+
+/** Parse "1,10%,50%,100%": whole counts or percentages, cumulative, non-decreasing, at most 20. */
+export function parseStages(text: string): StageSpec[] {
+  const parts = text.split(',').map((s) => s.trim());
+  if (parts.length === 0 || parts.length > 20) throw new Error(`--stages ${text}: give 1 to 20 stages, e.g. 1,10%,50%,100%`);
+  const out = parts.map((p): StageSpec => {
+    let m = /^(\d{1,6})$/.exec(p);
+    if (m) {
+      const n = Number(m[1]);
+      if (n < 1) throw new Error(`--stages ${text}: stage "${p}" has no host`);
+      return { kind: 'count', n };
+    }
+    m = /^(\d{1,3}(?:\.\d{1,2})?)%$/.exec(p);
+    if (m) {
+      const pc = Number(m[1]);
+      if (pc <= 0 || pc > 100) throw new Error(`--stages ${text}: stage "${p}" is not a percentage from 0 (excluded) to 100`);
+      return { kind: 'percent', p: pc };
+    }
+    throw new Error(`--stages ${text}: stage "${p}" is neither a count of hosts (5) nor a percentage (10%)`);
+  });
+  return out;
+}
+
+export function formatStages(s: readonly StageSpec[]): string {
+  return s.map((x) => (x.kind === 'count' ? String(x.n) : `${x.p}%`)).join(',');
+}
+
+/** How many hosts stage k reaches in all (cumulative), of a population of matching hosts. */
+export function stageTarget(spec: StageSpec, population: number): number {
+  if (population <= 0) return 0;
+  const n = spec.kind === 'count' ? spec.n : Math.ceil((spec.p * population) / 100 - 1e-9);
+  return Math.max(1, Math.min(population, n));
+}
+
+/** Whether a target keeps its host busy (no other rollout may take it). */
+export function holdsHost(status: RolloutStatus, t: Target): boolean {
+  if (t.state === 'rollback') return true; // until the host reports the patch gone
+  if (t.state === 'cancelled' || t.state === 'rolled-back') return false;
+  return ACTIVE.includes(status);
+}
+
+/** What the server tells the host of a target. */
+export function instructionFor(t: Target): 'install' | 'rollback' | null {
+  if (t.state === 'assigned' || t.state === 'applied' || t.state === 'healthy') return 'install';
+  if (t.state === 'rollback') return 'rollback';
+  return null;
+}
+
+export function failures(targets: readonly Target[]): number {
+  return targets.filter((t) => t.failure !== null).length;
+}
+
+class Run {
+  readonly changed = new Map<string, Target>();
+  readonly log: string[] = [];
+  readonly targets: Map<string, Target>;
+  rollout: RolloutCore;
+
+  constructor(r: RolloutCore, targets: readonly Target[]) {
+    this.rollout = { ...r };
+    this.targets = new Map(targets.map((t) => [t.hostId, t]));
+  }
+
+  set(t: Target, patch: Partial<Target>, line?: string): Target {
+    const n = { ...t, ...patch };
+    this.targets.set(n.hostId, n);
+    this.changed.set(n.hostId, n);
+    if (line) this.log.push(line);
+    return n;
+  }
+
+  status(s: RolloutStatus, line: string, reason: string | null = this.rollout.reason): void {
+    this.rollout = { ...this.rollout, status: s, reason };
+    this.log.push(line);
+  }
+
+  all(): Target[] {
+    return [...this.targets.values()];
+  }
+
+  /** A host failed: count it, tell it to roll back, halt at max-failures. */
+  fail(t: Target, reason: string): void {
+    if (t.failure !== null || t.state === 'rolled-back' || t.state === 'cancelled') return;
+    this.set(t, { state: 'rollback', failure: reason }, `host ${t.hostId} failed: ${reason}; it rolls back`);
+    const n = failures(this.all());
+    const r = this.rollout;
+    if ((r.status === 'running' || r.status === 'paused') && n >= r.maxFailures) this.halt(`${n} host${n === 1 ? '' : 's'} failed (max ${r.maxFailures}); last: ${t.hostId}: ${reason}`);
+  }
+
+  halt(reason: string): void {
+    this.status('halted', `halted: ${reason}`, reason);
+    for (const t of this.all()) {
+      if (t.state === 'assigned') this.set(t, { state: 'cancelled' }, `host ${t.hostId}: cancelled (not applied yet)`);
+      else if (t.state === 'applied') this.set(t, { state: 'rollback' }, `host ${t.hostId}: rolls back (applied, not yet healthy past the soak)`);
+    }
+  }
+
+  settled(t: Target): boolean {
+    return t.state !== 'assigned' && t.state !== 'applied';
+  }
+
+  /** Start stage k: assign hosts until the stage's cumulative count is reached. */
+  startStage(k: number, now: number, candidates: string[]): void {
+    const r = this.rollout;
+    this.rollout = { ...r, stage: k };
+    const have = this.targets.size;
+    const want = stageTarget(r.stages[k]!, have + candidates.length);
+    const take = candidates.splice(0, Math.max(0, want - have));
+    this.log.push(`stage ${k + 1}/${r.stages.length} (${formatStages([r.stages[k]!])}) started: ${take.length} host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} in all`);
+    for (const h of take) this.set({ hostId: h, stage: k, state: 'assigned', failure: null, assignedAt: now, appliedAt: null, lastSeen: now }, {});
+  }
+
+  /** Whether stage k has reached its count (or no candidate is left) and all its hosts settled. */
+  stageDone(k: number, candidates: readonly string[]): boolean {
+    const all = this.all();
+    if (all.length === 0) return false;
+    const want = stageTarget(this.rollout.stages[k]!, all.length + candidates.length);
+    return all.length >= want && all.every((t) => this.settled(t));
+  }
+}
+
+function tick(run: Run, e: Extract<RolloutEvent, { type: 'tick' }>): void {
+  const candidates = e.candidates.filter((h) => !run.targets.has(h));
+  if (run.rollout.status === 'pending' && e.now >= run.rollout.startAt) {
+    if (candidates.length === 0) return; // nobody matches yet: wait, still pending
+    run.status('running', 'started');
+    run.startStage(0, e.now, candidates);
+  }
+  const r = run.rollout;
+  if (r.status !== 'running' && r.status !== 'paused') return;
+  // Silent hosts: assigned or in the soak, no check-in for silentMs.
+  for (const t of run.all()) {
+    if ((t.state === 'assigned' || t.state === 'applied') && e.now - t.lastSeen > e.silentMs) {
+      run.fail(t, `silent: no check-in for ${Math.round((e.now - t.lastSeen) / 1000)} s`);
+    }
+  }
+  // Advance through every settled stage (bounded by the number of stages).
+  for (let guard = 0; guard <= r.stages.length && run.rollout.status === 'running'; guard++) {
+    const k = run.rollout.stage;
+    if (k < 0) {
+      if (candidates.length === 0) return;
+      run.startStage(0, e.now, candidates);
+      continue;
+    }
+    if (!run.stageDone(k, candidates)) return;
+    if (k === r.stages.length - 1) {
+      run.status('done', `done: ${run.all().filter((t) => t.state === 'healthy').length} hosts healthy`);
+      return;
+    }
+    run.startStage(k + 1, e.now, candidates);
+  }
+}
+
+function admin(run: Run, e: Extract<RolloutEvent, { type: 'admin' }>): void {
+  const s = run.rollout.status;
+  switch (e.action) {
+    case 'pause':
+      if (s !== 'running' && s !== 'pending') throw new RolloutRefusal(s, e.action);
+      run.status('paused', `paused by ${e.by}`);
+      return;
+    case 'resume':
+      if (s !== 'paused') throw new RolloutRefusal(s, e.action);
+      run.status(run.rollout.stage < 0 ? 'pending' : 'running', `resumed by ${e.by}`);
+      return;
+    case 'abort':
+      if (FINISHED.includes(s)) throw new RolloutRefusal(s, e.action);
+      run.status('aborted', `aborted by ${e.by}`, `aborted by ${e.by}`);
+      for (const t of run.all()) if (t.state === 'assigned') run.set(t, { state: 'cancelled' }, `host ${t.hostId}: cancelled (not applied yet)`);
+      return;
+    case 'rollback':
+      if (s === 'rolled-back') throw new RolloutRefusal(s, e.action);
+      run.status('rolled-back', `rolled back by ${e.by}`, `rolled back by ${e.by}`);
+      for (const t of run.all()) if (t.state === 'assigned' || t.state === 'applied' || t.state === 'healthy') run.set(t, { state: 'rollback' }, `host ${t.hostId}: rolls back`);
+      return;
+  }
+}
+
+function hostEvent(run: Run, e: Exclude<RolloutEvent, { type: 'tick' | 'admin' }>): void {
+  const t = run.targets.get(e.hostId);
+  if (!t) return; // not a host of this rollout: the server never sends such an event; ignore it
+  switch (e.type) {
+    case 'host-applied':
+      if (t.state === 'assigned') run.set(t, { state: 'applied', appliedAt: e.now, lastSeen: e.now }, `host ${t.hostId} applied the bundle; soak starts`);
+      return;
+    case 'host-failed':
+      if (t.state === 'assigned' || t.state === 'applied' || t.state === 'healthy') run.fail(t, e.reason);
+      return;
+    case 'host-report':
+      if (t.state !== 'applied') return;
+      if (!e.healthy) return run.fail(t, `unhealthy in the soak: ${e.reasons.join('; ') || 'no reason given'}`);
+      if (e.now - (t.appliedAt ?? e.now) >= run.rollout.soakMs) run.set(t, { state: 'healthy', lastSeen: e.now }, `host ${t.hostId} healthy past the soak`);
+      return;
+    case 'host-rolled-back':
+      if (t.state === 'rollback') run.set(t, { state: 'rolled-back' }, `host ${t.hostId} rolled back`);
+      return;
+  }
+}
+
+/**
+ * Apply one event to a rollout and its targets. Returns the new rollout, the
+ * targets it changed, and the log lines. Throws RolloutRefusal only for an
+ * admin action the rollout's status does not allow.
+ */
+export function transition(rollout: RolloutCore, targets: readonly Target[], e: RolloutEvent): Step {
+  const run = new Run(rollout, targets);
+  if (e.type === 'tick') tick(run, e);
+  else if (e.type === 'admin') admin(run, e);
+  else hostEvent(run, e);
+  return { rollout: run.rollout, changed: [...run.changed.values()], log: run.log };
+}

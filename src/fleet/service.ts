@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The fleet server's operations over its database: identity (admins, enrol
+ * tokens, hosts, request nonces), bundles, check-ins and rollouts. Every
+ * change runs in one transaction; every request is validated before it gets
+ * here (app.ts) and every entity checked before anything is written, so a
+ * refused request changes nothing. The rollout decisions themselves are in
+ * rollout.ts; this file loads, locks and stores.
+ *
+ * Concurrency (PostgreSQL, several server processes): a change to a rollout
+ * holds its row lock (SELECT … FOR UPDATE) while it reads the targets and
+ * writes the result; a tick (which hands out hosts) first locks the single
+ * fleet_lock row, so two ticks never pick hosts at the same time; host_active
+ * (primary key host_id) makes a host in two rollouts at once a constraint
+ * violation rather than a race.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { openBundle } from '../bundle/bundle.js';
+import { isSutureError } from '../util/errors.js';
+import { forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
+import { FleetError } from './errors.js';
+import {
+  keyIdOf,
+  readSignedHeaders,
+  verifyRequest,
+  WINDOW_MS,
+  type CheckinReply,
+  type CheckinRequest,
+  type RolloutInfo,
+} from './protocol.js';
+import { ACTIVE, failures, formatStages, holdsHost, instructionFor, parseStages, RolloutRefusal, transition, type AdminAction, type RolloutCore, type RolloutEvent, type RolloutStatus, type StageSpec, type Target, type TargetState } from './rollout.js';
+
+export interface Caller {
+  role: 'admin' | 'host';
+  id: string;
+  keyId: string;
+}
+
+export interface FleetOptions {
+  now?: () => number;
+  /** A host without a check-in for this long is silent (failed in a soak, no candidate). */
+  silentMs?: number;
+  /** How often hosts are told to check in. */
+  checkinSec?: number;
+}
+
+const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
+
+export class Fleet {
+  readonly now: () => number;
+  readonly silentMs: number;
+  readonly checkinSec: number;
+
+  constructor(
+    readonly d: Database,
+    o: FleetOptions = {},
+  ) {
+    this.now = o.now ?? Date.now;
+    this.checkinSec = o.checkinSec ?? 60;
+    this.silentMs = o.silentMs ?? this.checkinSec * 3 * 1000;
+  }
+
+  get db() {
+    return this.d.db;
+  }
+
+  // ---------- identity ----------
+
+  async addAdmin(publicKey: string, name: string): Promise<string> {
+    const id = `a-${keyIdOf(publicKey)}`;
+    await this.db.insertInto('admins').values({ id, public_key: publicKey, name, created_at: this.now() }).onConflict((oc) => oc.column('id').doNothing()).execute();
+    return id;
+  }
+
+  /**
+   * Check a request's signature and record its nonce. `enrollKey` is the
+   * public key an enrolment request carries (the one request signed by a key
+   * the server does not know yet).
+   */
+  async authenticate(headers: Record<string, string | string[] | undefined>, method: string, url: string, body: Buffer, want: 'admin' | 'host' | 'any' | 'enroll', enrollKey?: string): Promise<Caller> {
+    const s = readSignedHeaders(headers);
+    if (typeof s === 'string') throw new FleetError('unauthenticated', `the request has no valid ${s} header: every request is signed (see protocol.ts)`, { type: 'request', id: `${method} ${url}` });
+    const now = this.now();
+    if (Math.abs(now - s.time) > WINDOW_MS) {
+      throw new FleetError('unauthenticated', `the request's time ${new Date(s.time).toISOString()} is more than ${WINDOW_MS / 1000} s from the server's; check the caller's clock`, { type: 'key', id: s.keyId });
+    }
+    let caller: Caller;
+    let publicKey: string;
+    if (want === 'enroll') {
+      if (!enrollKey || keyIdOf(enrollKey) !== s.keyId) throw new FleetError('unauthenticated', `an enrolment is signed by the key it enrols; key ${s.keyId} is not ${enrollKey ? keyIdOf(enrollKey) : 'given'}`, { type: 'key', id: s.keyId });
+      publicKey = enrollKey;
+      caller = { role: 'host', id: `h-${s.keyId}`, keyId: s.keyId };
+    } else {
+      const host = await this.db.selectFrom('hosts').select(['id', 'public_key']).where('id', '=', `h-${s.keyId}`).executeTakeFirst();
+      const admin = host ? undefined : await this.db.selectFrom('admins').select(['id', 'public_key']).where('id', '=', `a-${s.keyId}`).executeTakeFirst();
+      const row = host ?? admin;
+      if (!row) throw new FleetError('unauthenticated', `key ${s.keyId} belongs to no enrolled host and no admin`, { type: 'key', id: s.keyId });
+      publicKey = row.public_key;
+      caller = { role: host ? 'host' : 'admin', id: row.id, keyId: s.keyId };
+    }
+    if (!verifyRequest(publicKey, s, method, url, body)) throw new FleetError('unauthenticated', `the signature of key ${s.keyId} does not match this request (method, path, body, time or nonce changed, or another key signed it)`, { type: 'key', id: s.keyId });
+    if (want !== 'enroll' && want !== 'any' && caller.role !== want) throw new FleetError('forbidden', `${caller.role} ${caller.id} may not call ${method} ${url.split('?')[0]} (${want}s only)`, { type: caller.role, id: caller.id });
+    const r = await this.db
+      .insertInto('nonces')
+      .values({ key_id: s.keyId, nonce: s.nonce, expires_at: s.time + WINDOW_MS })
+      .onConflict((oc) => oc.columns(['key_id', 'nonce']).doNothing())
+      .executeTakeFirst();
+    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw new FleetError('unauthenticated', `nonce ${s.nonce} of key ${s.keyId} was used already: a replayed request`, { type: 'key', id: s.keyId });
+    return caller;
+  }
+
+  async purgeNonces(): Promise<void> {
+    await this.db.deleteFrom('nonces').where('expires_at', '<', this.now() - WINDOW_MS).execute();
+  }
+
+  async enrollToken(by: Caller, expiresSec: number): Promise<{ token: string; expiresAt: number }> {
+    const token = `st_${randomBytes(32).toString('base64url')}`;
+    const now = this.now();
+    const expiresAt = now + expiresSec * 1000;
+    await this.db.insertInto('enroll_tokens').values({ hash: sha256(token), expires_at: expiresAt, created_at: now, created_by: by.id, used_at: null, host_id: null }).execute();
+    return { token, expiresAt };
+  }
+
+  async enroll(keyId: string, req: { token: string; publicKey: string; name: string; channel: string }): Promise<{ hostId: string; keyId: string; channel: string }> {
+    const hostId = `h-${keyId}`;
+    const hash = sha256(req.token);
+    const tokenId = hash.slice(0, 12);
+    return this.db.transaction().execute(async (tx) => {
+      const now = this.now();
+      const t = await forUpdate(this.d.dialect, tx.selectFrom('enroll_tokens').selectAll().where('hash', '=', hash)).executeTakeFirst();
+      if (!t) throw new FleetError('unauthenticated', `enrolment token ${tokenId}… is not one this server made`, { type: 'token', id: tokenId });
+      if (t.used_at !== null) throw new FleetError('conflict', `enrolment token ${tokenId}… was used already (by host ${t.host_id}); tokens are one-time`, { type: 'token', id: tokenId });
+      if (t.expires_at <= now) throw new FleetError('unauthenticated', `enrolment token ${tokenId}… expired at ${new Date(t.expires_at).toISOString()}`, { type: 'token', id: tokenId });
+      const exists = await tx.selectFrom('hosts').select('id').where('public_key', '=', req.publicKey).executeTakeFirst();
+      if (exists) throw new FleetError('conflict', `host ${exists.id} is enrolled with this key already`, { type: 'host', id: exists.id });
+      const used = await tx.updateTable('enroll_tokens').set({ used_at: now, host_id: hostId }).where('hash', '=', hash).where('used_at', 'is', null).executeTakeFirst();
+      if (Number(used.numUpdatedRows) !== 1) throw new FleetError('conflict', `enrolment token ${tokenId}… was used already`, { type: 'token', id: tokenId });
+      await tx
+        .insertInto('hosts')
+        .values({ id: hostId, public_key: req.publicKey, name: req.name, channel: req.channel, enrolled_at: now, last_seen: null, release: null, build_id: null, boot_id: null, effective_version: null, health_ok: null, facts: null })
+        .execute();
+      return { hostId, keyId, channel: req.channel };
+    });
+  }
+
+  // ---------- bundles ----------
+
+  async publish(by: Caller, bytes: Buffer, channel: string) {
+    const id = sha256(bytes);
+    let b;
+    try {
+      b = openBundle(bytes, `bundle ${id.slice(0, 12)}`);
+    } catch (e) {
+      if (isSutureError(e)) throw new FleetError('invalid-bundle', e.message, { type: 'bundle', id });
+      throw e;
+    }
+    const m = b.manifest;
+    return this.db.transaction().execute(async (tx) => {
+      const old = await tx.selectFrom('bundles').select(['id', 'channel']).where('id', '=', id).executeTakeFirst();
+      if (old && old.channel !== channel) throw new FleetError('conflict', `bundle ${id} is published on channel ${old.channel} already`, { type: 'bundle', id });
+      if (!old) {
+        await tx
+          .insertInto('bundles')
+          .values({ id, name: m.patch.name, channel, release: m.kernel.release, build_id: m.kernel.buildId, manifest: JSON.stringify(m), size: bytes.length, data: bytes, published_at: this.now(), published_by: by.id })
+          .execute();
+      }
+      return this.bundleInfo((await tx.selectFrom('bundles').selectAll().where('id', '=', id).executeTakeFirstOrThrow()));
+    });
+  }
+
+  private bundleInfo(r: { id: string; name: string; channel: string; release: string; build_id: string; size: number; manifest: string; published_at: number }) {
+    const m = JSON.parse(r.manifest) as { patch: { cves: string[]; replace: boolean; effectiveVersion: string | null } };
+    return { id: r.id, name: r.name, channel: r.channel, release: r.release, buildId: r.build_id, size: Number(r.size), cves: m.patch.cves, replace: m.patch.replace, effectiveVersion: m.patch.effectiveVersion, publishedAt: r.published_at };
+  }
+
+  async listBundles() {
+    const rows = await this.db.selectFrom('bundles').select(['id', 'name', 'channel', 'release', 'build_id', 'size', 'manifest', 'published_at']).orderBy('published_at').orderBy('id').execute();
+    return rows.map((r) => this.bundleInfo(r));
+  }
+
+  /** A bundle's bytes. A host gets only bundles for its own kernel build. */
+  async bundleData(caller: Caller, id: string): Promise<Buffer> {
+    const b = await this.db.selectFrom('bundles').select(['data', 'build_id']).where('id', '=', id).executeTakeFirst();
+    if (!b) throw new FleetError('not-found', `bundle ${id} is not published here`, { type: 'bundle', id });
+    if (caller.role === 'host') {
+      const h = await this.db.selectFrom('hosts').select('build_id').where('id', '=', caller.id).executeTakeFirstOrThrow();
+      if (h.build_id !== b.build_id) throw new FleetError('forbidden', `bundle ${id} is for kernel build ${b.build_id}; host ${caller.id} runs ${h.build_id ?? 'an unreported build'}`, { type: 'bundle', id });
+    }
+    return Buffer.from(b.data);
+  }
+
+  // ---------- hosts ----------
+
+  async listHosts() {
+    const rows = await this.db.selectFrom('hosts').leftJoin('host_active', 'host_active.host_id', 'hosts.id').selectAll('hosts').select('host_active.rollout_id').orderBy('hosts.enrolled_at').orderBy('hosts.id').execute();
+    return rows.map((h) => {
+      const facts = h.facts ? (JSON.parse(h.facts) as CheckinRequest['facts']) : null;
+      return {
+        id: h.id,
+        name: h.name,
+        channel: h.channel,
+        enrolledAt: h.enrolled_at,
+        lastSeen: h.last_seen,
+        release: h.release,
+        buildId: h.build_id,
+        effectiveVersion: h.effective_version,
+        healthOk: h.health_ok === null ? null : h.health_ok === 1,
+        loaded: facts?.loaded.map((p) => p.name) ?? [],
+        rolloutId: h.rollout_id ?? null,
+      };
+    });
+  }
+
+  /**
+   * A check-in: store the facts, turn the host's results and facts into
+   * rollout events, reply with its assignment. Idempotent: the same check-in
+   * twice changes nothing the second time (events on a target already past
+   * them are no-ops in rollout.ts).
+   */
+  async checkin(caller: Caller, req: CheckinRequest): Promise<CheckinReply> {
+    const f = req.facts;
+    const now = this.now();
+    await this.db
+      .updateTable('hosts')
+      .set({ last_seen: now, release: f.release, build_id: f.buildId, boot_id: f.bootId, effective_version: f.effectiveVersion, health_ok: f.health.ok ? 1 : 0, facts: JSON.stringify(f) })
+      .where('id', '=', caller.id)
+      .execute();
+    const active = await this.db.selectFrom('host_active').select('rollout_id').where('host_id', '=', caller.id).executeTakeFirst();
+    const rolloutIds = new Set(req.results.map((r) => r.rolloutId));
+    if (active) rolloutIds.add(active.rollout_id);
+    for (const rid of [...rolloutIds].sort()) {
+      await this.onRollout(rid, async (r, targets, tx) => {
+        const t = targets.find((x) => x.hostId === caller.id);
+        if (!t) return [];
+        const bundle = await tx.selectFrom('bundles').select(['name', 'manifest']).where('id', '=', r.bundle_id).executeTakeFirstOrThrow();
+        const moduleSha = (JSON.parse(bundle.manifest) as { module: { sha256: string } }).module.sha256;
+        const events: RolloutEvent[] = [];
+        for (const res of req.results.filter((x) => x.rolloutId === rid)) {
+          if (res.action === 'install' && res.outcome === 'applied') events.push({ type: 'host-applied', hostId: caller.id, now });
+          else if (res.action === 'install' && res.outcome === 'failed') events.push({ type: 'host-failed', hostId: caller.id, now, reason: res.reason ?? 'the host reported a failure' });
+          else if (res.action === 'rollback' && res.outcome === 'rolled-back') events.push({ type: 'host-rolled-back', hostId: caller.id, now });
+        }
+        // The facts say the same, for an agent whose result was lost.
+        const loaded = f.loaded.some((p) => p.name === bundle.name && (p.sha256 === null || p.sha256 === moduleSha));
+        const present = loaded || f.installed.some((p) => p.name === bundle.name);
+        if (loaded) events.push({ type: 'host-applied', hostId: caller.id, now });
+        if (!present) events.push({ type: 'host-rolled-back', hostId: caller.id, now });
+        events.push({ type: 'host-report', hostId: caller.id, now, healthy: f.health.ok, reasons: f.health.reasons });
+        return events;
+      });
+    }
+    if (rolloutIds.size) await this.tick();
+    return { hostId: caller.id, assignment: await this.assignment(caller.id), nextCheckinSec: this.checkinSec };
+  }
+
+  private async assignment(hostId: string): Promise<CheckinReply['assignment']> {
+    const a = await this.db
+      .selectFrom('host_active')
+      .innerJoin('rollouts', 'rollouts.id', 'host_active.rollout_id')
+      .innerJoin('rollout_targets', (j) => j.onRef('rollout_targets.rollout_id', '=', 'host_active.rollout_id').onRef('rollout_targets.host_id', '=', 'host_active.host_id'))
+      .select(['rollouts.id', 'rollouts.bundle_id', 'rollouts.name', 'rollouts.soak_ms', 'rollout_targets.state', 'rollout_targets.failure'])
+      .where('host_active.host_id', '=', hostId)
+      .executeTakeFirst();
+    if (!a) return null;
+    const action = instructionFor({ state: a.state as TargetState } as Target);
+    if (!action) return null;
+    return { action, rolloutId: a.id, bundleId: a.bundle_id, name: a.name, path: `/v1/bundles/${a.bundle_id}`, soakSec: Math.round(a.soak_ms / 1000) };
+  }
+
+  // ---------- rollouts ----------
+
+  async createRollout(by: Caller, req: { name: string; channel: string; stages: string; soakSec: number; maxFailures: number; delaySec: number }): Promise<RolloutInfo> {
+    let stages: StageSpec[];
+    try {
+      stages = parseStages(req.stages);
+    } catch (e) {
+      throw new FleetError('bad-request', (e as Error).message, { type: 'request', id: 'stages' });
+    }
+    const b = await this.db.selectFrom('bundles').select(['id', 'build_id']).where('name', '=', req.name).where('channel', '=', req.channel).orderBy('published_at', 'desc').orderBy('id', 'desc').executeTakeFirst();
+    if (!b) throw new FleetError('not-found', `no bundle ${req.name} is published on channel ${req.channel}`, { type: 'bundle', id: req.name });
+    const id = `r-${randomBytes(8).toString('hex')}`;
+    const now = this.now();
+    await this.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('rollouts')
+        .values({ id, bundle_id: b.id, name: req.name, channel: req.channel, build_id: b.build_id, status: 'pending', stage: -1, stages: JSON.stringify(stages), soak_ms: req.soakSec * 1000, max_failures: req.maxFailures, start_at: now + req.delaySec * 1000, reason: null, created_at: now, created_by: by.id, updated_at: now })
+        .execute();
+      await tx.insertInto('rollout_events').values({ rollout_id: id, at: now, text: `created by ${by.id}: ${req.name} (bundle ${b.id.slice(0, 12)}, build ${b.build_id}) on ${req.channel}, stages ${formatStages(stages)}, soak ${req.soakSec} s, max failures ${req.maxFailures}, delay ${req.delaySec} s` }).execute();
+    });
+    await this.tick();
+    return this.showRollout(id);
+  }
+
+  async act(by: Caller, id: string, action: AdminAction): Promise<RolloutInfo> {
+    const found = await this.onRollout(id, async () => [{ type: 'admin', action, now: this.now(), by: by.id }]);
+    if (!found) throw new FleetError('not-found', `rollout ${id} does not exist`, { type: 'rollout', id });
+    await this.tick();
+    return this.showRollout(id);
+  }
+
+  /**
+   * Run events on one rollout under its row lock: load, transition, store.
+   * Returns false when the rollout does not exist.
+   */
+  private async onRollout(id: string, eventsFor: (r: RolloutTable, targets: Target[], tx: Tx) => Promise<RolloutEvent[]>, lockFleet = false): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      if (lockFleet) await forUpdate(this.d.dialect, tx.selectFrom('fleet_lock').select('id').where('id', '=', 1)).execute();
+      const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', id)).executeTakeFirst();
+      if (!r) return false;
+      let core = coreOf(r);
+      let targets = await this.loadTargets(tx, id);
+      const before = core.status;
+      const changed = new Map<string, Target>();
+      const log: string[] = [];
+      for (const e of await eventsFor(r, targets, tx)) {
+        let step;
+        try {
+          step = transition(core, targets, e);
+        } catch (err) {
+          if (err instanceof RolloutRefusal) throw new FleetError('conflict', `rollout ${id}: ${err.message}`, { type: 'rollout', id });
+          throw err;
+        }
+        core = step.rollout;
+        for (const t of step.changed) changed.set(t.hostId, t);
+        const byHost = new Map(targets.map((t) => [t.hostId, t]));
+        for (const t of step.changed) byHost.set(t.hostId, t);
+        targets = [...byHost.values()];
+        log.push(...step.log);
+      }
+      if (!changed.size && !log.length && core.status === before && core.stage === r.stage) return true;
+      await this.store(tx, r, core, [...changed.values()], targets, log);
+      return true;
+    });
+  }
+
+  private async loadTargets(tx: Tx, id: string): Promise<Target[]> {
+    const rows = await tx.selectFrom('rollout_targets').innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id').selectAll('rollout_targets').select('hosts.last_seen').where('rollout_id', '=', id).orderBy('rollout_targets.assigned_at').orderBy('rollout_targets.host_id').execute();
+    return rows.map((t) => ({ hostId: t.host_id, stage: t.stage, state: t.state as TargetState, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at, lastSeen: t.last_seen ?? t.assigned_at }));
+  }
+
+  private async store(tx: Tx, r: RolloutTable, core: RolloutCore, changed: Target[], all: Target[], log: string[]): Promise<void> {
+    const now = this.now();
+    await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
+    const existing = new Set((await tx.selectFrom('rollout_targets').select('host_id').where('rollout_id', '=', r.id).execute()).map((x) => x.host_id));
+    for (const t of changed) {
+      const row: TargetTable = { rollout_id: r.id, host_id: t.hostId, stage: t.stage, state: t.state, failure: t.failure, assigned_at: t.assignedAt, applied_at: t.appliedAt };
+      if (existing.has(t.hostId)) await tx.updateTable('rollout_targets').set(row).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).execute();
+      else {
+        await tx.insertInto('rollout_targets').values(row).execute();
+        // The primary key on host_id refuses a second rollout for one host: the whole transaction rolls back.
+        if (holdsHost(core.status, t)) await tx.insertInto('host_active').values({ host_id: t.hostId, rollout_id: r.id }).execute();
+      }
+    }
+    const release = all.filter((t) => !holdsHost(core.status, t)).map((t) => t.hostId);
+    for (let i = 0; i < release.length; i += 500) await tx.deleteFrom('host_active').where('rollout_id', '=', r.id).where('host_id', 'in', release.slice(i, i + 500)).execute();
+    if (log.length) await tx.insertInto('rollout_events').values(log.map((text) => ({ rollout_id: r.id, at: now, text }))).execute();
+  }
+
+  /** Advance every rollout that may move (start, silent hosts, settled stages). */
+  async tick(): Promise<void> {
+    const rows = await this.db.selectFrom('rollouts').select('id').where('status', 'in', ACTIVE as RolloutStatus[]).orderBy('created_at').orderBy('id').execute();
+    for (const { id } of rows) {
+      await this.onRollout(
+        id,
+        async (r, _targets, tx) => {
+          const now = this.now();
+          const cands = await tx
+            .selectFrom('hosts')
+            .select('id')
+            .where('build_id', '=', r.build_id)
+            .where('channel', '=', r.channel)
+            .where('last_seen', '>=', now - this.silentMs)
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('host_active').select('host_id').whereRef('host_active.host_id', '=', 'hosts.id'))))
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_targets').select('host_id').whereRef('rollout_targets.host_id', '=', 'hosts.id').where('rollout_targets.rollout_id', '=', r.id))))
+            .orderBy('enrolled_at')
+            .orderBy('id')
+            .execute();
+          return [{ type: 'tick', now, candidates: cands.map((c) => c.id), silentMs: this.silentMs }];
+        },
+        true,
+      );
+    }
+  }
+
+  async listRollouts(): Promise<RolloutInfo[]> {
+    const rows = await this.db.selectFrom('rollouts').selectAll().orderBy('created_at').orderBy('id').execute();
+    const out: RolloutInfo[] = [];
+    for (const r of rows) out.push(await this.rolloutInfo(r, false));
+    return out;
+  }
+
+  async showRollout(id: string): Promise<RolloutInfo> {
+    const r = await this.db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!r) throw new FleetError('not-found', `rollout ${id} does not exist`, { type: 'rollout', id });
+    return this.rolloutInfo(r, true);
+  }
+
+  private async rolloutInfo(r: RolloutTable, full: boolean): Promise<RolloutInfo> {
+    const targets = await this.db.selectFrom('rollout_targets').selectAll().where('rollout_id', '=', r.id).orderBy('assigned_at').orderBy('host_id').execute();
+    const info: RolloutInfo = {
+      id: r.id,
+      bundleId: r.bundle_id,
+      name: r.name,
+      channel: r.channel,
+      buildId: r.build_id,
+      status: r.status,
+      stage: r.stage,
+      stages: formatStages(JSON.parse(r.stages) as StageSpec[]),
+      soakSec: Math.round(r.soak_ms / 1000),
+      maxFailures: r.max_failures,
+      startAt: r.start_at,
+      reason: r.reason,
+      createdAt: r.created_at,
+      failures: failures(targets.map((t) => ({ failure: t.failure }) as Target)),
+    };
+    if (full) {
+      info.targets = targets.map((t) => ({ hostId: t.host_id, stage: t.stage, state: t.state, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at }));
+      info.log = (await this.db.selectFrom('rollout_events').select(['at', 'text']).where('rollout_id', '=', r.id).orderBy('id').execute()).map((e) => ({ at: e.at, text: e.text }));
+    }
+    return info;
+  }
+}
+
+function coreOf(r: RolloutTable): RolloutCore {
+  return { status: r.status as RolloutStatus, stage: r.stage, stages: JSON.parse(r.stages) as StageSpec[], soakMs: r.soak_ms, maxFailures: r.max_failures, startAt: r.start_at, reason: r.reason };
+}
