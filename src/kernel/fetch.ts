@@ -17,7 +17,8 @@ import { SutureError, fsError } from '../util/errors.js';
 import { requireTool, runChecked } from '../util/exec.js';
 import { Lock } from '../util/lock.js';
 import type { Reporter } from '../util/progress.js';
-import { runVm, type VmResult } from '../vm/run.js';
+import { vmError } from '../vm/outcome.js';
+import { runVm } from '../vm/run.js';
 import { findMirrors, openApt, type Apt } from './apt.js';
 import { installedImage } from './installed.js';
 import { checkLocalDeb, mergedShow, readDebsDir, type LocalDeb } from './local-debs.js';
@@ -332,7 +333,8 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
         if (e.type === 'ready') update(`booted in ${(e.bootMs / 1000).toFixed(1)} s, reading /proc/kallsyms`);
       },
     });
-    expectVmOk(r, 'booting the kernel to read its symbols');
+    const failed = vmError(r, 'booting the kernel to read its symbols');
+    if (failed) throw failed;
     const text = gunzipSync(r.commands[0]!.raw).toString('utf8');
     const count = text.split('\n').filter(Boolean).length;
     // Addresses read as zero when kptr_restrict hides them; _stext is never at zero.
@@ -436,11 +438,4 @@ async function checked(tc: Toolchain, argv: string[], cwd: string, what: string,
       details: (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-15).join('\n'),
     });
   }
-}
-
-/** Turn a VM result that is not ok into the matching error. */
-export function expectVmOk(r: VmResult, what: string): void {
-  if (r.outcome === 'ok') return;
-  const kind = r.outcome === 'crash' ? 'guest-crash' : r.outcome === 'timeout' ? 'guest-timeout' : r.outcome === 'refused' ? 'guest-refused' : 'internal';
-  throw new SutureError(kind, `${what}: ${r.reason}`, { details: r.consoleTail.slice(-20).join('\n') });
 }

@@ -15,7 +15,7 @@
  * - status.ts      list, status, info
  * - effective-version.ts  the kernel version the enabled patches make it
  *
- * It never imports the build pipeline (src/build/): a production host has no compiler.
+ * It never imports the build pipeline (src/patchbuild/): a production host has no compiler.
  *
  * @example
  * const host = realHost();
