@@ -4,7 +4,7 @@
 #
 #   scripts/package.sh [OUTDIR]        (or: npm run package; default OUTDIR: dist/deb)
 #
-# What goes in (packaging/README.md says why each piece is there):
+# What goes in (packaging/README.md says why each piece is there and what the maintainer scripts do):
 #   /usr/bin/suture -> /usr/lib/suture/bin/suture.js   the host CLI (scripts/bundle-host.mjs), run by
 #   /usr/lib/suture/{package.json,bin,dist/host}         Debian's nodejs (>= 18.19: Debian 12 and 13)
 #   /usr/lib/systemd/system/suture{,-guard}.service      enabled by the maintainer scripts

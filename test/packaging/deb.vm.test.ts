@@ -19,6 +19,7 @@ const VERSION = (JSON.parse(spawnSync('cat', [join(ROOT, 'package.json')], { enc
 
 let deb = '';
 let outDir = '';
+let fakeModule = '';
 
 beforeAll(() => {
   if (skip) return;
@@ -26,6 +27,10 @@ beforeAll(() => {
   const r = spawnSync('bash', [join(ROOT, 'scripts/package.sh'), outDir], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LINTIAN: '0' } });
   if (r.status !== 0) throw new Error(`scripts/package.sh failed (exit ${r.status}):\n${r.stderr}`);
   deb = r.stdout.trim().split('\n').pop()!;
+  // a livepatch-shaped module (test/fixtures/livepatch: gcc, no kernel tree) for the signing round trip
+  const f = spawnSync('bash', [join(ROOT, 'test/fixtures/livepatch/build.sh'), join(outDir, 'ko')], { encoding: 'utf8' });
+  if (f.status !== 0) throw new Error(`test/fixtures/livepatch/build.sh failed:\n${f.stderr}`);
+  fakeModule = join(outDir, 'ko/fake_bound.ko');
 }, 300_000);
 
 afterAll(() => {
@@ -116,6 +121,38 @@ describe.skipIf(!!skip).each([
     expect(status.status).toBe(1);
   });
 
+  it('keys, bundles and module files under Debian\'s nodejs: generate, sign, verify, trust, refuse', () => {
+    root.put(fakeModule, '/tmp/fake_bound.ko');
+    ok('suture key generate /root/builder');
+    expect(ok('stat -c %a /root/builder.key').trim()).toBe('600');
+    ok('suture bundle sign /tmp/fake_bound.ko --key /root/builder.key -o /tmp/fake_bound.suture');
+    ok('suture bundle verify /tmp/fake_bound.suture --pub /root/builder.pub');
+    expect(JSON.parse(ok('suture bundle info /tmp/fake_bound.suture --json'))).toBeTruthy();
+    expect(ok('suture info /tmp/fake_bound.ko')).toContain('fake_bound');
+    // the package's empty trust store trusts nothing: verify and install refuse (37), nothing installed
+    const untrusted = sh('suture bundle verify /tmp/fake_bound.suture');
+    expect(untrusted.status, `${untrusted.stdout}${untrusted.stderr}`).toBe(37);
+    const refused = sh('suture install /tmp/fake_bound.suture');
+    expect(refused.status, `${refused.stdout}${refused.stderr}`).toBe(37);
+    expect(sh('find /var/lib/suture -name "*.ko" | grep -q .').status).not.toBe(0);
+    // the key placed there is trusted: the bundle installs (for its own release, 6.1.0-56-amd64:
+    // suture boot loads it once that kernel runs), 0600 under /var/lib/suture
+    ok('install -m 0644 /root/builder.pub /etc/suture/keys.d/builder.pub');
+    ok('suture bundle verify /tmp/fake_bound.suture');
+    ok('suture install /tmp/fake_bound.suture');
+    expect(ok('stat -c "%U %a" /var/lib/suture/kernels/6.1.0-56-amd64/fake_bound.ko').trim()).toBe('root 600');
+  });
+
+  it('reinstall keeps the admin\'s choice: enabled stays enabled, disabled stays disabled', () => {
+    ok(`apt-get install -y -q --reinstall /tmp/${basename(deb)}`);
+    expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
+    ok('systemctl disable suture-guard.service');
+    ok(`apt-get install -y -q --reinstall /tmp/${basename(deb)}`);
+    expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).toBe('disabled');
+    expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
+    ok('systemctl enable suture-guard.service');
+  });
+
   it('its units are enabled (systemctl, offline in the root) and its folders are root\'s', () => {
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
     expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).toBe('enabled');
@@ -129,21 +166,22 @@ describe.skipIf(!!skip).each([
   });
 
   it('apt remove: no program or unit left, the units disabled, the trusted keys kept', () => {
-    // what an admin leaves: a trusted key and an installed patch record
-    ok('echo key >/etc/suture/keys.d/builder.pub && mkdir -p /var/lib/suture/kernels && echo x >/var/lib/suture/kernels/record');
+    // what the admin left (above): a trusted key and an installed patch
     ok('apt-get remove -y -q suture');
     const left = installed.filter((p) => !p.startsWith('/etc/suture') && !p.startsWith('/var/lib/suture') && sh(`test -f '${p}' -o -L '${p}'`).status === 0);
     expect(left).toEqual([]);
     expect(sh('command -v suture').status).not.toBe(0);
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).not.toBe('enabled');
     expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).not.toBe('enabled');
-    expect(ok('cat /etc/suture/keys.d/builder.pub').trim()).toBe('key');
+    expect(ok('cat /etc/suture/keys.d/builder.pub')).toContain('untrusted comment: suture key builder');
+    ok('test -f /var/lib/suture/kernels/6.1.0-56-amd64/fake_bound.ko');
   });
 
   it('apt purge: nothing of suture left anywhere, no unit enabled', () => {
     ok('apt-get purge -y -q suture');
     expect(sh('dpkg-query -W -f=\'${Status}\' suture 2>/dev/null').stdout).not.toContain('installed');
-    const found = ok(`find / -xdev \\( -path /proc -o -path /dev \\) -prune -o -iname '*suture*' -print | grep -vxF /tmp/${basename(deb)} || true`);
+    // (the admin's own files in /tmp and /root, the .deb and the bundle, are not the package's)
+    const found = ok(`find / -xdev \\( -path /proc -o -path /dev -o -path /tmp -o -path /root \\) -prune -o -iname '*suture*' -print`);
     expect(found.trim().split('\n').filter(Boolean)).toEqual([]);
     const links = ok('grep -rlis suture /etc/systemd /var/lib/systemd 2>/dev/null || true');
     expect(links.trim()).toBe('');
