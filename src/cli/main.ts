@@ -24,6 +24,12 @@ async function hostCommands(): Promise<Command[]> {
   return [...lp.livepatchCommands(), ...st.hostStatusCommands(), ...ps.persistCommands(), ...bd.bundleCommands()];
 }
 
+/** The fleet server and its admin commands (src/fleet); server.ts loads Fastify and the database only when it runs. */
+async function fleetCommands(): Promise<Command[]> {
+  const [srv, fl] = await Promise.all([import('./server.js'), import('./fleet.js')]);
+  return [srv.serverCommand(), fl.fleetCommand()];
+}
+
 /** The commands for this command line: the host commands alone when one of them is asked for, else all. */
 export async function commandsFor(argv: readonly string[]): Promise<Command[]> {
   const args = argv.slice(2);
@@ -31,8 +37,8 @@ export async function commandsFor(argv: readonly string[]): Promise<Command[]> {
   if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) return [];
   const first = args.find((a) => !a.startsWith('-'));
   if (first && HOST_COMMANDS.has(first)) return hostCommands();
-  const [kernel, vm, build, analyze, host] = await Promise.all([import('./kernel.js'), import('./vm.js'), import('./build.js'), import('./build-patch.js'), hostCommands()]);
-  return [kernel.kernelCommand(), vm.vmCommand(), ...host, build.buildCommand(), analyze.analyzeCommand()];
+  const [kernel, vm, build, analyze, host, fleet] = await Promise.all([import('./kernel.js'), import('./vm.js'), import('./build.js'), import('./build-patch.js'), hostCommands(), fleetCommands()]);
+  return [kernel.kernelCommand(), vm.vmCommand(), ...host, build.buildCommand(), analyze.analyzeCommand(), ...fleet];
 }
 
 export function program(commands: Command[]): Command {

@@ -33,8 +33,11 @@
  *
  * Stages are cumulative: "1,10%,50%,100%" means stage 0 has 1 host, stage 1
  * reaches 10% of the hosts that match the bundle's kernel build, and so on.
- * A stage is settled when it has reached its count (or no candidate is left)
- * and none of its hosts is still assigned or in its soak. A stage of a fleet
+ * Percentages are of every matching host (silent ones too), so a host that
+ * is offline during its stage is waited for, not skipped. A stage is settled
+ * when it has reached its count and none of its hosts is still assigned or in
+ * its soak; the last stage also when no live candidate is left (a host that
+ * never returns does not hold a rollout open for ever). A stage of a fleet
  * with no matching host waits: a rollout never reports "done" to nobody.
  *
  * On halt, the affected hosts get rollback: every host that failed, and every
@@ -75,8 +78,12 @@ export interface Target {
 }
 
 export type RolloutEvent =
-  /** Time passes: start, detect silent hosts, advance settled stages. `candidates`: matching, free, live hosts not yet in this rollout, in the order to take them. */
-  | { type: 'tick'; now: number; candidates: readonly string[]; silentMs: number }
+  /**
+   * Time passes: start, detect silent hosts, advance settled stages. `candidates`: matching, free,
+   * live hosts not yet in this rollout, in the order to take them; `waiting`: how many matching
+   * free hosts are not in it yet, silent ones included (default: the candidates).
+   */
+  | { type: 'tick'; now: number; candidates: readonly string[]; silentMs: number; waiting?: number }
   | { type: 'host-applied'; hostId: string; now: number }
   | { type: 'host-failed'; hostId: string; now: number; reason: string }
   /** A check-in with the host's health while it runs the bundle. */
@@ -207,31 +214,47 @@ class Run {
   }
 
   /** Start stage k: assign hosts until the stage's cumulative count is reached. */
-  startStage(k: number, now: number, candidates: string[]): void {
+  startStage(k: number, now: number, candidates: string[], waiting: number): void {
     const r = this.rollout;
     this.rollout = { ...r, stage: k };
+    this.assign(k, now, candidates, waiting, true);
+  }
+
+  /** Assign live candidates up to stage k's count. */
+  assign(k: number, now: number, candidates: string[], waiting: number, starting: boolean): void {
+    const r = this.rollout;
     const have = this.targets.size;
-    const want = stageTarget(r.stages[k]!, have + candidates.length);
+    const want = stageTarget(r.stages[k]!, have + waiting);
+    if (!starting && have >= want) return;
     const take = candidates.splice(0, Math.max(0, want - have));
-    this.log.push(`stage ${k + 1}/${r.stages.length} (${formatStages([r.stages[k]!])}) started: ${take.length} host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} in all`);
+    if (!starting && take.length === 0) return;
+    if (!starting) this.log.push(`stage ${k + 1}/${r.stages.length}: ${take.length} more host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} in all`);
+    else this.log.push(`stage ${k + 1}/${r.stages.length} (${formatStages([r.stages[k]!])}) started: ${take.length} host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} in all`);
     for (const h of take) this.set({ hostId: h, stage: k, state: 'assigned', failure: null, assignedAt: now, appliedAt: null, lastSeen: now }, {});
   }
 
-  /** Whether stage k has reached its count (or no candidate is left) and all its hosts settled. */
-  stageDone(k: number, candidates: readonly string[]): boolean {
+  /** Whether stage k has reached its count (the last stage: or no live candidate is left) and all its hosts settled. */
+  stageDone(k: number, candidates: readonly string[], waiting: number): boolean {
     const all = this.all();
-    if (all.length === 0) return false;
-    const want = stageTarget(this.rollout.stages[k]!, all.length + candidates.length);
-    return all.length >= want && all.every((t) => this.settled(t));
+    if (all.length === 0 || !all.every((t) => this.settled(t))) return false;
+    const want = stageTarget(this.rollout.stages[k]!, all.length + waiting);
+    return all.length >= want || (k === this.rollout.stages.length - 1 && candidates.length === 0);
   }
 }
 
 function tick(run: Run, e: Extract<RolloutEvent, { type: 'tick' }>): void {
   const candidates = e.candidates.filter((h) => !run.targets.has(h));
+  // hosts taken below leave `waiting` too
+  let waiting = Math.max(e.waiting ?? candidates.length, candidates.length);
+  const start = (k: number) => {
+    const before = candidates.length;
+    run.startStage(k, e.now, candidates, waiting);
+    waiting -= before - candidates.length;
+  };
   if (run.rollout.status === 'pending' && e.now >= run.rollout.startAt) {
     if (candidates.length === 0) return; // nobody matches yet: wait, still pending
     run.status('running', 'started');
-    run.startStage(0, e.now, candidates);
+    start(0);
   }
   const r = run.rollout;
   if (r.status !== 'running' && r.status !== 'paused') return;
@@ -246,15 +269,19 @@ function tick(run: Run, e: Extract<RolloutEvent, { type: 'tick' }>): void {
     const k = run.rollout.stage;
     if (k < 0) {
       if (candidates.length === 0) return;
-      run.startStage(0, e.now, candidates);
+      start(0);
       continue;
     }
-    if (!run.stageDone(k, candidates)) return;
+    // hosts that came back (or enrolled) since the stage started fill it up
+    const before = candidates.length;
+    run.assign(k, e.now, candidates, waiting, false);
+    waiting -= before - candidates.length;
+    if (!run.stageDone(k, candidates, waiting)) return;
     if (k === r.stages.length - 1) {
       run.status('done', `done: ${run.all().filter((t) => t.state === 'healthy').length} hosts healthy`);
       return;
     }
-    run.startStage(k + 1, e.now, candidates);
+    start(k + 1);
   }
 }
 

@@ -364,18 +364,19 @@ export class Fleet {
         id,
         async (r, _targets, tx) => {
           const now = this.now();
-          const cands = await tx
+          // matching hosts free of any rollout and not yet in this one, silent ones too (they count for percentages)
+          const free = await tx
             .selectFrom('hosts')
-            .select('id')
+            .select(['id', 'last_seen'])
             .where('build_id', '=', r.build_id)
             .where('channel', '=', r.channel)
-            .where('last_seen', '>=', now - this.silentMs)
             .where((eb) => eb.not(eb.exists(eb.selectFrom('host_active').select('host_id').whereRef('host_active.host_id', '=', 'hosts.id'))))
             .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_targets').select('host_id').whereRef('rollout_targets.host_id', '=', 'hosts.id').where('rollout_targets.rollout_id', '=', r.id))))
             .orderBy('enrolled_at')
             .orderBy('id')
             .execute();
-          return [{ type: 'tick', now, candidates: cands.map((c) => c.id), silentMs: this.silentMs }];
+          const candidates = free.filter((h) => h.last_seen !== null && h.last_seen >= now - this.silentMs).map((h) => h.id);
+          return [{ type: 'tick', now, candidates, waiting: free.length, silentMs: this.silentMs }];
         },
         true,
       );

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `suture fleet …`: the admin commands, each one signed request to the fleet
+ * server (src/fleet/client.ts) with the admin key `suture server init` made.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { fsError } from '../util/errors.js';
+import { FleetClient, readIdentityFile } from '../fleet/client.js';
+import { BundleInfo, HostList, RolloutInfo, RolloutList, TokenReply } from '../fleet/protocol.js';
+import { out, printJson, table } from './output.js';
+import { defaultAdminKey } from './server.js';
+
+/** "90", "30s", "10m", "12h", "2d" → seconds. */
+export function parseDuration(v: string): number {
+  const m = /^(\d{1,7})([smhd]?)$/.exec(v);
+  if (!m) throw new InvalidArgumentError('give a duration: 30s, 10m, 12h, 2d (a bare number is seconds)');
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+}
+
+interface Conn {
+  server: string;
+  adminKey: string;
+}
+
+function withConn(c: Command): Command {
+  return c
+    .addOption(new Option('--server <url>', 'the fleet server').env('SUTURE_FLEET_SERVER').default('http://127.0.0.1:7443'))
+    .addOption(new Option('--admin-key <file>', 'the admin key (from suture server init)').default(defaultAdminKey()));
+}
+
+const client = (o: Conn) => new FleetClient(o.server, readIdentityFile(o.adminKey));
+const when = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
+
+function showRollout(r: RolloutInfo): void {
+  out(`rollout ${r.id}: ${r.name} on ${r.channel} (bundle ${r.bundleId.slice(0, 12)}, build ${r.buildId})`);
+  out(`  status ${r.status}${r.reason ? ` (${r.reason})` : ''}; stage ${r.stage + 1}/${r.stages.split(',').length} of ${r.stages}; soak ${r.soakSec} s; failures ${r.failures}/${r.maxFailures}; starts ${when(r.startAt)}`);
+  if (r.targets?.length) out(table([['HOST', 'STAGE', 'STATE', 'FAILURE'], ...r.targets.map((t) => [t.hostId, String(t.stage + 1), t.state, t.failure ?? ''])]).replace(/^/gm, '  '));
+  for (const l of r.log ?? []) out(`  ${when(l.at)} ${l.text}`);
+}
+
+export function fleetCommand(): Command {
+  const f = new Command('fleet').description('administer the fleet server: enrol hosts, publish bundles, roll them out');
+  withConn(f.command('enroll-token'))
+    .description('make a one-time enrolment token for a new host')
+    .option('--expires <duration>', 'how long the token is valid', parseDuration, 3600)
+    .option('--json', 'print JSON')
+    .action(async (o: Conn & { expires: number; json?: boolean }) => {
+      const r = TokenReply.parse(await client(o).request('POST', '/v1/admin/enroll-tokens', { expiresSec: o.expires }));
+      if (o.json) printJson(r);
+      else out(`${r.token}\n(one-time; expires ${when(r.expiresAt)})`);
+    });
+  withConn(f.command('publish'))
+    .description('upload a signed bundle (NAME.suture) for hosts to fetch; hosts still verify it with their own keys')
+    .argument('<bundle>', 'NAME.suture')
+    .option('--channel <channel>', 'channel', 'stable')
+    .option('--json', 'print JSON')
+    .action(async (file: string, o: Conn & { channel: string; json?: boolean }) => {
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(file);
+      } catch (e) {
+        throw fsError(e, 'reading a bundle', file);
+      }
+      const b = BundleInfo.parse(await client(o).request('POST', `/v1/admin/bundles?channel=${encodeURIComponent(o.channel)}`, bytes));
+      if (o.json) printJson(b);
+      else out(`published ${b.name} on ${b.channel}: bundle ${b.id} for ${b.release} build ${b.buildId}`);
+    });
+  withConn(f.command('hosts'))
+    .description('list enrolled hosts')
+    .option('--json', 'print JSON')
+    .action(async (o: Conn & { json?: boolean }) => {
+      const r = HostList.parse(await client(o).request('GET', '/v1/admin/hosts'));
+      if (o.json) return printJson(r);
+      out(table([['HOST', 'NAME', 'CHANNEL', 'RELEASE', 'BUILD', 'HEALTH', 'LOADED', 'ROLLOUT', 'LAST SEEN'], ...r.hosts.map((h) => [h.id, h.name, h.channel, h.release ?? '-', h.buildId?.slice(0, 12) ?? '-', h.healthOk === null ? '-' : h.healthOk ? 'ok' : 'unhealthy', h.loaded.join(',') || '-', h.rolloutId ?? '-', when(h.lastSeen)])]));
+    });
+  withConn(f.command('rollouts'))
+    .description('list rollouts')
+    .option('--json', 'print JSON')
+    .action(async (o: Conn & { json?: boolean }) => {
+      const r = RolloutList.parse(await client(o).request('GET', '/v1/admin/rollouts'));
+      if (o.json) return printJson(r);
+      out(table([['ROLLOUT', 'NAME', 'CHANNEL', 'STATUS', 'STAGE', 'FAILURES', 'CREATED'], ...r.rollouts.map((x) => [x.id, x.name, x.channel, x.status, `${x.stage + 1}/${x.stages}`, `${x.failures}/${x.maxFailures}`, when(x.createdAt)])]));
+    });
+  const ro = f.command('rollout').description('create, show and steer a rollout');
+  withConn(ro.command('create'))
+    .description('roll the newest bundle NAME of a channel out in stages')
+    .argument('<name>', 'the patch name of a published bundle')
+    .option('--channel <channel>', 'channel', 'stable')
+    .option('--stages <list>', 'cumulative stages: host counts or percentages', '1,10%,50%,100%')
+    .option('--soak <duration>', 'how long each host must stay healthy', parseDuration, 600)
+    .option('--max-failures <n>', 'halt and roll back at this many failed hosts', (v) => Number(v), 1)
+    .option('--delay <duration>', 'wait this long before the first stage', parseDuration, 0)
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: Conn & { channel: string; stages: string; soak: number; maxFailures: number; delay: number; json?: boolean }) => {
+      const r = RolloutInfo.parse(await client(o).request('POST', '/v1/admin/rollouts', { name, channel: o.channel, stages: o.stages, soakSec: o.soak, maxFailures: o.maxFailures, delaySec: o.delay }));
+      if (o.json) printJson(r);
+      else showRollout(r);
+    });
+  withConn(ro.command('show'))
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: Conn & { json?: boolean }) => {
+      const r = RolloutInfo.parse(await client(o).request('GET', `/v1/admin/rollouts/${encodeURIComponent(id)}`));
+      if (o.json) printJson(r);
+      else showRollout(r);
+    });
+  for (const action of ['pause', 'resume', 'abort', 'rollback'] as const) {
+    withConn(ro.command(action))
+      .argument('<id>')
+      .option('--json', 'print JSON')
+      .description({ pause: 'assign no new hosts until resumed', resume: 'go on after pause', abort: 'stop: hosts not yet applied are cancelled, applied ones keep it', rollback: 'tell every host of the rollout to remove the bundle' }[action])
+      .action(async (id: string, o: Conn & { json?: boolean }) => {
+        const r = RolloutInfo.parse(await client(o).request('POST', `/v1/admin/rollouts/${encodeURIComponent(id)}/${action}`, {}));
+        if (o.json) printJson(r);
+        else showRollout(r);
+      });
+  }
+  return f;
+}

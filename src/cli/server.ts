@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `suture server [--listen ADDR:PORT] [--database URL]` and `suture server
+ * init`: the fleet server (src/fleet). Fastify, Kysely and the database
+ * drivers are imported only when a server command runs.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { sutureHome } from '../util/paths.js';
+import { SutureError } from '../util/errors.js';
+import { out, printJson } from './output.js';
+
+export function defaultDatabase(env = process.env): string {
+  return env.SUTURE_FLEET_DATABASE ?? `sqlite:${join(sutureHome(env), 'server', 'fleet.db')}`;
+}
+export function defaultAdminKey(env = process.env): string {
+  return env.SUTURE_FLEET_ADMIN_KEY ?? join(sutureHome(env), 'server', 'admin.key');
+}
+
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]+\]|localhost):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError('give ADDRESS:PORT, e.g. 127.0.0.1:7443');
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+async function openMigrated(url: string) {
+  const [{ openDatabase, migrate }, { FleetError }] = await Promise.all([import('../fleet/db.js'), import('../fleet/errors.js')]);
+  const d = openDatabase(url);
+  try {
+    await migrate(d);
+  } catch (e) {
+    await d.db.destroy();
+    if (e instanceof FleetError) throw new SutureError('environment', e.message, { hint: 'check --database and that the database server runs' });
+    throw new SutureError('environment', `the database ${d.where} cannot be used: ${(e as Error).message}`, { hint: 'check --database and that the database server runs' });
+  }
+  return d;
+}
+
+export function serverCommand(): Command {
+  const c = new Command('server')
+    .description('run the fleet server (HTTP API for agents and admins)')
+    .option('--listen <addr:port>', 'address and port to listen on', parseListen, parseListen('127.0.0.1:7443'))
+    .option('--database <url>', 'sqlite:PATH (default, embedded) or postgres://…', defaultDatabase())
+    .option('--tick <ms>', 'how often rollouts are advanced', (v) => Number(v), 2000)
+    .option('--log', 'log each request (JSON, to stdout)')
+    .action(async (o: { listen: { host: string; port: number }; database: string; tick: number; log?: boolean }) => {
+      const d = await openMigrated(o.database);
+      const [{ buildApp, startTicker }, { Fleet }] = await Promise.all([import('../fleet/app.js'), import('../fleet/service.js')]);
+      const fleet = new Fleet(d);
+      const app = buildApp(fleet, { logger: !!o.log });
+      try {
+        await app.listen({ host: o.listen.host, port: o.listen.port });
+      } catch (e) {
+        await d.db.destroy();
+        throw new SutureError('environment', `cannot listen on ${o.listen.host}:${o.listen.port}: ${(e as Error).message}`);
+      }
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : o.listen.port;
+      process.stderr.write(`suture server: listening on http://${o.listen.host}:${port}, database ${d.where}\n`);
+      const stop = startTicker(fleet, o.tick, (e) => app.log.error(e));
+      await new Promise<void>((resolve) => {
+        const end = () => resolve();
+        process.once('SIGTERM', end);
+        process.once('SIGINT', end);
+      });
+      stop();
+      await app.close();
+      await d.db.destroy();
+    });
+  c.command('init')
+    .description('create or migrate the database and make an admin key (0600)')
+    .option('--database <url>', 'sqlite:PATH (default) or postgres://…', defaultDatabase())
+    .option('--admin-key <file>', 'where to write the admin key', defaultAdminKey())
+    .option('--name <name>', 'the admin name shown in rollout logs', 'admin')
+    .option('--json', 'print JSON')
+    .action(async (o: { database: string; adminKey: string; name: string; json?: boolean }) => {
+      const d = await openMigrated(o.database);
+      try {
+        const [{ newIdentity }, { writeIdentityFile }, { Fleet }] = await Promise.all([import('../fleet/protocol.js'), import('../fleet/client.js'), import('../fleet/service.js')]);
+        const id = newIdentity();
+        mkdirSync(dirname(o.adminKey), { recursive: true, mode: 0o700 });
+        writeIdentityFile(o.adminKey, id);
+        const adminId = await new Fleet(d).addAdmin(id.publicKey, o.name);
+        if (o.json) printJson({ database: d.where, adminId, adminKey: o.adminKey });
+        else out(`database ${d.where} ready; admin ${adminId}, key ${o.adminKey} (0600)`);
+      } finally {
+        await d.db.destroy();
+      }
+    });
+  return c;
+}

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The fleet server's HTTP API through Fastify's inject (no socket) on SQLite,
+ * with real signed bundles of gcc-built fake livepatch modules: enrolment,
+ * publish, check-ins, a staged rollout to done, a canary that halts and rolls
+ * back; then bad requests on every endpoint, each refused with nothing changed.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/fleet/app.js';
+import { migrate, openDatabase, type Database } from '../../src/fleet/db.js';
+import { newIdentity, signRequest, type Identity } from '../../src/fleet/protocol.js';
+import { Fleet } from '../../src/fleet/service.js';
+import { BOUND, call, Clock, enrollHost, facts, makeBundles, OTHER, send, snapshot } from './helpers.js';
+
+const MIN = 60_000;
+let d: Database;
+let app: FastifyInstance;
+let clock: Clock;
+let admin: Identity;
+let bundles: ReturnType<typeof makeBundles>;
+let hosts: (Identity & { hostId: string })[];
+let other: Identity & { hostId: string };
+let boundId: string;
+
+beforeAll(async () => {
+  bundles = makeBundles();
+  d = openDatabase(`sqlite:${join(mkdtempSync(join(tmpdir(), 'suture-fleet-db-')), 'fleet.db')}`);
+  expect(await migrate(d)).toEqual(['0001-fleet']);
+  expect(await migrate(d)).toEqual([]); // a second migration does nothing
+  clock = new Clock();
+  const fleet = new Fleet(d, { now: clock.now, checkinSec: 60 });
+  app = buildApp(fleet);
+  admin = newIdentity();
+  await fleet.addAdmin(admin.publicKey, 'admin');
+});
+afterAll(async () => {
+  await app?.close();
+  await d?.db.destroy();
+});
+
+const checkin = (h: Identity, f = facts(BOUND), results: unknown[] = []) => call(app, clock, h, 'POST', '/v1/checkin', { facts: f, results });
+const loaded = (name = 'fake_bound') => facts(BOUND, { loaded: [{ name, sha256: null }], installed: [{ name, sha256: null }] });
+
+describe('enrol, publish, check in', () => {
+  it('hosts enrol with one-time tokens and their own keys', async () => {
+    hosts = [];
+    for (const n of ['web1', 'web2', 'web3', 'web4']) hosts.push(await enrollHost(app, clock, admin, n));
+    other = await enrollHost(app, clock, admin, 'old-kernel');
+    expect(new Set(hosts.map((h) => h.hostId)).size).toBe(4);
+    expect(hosts[0]!.hostId).toBe(`h-${hosts[0]!.keyId}`);
+  });
+
+  it('publish parses the bundle and stores it; hosts check in and get nothing yet', async () => {
+    const p = await call(app, clock, admin, 'POST', '/v1/admin/bundles?channel=stable', bundles.bound);
+    expect(p.status).toBe(200);
+    expect(p.json).toMatchObject({ name: 'fake_bound', buildId: BOUND, channel: 'stable', release: '6.1.0-56-amd64' });
+    boundId = p.json.id;
+    expect((await call(app, clock, admin, 'POST', '/v1/admin/bundles?channel=stable', bundles.rebuild)).status).toBe(200);
+    // publishing the same bundle again is idempotent
+    expect((await call(app, clock, admin, 'POST', '/v1/admin/bundles?channel=stable', bundles.bound)).json.id).toBe(boundId);
+    for (const h of hosts) expect((await checkin(h)).json).toEqual({ hostId: h.hostId, assignment: null, nextCheckinSec: 60 });
+    expect((await checkin(other, facts(OTHER))).status).toBe(200);
+    const list = await call(app, clock, admin, 'GET', '/v1/admin/hosts');
+    expect(list.json.hosts.map((h: { buildId: string }) => h.buildId).sort()).toEqual([OTHER, BOUND, BOUND, BOUND, BOUND]);
+  });
+});
+
+describe('a staged rollout', () => {
+  let rid: string;
+  let canary: Identity & { hostId: string };
+  it('stage 1 assigns the canary only (matching build ID); its bundle downloads, the other build cannot fetch it', async () => {
+    const r = await call(app, clock, admin, 'POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: '1,50%,100%', soakSec: 600, maxFailures: 1, delaySec: 0 });
+    expect(r.status).toBe(200);
+    rid = r.json.id;
+    expect(r.json).toMatchObject({ status: 'running', stage: 0, stages: '1,50%,100%', buildId: BOUND });
+    expect(r.json.targets).toHaveLength(1);
+    canary = hosts.find((h) => h.hostId === r.json.targets[0].hostId)!;
+    const a = await checkin(canary);
+    expect(a.json.assignment).toEqual({ action: 'install', rolloutId: rid, bundleId: boundId, name: 'fake_bound', path: `/v1/bundles/${boundId}`, soakSec: 600 });
+    for (const h of hosts.filter((x) => x !== canary)) expect((await checkin(h)).json.assignment).toBeNull();
+    const dl = await call(app, clock, canary, 'GET', `/v1/bundles/${boundId}`);
+    expect(dl.status).toBe(200);
+    expect(Buffer.compare(dl.body, bundles.bound)).toBe(0);
+    const no = await call(app, clock, other, 'GET', `/v1/bundles/${boundId}`);
+    expect(no.status).toBe(403);
+    expect(no.json.error).toMatchObject({ code: 'forbidden', entity: { type: 'bundle', id: boundId } });
+  });
+
+  it('applied, healthy past the soak → stage 2 (50%) → stage 3 → done; a repeated check-in changes nothing', async () => {
+    await checkin(canary, loaded(), [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }]);
+    const snap = await snapshot(d);
+    await checkin(canary, loaded(), [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }]);
+    const after = await snapshot(d);
+    expect(after.rollout_targets).toEqual(snap.rollout_targets);
+    expect(after.rollout_events).toEqual(snap.rollout_events);
+    // Agents: check in; install what is assigned (and say so); every host checks in each minute of the soak.
+    const has = new Set([canary.hostId]);
+    const stages: number[] = [];
+    let s: any;
+    for (let round = 0; round < 6; round++) {
+      for (let minute = 0; minute <= 10; minute++) {
+        for (const h of hosts) {
+          const r = await checkin(h, has.has(h.hostId) ? loaded() : facts(BOUND));
+          if (r.json.assignment?.action === 'install' && !has.has(h.hostId)) {
+            has.add(h.hostId);
+            await checkin(h, loaded(), [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }]);
+          }
+        }
+        clock.advance(MIN);
+      }
+      s = (await call(app, clock, admin, 'GET', `/v1/admin/rollouts/${rid}`)).json;
+      stages.push(s.stage);
+      if (s.status === 'done') break;
+    }
+    expect(s.status).toBe('done');
+    expect(stages).toEqual([1, 2, 2]);
+    expect(s.targets.map((t: { stage: number; state: string }) => `${t.stage}:${t.state}`).sort()).toEqual(['0:healthy', '1:healthy', '2:healthy', '2:healthy']);
+    expect(s.log.filter((l: { text: string }) => /^stage 2\/3/.test(l.text))).toHaveLength(1);
+    expect(s.log.at(-1).text).toBe('done: 4 hosts healthy');
+    expect((await checkin(canary, loaded())).json.assignment).toBeNull(); // done: the host is free again
+  });
+
+  it('fleet rollouts lists it', async () => {
+    const l = await call(app, clock, admin, 'GET', '/v1/admin/rollouts');
+    expect(l.json.rollouts.map((r: { id: string; status: string }) => [r.id, r.status])).toEqual([[rid, 'done']]);
+  });
+});
+
+describe('an unhealthy canary', () => {
+  it('halts at --max-failures 1: the canary is told to roll back, the others never get the bundle; pause/resume refused after halt', async () => {
+    const r = await call(app, clock, admin, 'POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: '1,100%', soakSec: 600, maxFailures: 1, delaySec: 0 });
+    const rid = r.json.id;
+    const canary = hosts.find((h) => h.hostId === r.json.targets[0].hostId)!;
+    await checkin(canary, loaded(), [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }]);
+    clock.advance(MIN);
+    const bad = await checkin(canary, facts(BOUND, { loaded: [{ name: 'fake_bound', sha256: null }], health: { ok: false, reasons: ['WARNING: CPU: 0 PID: 42 at fs/proc/cmdline.c:12'] } }));
+    expect(bad.json.assignment).toMatchObject({ action: 'rollback', rolloutId: rid });
+    const s = (await call(app, clock, admin, 'GET', `/v1/admin/rollouts/${rid}`)).json;
+    expect(s).toMatchObject({ status: 'halted', failures: 1 });
+    expect(s.reason).toMatch(/WARNING/);
+    expect(s.targets).toHaveLength(1);
+    for (const h of hosts.filter((x) => x !== canary)) expect((await checkin(h)).json.assignment).toBeNull();
+    const p = await call(app, clock, admin, 'POST', `/v1/admin/rollouts/${rid}/resume`, {});
+    expect(p.status).toBe(409);
+    expect(p.json.error).toMatchObject({ code: 'conflict', entity: { type: 'rollout', id: rid } });
+    // the host removes it and says so: rolled back, free again
+    await checkin(canary, facts(BOUND), [{ rolloutId: rid, action: 'rollback', outcome: 'rolled-back', reason: null }]);
+    const t = (await call(app, clock, admin, 'GET', `/v1/admin/rollouts/${rid}`)).json.targets[0];
+    expect(t).toMatchObject({ state: 'rolled-back', failure: expect.stringMatching(/unhealthy in the soak: WARNING/) });
+    expect((await checkin(canary)).json.assignment).toBeNull();
+    expect((await call(app, clock, admin, 'POST', `/v1/admin/rollouts/${rid}/abort`, {})).json.status).toBe('aborted');
+  });
+});
+
+describe('bad requests: refused, nothing changed', () => {
+  it('on every endpoint', async () => {
+    const h = hosts[1]!;
+    const tok = (await call(app, clock, admin, 'POST', '/v1/admin/enroll-tokens', { expiresSec: 3600 })).json.token;
+    const rid = (await call(app, clock, admin, 'GET', '/v1/admin/rollouts')).json.rollouts[0].id;
+    const before = await snapshot(d);
+    const endpoints: [('GET' | 'POST'), string, unknown, Identity][] = [
+      ['POST', '/v1/checkin', { facts: facts(BOUND), results: [] }, h],
+      ['GET', `/v1/bundles/${boundId}`, undefined, h],
+      ['POST', '/v1/admin/enroll-tokens', { expiresSec: 600 }, admin],
+      ['POST', '/v1/admin/bundles?channel=stable', bundles.bound, admin],
+      ['GET', '/v1/admin/bundles', undefined, admin],
+      ['GET', '/v1/admin/hosts', undefined, admin],
+      ['GET', '/v1/admin/rollouts', undefined, admin],
+      ['POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: '1', soakSec: 0, maxFailures: 1, delaySec: 0 }, admin],
+      ['GET', `/v1/admin/rollouts/${rid}`, undefined, admin],
+      ['POST', `/v1/admin/rollouts/${rid}/rollback`, {}, admin],
+    ];
+    const expectRefused = (r: { status: number; json: any }, status: number, code: string, what: string) => {
+      expect(r.status, `${what}: ${JSON.stringify(r.json)}`).toBe(status);
+      expect(r.json.error.code, what).toBe(code);
+      expect(r.json.error.entity.id, what).toBeTruthy();
+    };
+    for (const [m, url, body, who] of endpoints) {
+      // unauthenticated: no signature at all
+      expectRefused(await call(app, clock, null, m, url, body), 401, 'unauthenticated', `${m} ${url} unsigned`);
+      // forged: signed by a key nobody enrolled
+      expectRefused(await call(app, clock, newIdentity(), m, url, body), 401, 'unauthenticated', `${m} ${url} unknown key`);
+      // another's identity: a stranger's signature under the real caller's key id
+      const stranger = newIdentity();
+      expectRefused(
+        await call(app, clock, stranger, m, url, body, (hd) => {
+          Object.assign(hd, signRequest({ ...stranger, keyId: who.keyId }, m, url, body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body)), clock.now()));
+        }),
+        401,
+        'unauthenticated',
+        `${m} ${url} as another`,
+      );
+      // a valid signature moved to another body or path
+      if (body !== undefined) expectRefused(await call(app, clock, who, m, url, body, (_hd, raw) => Buffer.concat([raw, Buffer.from(' ')])), 401, 'unauthenticated', `${m} ${url} body changed`);
+      // a stale time
+      const old = await call(app, clock, who, m, url, body, (hd) => {
+        Object.assign(hd, signRequest(who, m, url, body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body)), clock.now() - 10 * MIN));
+      });
+      expectRefused(old, 401, 'unauthenticated', `${m} ${url} stale`);
+      // the wrong role: a host on an admin route, an admin on the check-in
+      const wrong = url.startsWith('/v1/admin') ? h : url === '/v1/checkin' ? admin : null;
+      if (wrong) expectRefused(await call(app, clock, wrong, m, url, body), 403, 'forbidden', `${m} ${url} wrong role`);
+      // oversized
+      if (m === 'POST' && !Buffer.isBuffer(body)) expectRefused(await call(app, clock, who, m, url, { pad: 'x'.repeat(300 * 1024) }), 413, 'too-large', `${m} ${url} oversized`);
+      // malformed: not JSON; JSON of the wrong shape
+      if (m === 'POST' && !Buffer.isBuffer(body)) {
+        expectRefused(await call(app, clock, who, m, url, Buffer.from('{"facts":'), (hd) => void (hd['content-type'] = 'application/json')), 400, 'bad-request', `${m} ${url} not JSON`);
+        expectRefused(await call(app, clock, who, m, url, { nonsense: 1 }), 400, 'bad-request', `${m} ${url} wrong shape`);
+      }
+      // an unexpected query parameter
+      expectRefused(await call(app, clock, who, m, `${url}${url.includes('?') ? '&' : '?'}x=1`, body), 400, 'bad-request', `${m} ${url} query`);
+    }
+    // replayed: a well-signed request sent twice (the first one is an allowed read)
+    const first = await call(app, clock, admin, 'GET', '/v1/admin/hosts');
+    expect(first.status).toBe(200);
+    expectRefused(await send(app, 'GET', '/v1/admin/hosts', first.headers, first.raw), 401, 'unauthenticated', 'replay');
+    const ck = await call(app, clock, h, 'POST', '/v1/checkin', { facts: facts(BOUND), results: [] });
+    expect(ck.status).toBe(200);
+    const snap2 = await snapshot(d);
+    expectRefused(await send(app, 'POST', '/v1/checkin', ck.headers, ck.raw), 401, 'unauthenticated', 'replayed check-in');
+    expect(await snapshot(d)).toEqual(snap2);
+    // a bundle for another build ID: the host of build OTHER asks for BOUND's bundle
+    expectRefused(await call(app, clock, other, 'GET', `/v1/bundles/${boundId}`), 403, 'forbidden', 'other build');
+    // a tampered bundle: one byte of the module changed (SHA256SUMS no longer matches)
+    const bad = Buffer.from(bundles.bound);
+    bad[bad.length - 2048] ^= 1;
+    const t = await call(app, clock, admin, 'POST', '/v1/admin/bundles?channel=stable', bad);
+    expectRefused(t, 422, 'invalid-bundle', 'tampered');
+    expect(t.json.error.message).toMatch(/changed after it was signed|not|damaged/);
+    expectRefused(await call(app, clock, admin, 'POST', '/v1/admin/bundles?channel=stable', Buffer.from('not a tar')), 422, 'invalid-bundle', 'garbage bundle');
+    // a rollout of a bundle that does not exist; bad stages
+    expectRefused(await call(app, clock, admin, 'POST', '/v1/admin/rollouts', { name: 'nope', channel: 'stable', stages: '1', soakSec: 0, maxFailures: 1, delaySec: 0 }), 404, 'not-found', 'no bundle');
+    expectRefused(await call(app, clock, admin, 'POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: '0,200%', soakSec: 0, maxFailures: 1, delaySec: 0 }), 400, 'bad-request', 'bad stages');
+    expectRefused(await call(app, clock, admin, 'GET', '/v1/admin/rollouts/r-0000000000000000'), 404, 'not-found', 'no rollout');
+    // enrolment: a token not made here, an existing key, a key that did not sign it
+    const k = newIdentity();
+    expectRefused(await call(app, clock, k, 'POST', '/v1/enroll', { token: `st_${'A'.repeat(43)}`, publicKey: k.publicKey, name: 'x' }), 401, 'unauthenticated', 'unknown token');
+    expectRefused(await call(app, clock, h, 'POST', '/v1/enroll', { token: tok, publicKey: h.publicKey, name: 'x' }), 409, 'conflict', 'key enrolled already');
+    expectRefused(await call(app, clock, newIdentity(), 'POST', '/v1/enroll', { token: tok, publicKey: k.publicKey, name: 'x' }), 401, 'unauthenticated', 'not signed by the enrolled key');
+    expect(await snapshot(d)).toEqual(before);
+    // the token is still good for one enrolment, and only one
+    expect((await call(app, clock, k, 'POST', '/v1/enroll', { token: tok, publicKey: k.publicKey, name: 'x' })).status).toBe(200);
+    const k2 = newIdentity();
+    expectRefused(await call(app, clock, k2, 'POST', '/v1/enroll', { token: tok, publicKey: k2.publicKey, name: 'y' }), 409, 'conflict', 'token used');
+  });
+});
