@@ -15,6 +15,7 @@ packages=(
   apt-utils gnupg      # tests: a signed fixture archive (apt-ftparchive, gpg) read by suture's own apt
   minisign             # tests: bundles are checked by the real tool a host admin would use
   lintian              # tests: the Debian package (scripts/package.sh) has no lintian error or unexplained warning
+  postgresql           # tests: the fleet server on PostgreSQL with two server processes (the test starts its own cluster)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

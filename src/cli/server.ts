@@ -69,12 +69,13 @@ export function serverCommand(): Command {
       await d.db.destroy();
     });
   c.command('init')
-    .description('create or migrate the database and make an admin key (0600)')
-    .option('--database <url>', 'sqlite:PATH (default) or postgres://…', defaultDatabase())
+    .description('create or migrate the database (--database of suture server) and make an admin key (0600)')
     .option('--admin-key <file>', 'where to write the admin key', defaultAdminKey())
     .option('--name <name>', 'the admin name shown in rollout logs', 'admin')
     .option('--json', 'print JSON')
-    .action(async (o: { database: string; adminKey: string; name: string; json?: boolean }) => {
+    .action(async (_o: unknown, cmd: Command) => {
+      // --database is the parent command's option (`suture server init --database URL` parses it there)
+      const o = cmd.optsWithGlobals<{ database: string; adminKey: string; name: string; json?: boolean }>();
       const d = await openMigrated(o.database);
       try {
         const [{ newIdentity }, { writeIdentityFile }, { Fleet }] = await Promise.all([import('../fleet/protocol.js'), import('../fleet/client.js'), import('../fleet/service.js')]);

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The fleet server on a real PostgreSQL (Debian's `postgresql` package,
+ * started here by initdb/pg_ctl on a private port and socket directory under
+ * a temporary directory) with TWO server processes (`suture server`, from
+ * source) sharing it: hosts check in through both at once, both tick every
+ * 100 ms, two rollouts of the same build race for the same hosts. Then the
+ * database shows each stage started once, no host in two rollouts, every
+ * host healthy exactly once.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
+import { openDatabase, type Database } from '../../src/fleet/db.js';
+import { newIdentity, type CheckinReply } from '../../src/fleet/protocol.js';
+import { BOUND, facts, makeBundles } from './helpers.js';
+
+/** The newest PostgreSQL Debian installed (15 on Debian 12, 17 on Debian 13). */
+const PGBIN = (() => {
+  const v = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((x) => /^\d+$/.test(x)).sort((a, b) => Number(b) - Number(a))[0] : undefined;
+  return `/usr/lib/postgresql/${v ?? 'missing'}/bin`;
+})();
+const ROOT = join(import.meta.dirname, '..', '..');
+const PORT = 25432 + (process.pid % 1000);
+
+let dir: string;
+let url: string;
+let servers: { p: ChildProcess; base: string }[] = [];
+let d: Database;
+
+function asPostgres(cmd: string, args: string[]) {
+  const r = spawnSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+function cli(args: string[]) {
+  return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fleet/serve.ts'), ...args], { encoding: 'utf8', timeout: 120_000, cwd: ROOT, env: { ...process.env, SUTURE_HOME: dir } });
+}
+
+/** Start `suture server` on a free port; resolve with its URL once it listens (bounded). */
+function startServer(): Promise<{ p: ChildProcess; base: string }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fleet/serve.ts'), 'server', '--listen', '127.0.0.1:0', '--database', url, '--tick', '100'], { cwd: ROOT, env: { ...process.env, SUTURE_HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let err = '';
+    const t = setTimeout(() => reject(new Error(`server did not start in 60 s: ${err}`)), 60_000);
+    p.stderr!.on('data', (b: Buffer) => {
+      err += b.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+      if (m) {
+        clearTimeout(t);
+        resolve({ p, base: m[1]! });
+      }
+    });
+    p.on('exit', (c) => reject(new Error(`server exited ${c}: ${err}`)));
+  });
+}
+
+beforeAll(async () => {
+  if (!existsSync(join(PGBIN, 'initdb'))) throw new Error('these tests need PostgreSQL: apt-get install postgresql (scripts/setup.sh installs it)');
+  dir = mkdtempSync(join(tmpdir(), 'suture-fleet-pg-'));
+  chmodSync(dir, 0o755);
+  const data = join(dir, 'pg');
+  mkdirSync(data, { mode: 0o700 });
+  const ids = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout.trim();
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim();
+  chownSync(data, Number(ids), Number(gid));
+  asPostgres(join(PGBIN, 'initdb'), ['-D', join(data, 'db'), '-U', 'suture', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+  asPostgres(join(PGBIN, 'pg_ctl'), ['-D', join(data, 'db'), '-l', join(data, 'log'), '-w', '-t', '60', '-o', `-p ${PORT} -k ${data} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+  url = `postgres://suture@127.0.0.1:${PORT}/postgres`;
+  const init = cli(['server', 'init', '--database', url, '--json']);
+  expect(init.status, init.stderr).toBe(0);
+  servers = await Promise.all([startServer(), startServer()]);
+  d = openDatabase(url);
+}, 180_000);
+
+afterAll(async () => {
+  for (const s of servers) s.p.kill('SIGTERM');
+  await d?.db.destroy();
+  if (dir) spawnSync('runuser', ['-u', 'postgres', '--', join(PGBIN, 'pg_ctl'), '-D', join(dir, 'pg', 'db'), '-m', 'fast', '-w', 'stop'], { timeout: 60_000 });
+});
+
+describe('two server processes on one PostgreSQL', () => {
+  it('race to advance the same rollouts: each stage starts once, no host in two rollouts, all done', async () => {
+    const adminId = readIdentityFile(join(dir, 'server', 'admin.key'));
+    const [A, B] = servers.map((s) => new FleetClient(s.base, adminId));
+    const bundles = makeBundles();
+    // eight hosts enrol, half through each server
+    const hosts: { id: ReturnType<typeof newIdentity>; via: FleetClient[]; has: boolean }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const srv = i % 2 ? A! : B!;
+      const tok = (await srv.request('POST', '/v1/admin/enroll-tokens', { expiresSec: 600 })) as { token: string };
+      const id = newIdentity();
+      const c = new FleetClient(servers[i % 2]!.base, id);
+      await c.request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name: `pg${i}` });
+      hosts.push({ id, via: [new FleetClient(servers[0]!.base, id), new FleetClient(servers[1]!.base, id)], has: false });
+    }
+    const checkinAll = () =>
+      Promise.all(
+        hosts.map(async (h, i) => {
+          const c = h.via[(i + Math.floor(Math.random() * 2)) % 2]!;
+          const f = h.has ? facts(BOUND, { loaded: [{ name: 'fake_bound', sha256: null }], installed: [{ name: 'fake_bound', sha256: null }] }) : facts(BOUND);
+          const r = (await c.request('POST', '/v1/checkin', { facts: f, results: [] })) as CheckinReply;
+          if (r.assignment?.action === 'install' && !h.has) {
+            h.has = true;
+            await h.via[(i + 1) % 2]!.request('POST', '/v1/checkin', { facts: facts(BOUND, { loaded: [{ name: 'fake_bound', sha256: null }], installed: [] }), results: [{ rolloutId: r.assignment.rolloutId, action: 'install', outcome: 'applied', reason: null }] });
+          }
+        }),
+      );
+    await checkinAll();
+    await A!.request('POST', '/v1/admin/bundles?channel=stable', bundles.bound);
+    // two rollouts of the same build, created at once through the two servers, race for the same hosts
+    const req = { name: 'fake_bound', channel: 'stable', stages: '1,50%,100%', soakSec: 0, maxFailures: 1, delaySec: 0 };
+    const [r1, r2] = (await Promise.all([A!.request('POST', '/v1/admin/rollouts', req), B!.request('POST', '/v1/admin/rollouts', req)])) as { id: string }[];
+    for (let round = 0; round < 40; round++) {
+      await checkinAll();
+      const st = (await Promise.all([r1!, r2!].map((r) => A!.request('GET', `/v1/admin/rollouts/${r.id}`)))) as { status: string }[];
+      if (st.every((s) => s.status === 'done')) break;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const rows = await d.db.selectFrom('rollout_targets').selectAll().execute();
+    const rollouts = await d.db.selectFrom('rollouts').select(['id', 'status']).orderBy('id').execute();
+    expect(rollouts.map((r) => r.status)).toEqual(['done', 'done']);
+    // every host got the bundle, healthy; a host is in a second rollout only after the first one finished with it
+    expect(new Set(rows.map((r) => r.host_id)).size).toBe(8);
+    expect(rows.every((r) => r.state === 'healthy')).toBe(true);
+    const doneAt = new Map((await d.db.selectFrom('rollout_events').select(['rollout_id', 'at']).where('text', 'like', 'done:%').execute()).map((e) => [e.rollout_id, e.at]));
+    for (const h of new Set(rows.map((r) => r.host_id))) {
+      const mine = rows.filter((r) => r.host_id === h).sort((x, y) => x.assigned_at - y.assigned_at);
+      for (let i = 1; i < mine.length; i++) expect(mine[i]!.assigned_at, h).toBeGreaterThanOrEqual(doneAt.get(mine[i - 1]!.rollout_id)!);
+    }
+    expect(await d.db.selectFrom('host_active').selectAll().execute()).toEqual([]);
+    // each stage of each rollout started once; "done" once
+    for (const r of [r1!, r2!]) {
+      const log = (await d.db.selectFrom('rollout_events').select('text').where('rollout_id', '=', r.id).orderBy('id').execute()).map((e) => e.text);
+      const started = log.filter((l) => /^stage \d\/3 .* started/.test(l));
+      expect(new Set(started.map((l) => l.slice(0, 9))).size, log.join('\n')).toBe(started.length);
+      expect(log.filter((l) => l.startsWith('done:'))).toHaveLength(1);
+    }
+    const applied = await d.db.selectFrom('rollout_events').select('text').where('text', 'like', '%applied the bundle%').execute();
+    expect(applied).toHaveLength(rows.length);
+  }, 240_000);
+});
