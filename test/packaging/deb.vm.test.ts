@@ -156,6 +156,8 @@ describe.skipIf(!!skip).each([
   it('its units are enabled (systemctl, offline in the root) and its folders are root\'s', () => {
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
     expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).toBe('enabled');
+    // the units as this release's systemd reads them (--man=no: minbase has no man-db for Documentation=)
+    ok('systemd-analyze verify --man=no /usr/lib/systemd/system/suture.service /usr/lib/systemd/system/suture-guard.service');
     expect(ok('stat -c "%U:%G %a %n" /etc/suture /etc/suture/keys.d /var/lib/suture').trim().split('\n')).toEqual([
       'root:root 755 /etc/suture',
       'root:root 755 /etc/suture/keys.d',
@@ -186,5 +188,14 @@ describe.skipIf(!!skip).each([
     const links = ok('grep -rlis suture /etc/systemd /var/lib/systemd 2>/dev/null || true');
     expect(links.trim()).toBe('');
     expect(sh('systemctl is-enabled suture.service').status).not.toBe(0);
+  });
+
+  it('this release\'s own lintian: no error, every warning fixed or overridden (after the purge: apt pulls lintian in)', () => {
+    const t0 = Date.now();
+    ok('apt-get install -y -q --no-install-recommends lintian');
+    const r = sh(`lintian --fail-on error,warning /tmp/${basename(deb)}`);
+    timings.push(`lintian ${Math.round((Date.now() - t0) / 1000)} s`);
+    expect(`${r.stdout}${r.stderr}`.split('\n').filter((l) => /^[EW]: /.test(l))).toEqual([]);
+    expect(r.status).toBe(0);
   });
 });
