@@ -46,6 +46,14 @@ describe.skipIf(!!skip)('the package itself', () => {
     expect(fields).toMatch(/Depends: nodejs \(>= 18\.19\), kmod/);
   });
 
+  it('is reproducible: built again from the same tree, the same bytes', () => {
+    const again = join(outDir, 'again');
+    const r = spawnSync('bash', [join(ROOT, 'scripts/package.sh'), again], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LINTIAN: '0' } });
+    expect(r.status, r.stderr).toBe(0);
+    const sums = spawnSync('sha256sum', [deb, r.stdout.trim().split('\n').pop()!], { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ')[0]);
+    expect(sums[0]).toBe(sums[1]);
+  });
+
   it('lintian: no error, every warning fixed or overridden with its reason in packaging/', () => {
     const r = spawnSync('lintian', ['--fail-on', 'error,warning', deb], { encoding: 'utf8' });
     expect(r.error, 'lintian is not installed: run scripts/setup.sh').toBeUndefined();
