@@ -80,7 +80,7 @@ export function fleetCommand(): Command {
     .action(async (o: Conn & { json?: boolean }) => {
       const r = RolloutList.parse(await client(o).request('GET', '/v1/admin/rollouts'));
       if (o.json) return printJson(r);
-      out(table([['ROLLOUT', 'NAME', 'CHANNEL', 'STATUS', 'STAGE', 'FAILURES', 'CREATED'], ...r.rollouts.map((x) => [x.id, x.name, x.channel, x.status, `${x.stage + 1}/${x.stages}`, `${x.failures}/${x.maxFailures}`, when(x.createdAt)])]));
+      out(table([['ROLLOUT', 'NAME', 'CHANNEL', 'STATUS', 'STAGE', 'FAILURES', 'CREATED'], ...r.rollouts.map((x) => [x.id, x.name, x.channel, x.status, `${x.stage + 1}/${x.stages.split(',').length} (${x.stages})`, `${x.failures}/${x.maxFailures}`, when(x.createdAt)])]));
     });
   const ro = f.command('rollout').description('create, show and steer a rollout');
   withConn(ro.command('create'))
