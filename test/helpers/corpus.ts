@@ -60,10 +60,12 @@ export function corpusSuite(kernel: string, corpusDir: string, effectiveVersion:
         const { status, json, stderr } = sutureJson(['build', '--kernel', kernel, patch, '--name', exp.name!, '-o', ko, '--cve', 'CVE-2099-0001', '--show-first-changed', '--effective-version', effectiveVersion]);
         expect(status, `${stderr}\n${JSON.stringify(json, null, 1)}`).toBe(0);
         const fns = json.functions as { name: string; object: string; unit: string; sympos?: number; status: string; carriedOnly?: boolean; reasons: string[] }[];
-        for (const f of exp.changed ?? []) expect(fns.find((x) => x.name === f && x.status === 'changed' && !x.carriedOnly), `${f} changed`).toBeTruthy();
-        for (const f of exp.new ?? []) expect(fns.find((x) => x.name === f && x.status === 'new'), `${f} new`).toBeTruthy();
-        for (const f of exp.carried ?? []) expect(fns.find((x) => x.name === f && x.carriedOnly), `${f} carried`).toBeTruthy();
-        for (const d of exp.newData ?? []) expect(json.units.flatMap((u: { newData: string[] }) => u.newData)).toContain(d);
+        // Exactly these functions, each set as the entry lists it (an absent list: none).
+        const names = (keep: (f: (typeof fns)[number]) => boolean) => [...new Set(fns.filter(keep).map((f) => f.name))].sort();
+        expect(names((x) => x.status === 'changed' && !x.carriedOnly), 'changed').toEqual([...(exp.changed ?? [])].sort());
+        expect(names((x) => x.status === 'new'), 'new').toEqual([...(exp.new ?? [])].sort());
+        expect(names((x) => x.carriedOnly === true), 'carried').toEqual([...(exp.carried ?? [])].sort());
+        expect(json.units.flatMap((u: { newData: string[] }) => u.newData).sort(), 'new data').toEqual([...(exp.newData ?? [])].sort());
         if (exp.reason) expect(fns.flatMap((f) => f.reasons).join('\n')).toContain(exp.reason);
         // Another module's export (nfsd → sunrpc): a klp symbol of the exporter, in the patched module's section.
         for (const [sym, exporter] of Object.entries(exp.references ?? {})) {
