@@ -69,7 +69,8 @@ export async function main(argv: string[]): Promise<number> {
   // Host commands stop on their own at a signal: they stop waiting, finish or record what must be
   // finished (the boot record, a pending rmmod, the lock), and say what state the kernel is in.
   // insmod/rmmod are never killed halfway. A second signal, or no end within STOP_GRACE_MS, exits at once.
-  const cooperative = !!first && CHANGING_COMMANDS.has(first);
+  // The fleet server stops on its own too: it closes its listener and database at SIGTERM/SIGINT.
+  const cooperative = !!first && (CHANGING_COMMANDS.has(first) || first === 'server');
   let signals = 0;
   const hardExit = (sig: NodeJS.Signals) => {
     runInterruptHooks();
