@@ -55,11 +55,13 @@ describe('suture.service', () => {
     expect(u.Unit!.ConditionKernelCommandLine).toEqual(['!suture.boot=0']);
   });
 
-  it('systemd-analyze verify accepts it (ExecStart pointed at a binary that exists here)', () => {
-    if (spawnSync('systemd-analyze', ['--version']).status !== 0) return;
+  // systemd-analyze comes with the systemd package, which scripts/setup.sh does not install: without it this check is skipped, and says so.
+  const analyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+  if (!analyze) console.warn('packaging.test.ts: systemd-analyze is not installed (apt-get install systemd): skipping its verify of suture.service');
+  it.skipIf(!analyze)('systemd-analyze verify accepts it (ExecStart pointed at a binary that exists here; --man=no: Documentation=man:suture(8) is not installed here)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'suture-unit-'));
     writeFileSync(join(dir, 'suture.service'), text.replaceAll('/usr/bin/suture boot', '/bin/true boot'));
-    const r = spawnSync('systemd-analyze', ['verify', join(dir, 'suture.service')], { encoding: 'utf8' });
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', join(dir, 'suture.service')], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
