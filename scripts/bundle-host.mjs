@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The host CLI for the Debian package (scripts/package.sh): the same src/cli/main.ts as
 // scripts/bundle.mjs, built for Debian 12's nodejs (18.19 and later) as well as Debian 13's
-// (20.19), with the builder's command groups (kernel, vm, build, analyze) replaced by
-// packaging/host/builder-commands.ts. The build refuses any input from the build pipeline, kernel
-// fetching or the VM runner, so a host never carries them.
+// (20.19), with the builder's command groups (kernel, vm, build, analyze) and the fleet server's
+// (server, fleet) replaced by packaging/host/builder-commands.ts. The build refuses any input from
+// the build pipeline, kernel fetching, the VM runner, the fleet, or an npm package but commander,
+// so a host never carries them. (When the fleet agent lands, its command and src/fleet/ files
+// are let through here by name.)
 //
 //   node scripts/bundle-host.mjs [OUTDIR]     (default dist/host; writes OUTDIR/meta.json)
 import { build } from 'esbuild';
@@ -12,13 +14,13 @@ import { resolve } from 'node:path';
 
 const outdir = process.argv[2] ?? 'dist/host';
 const stub = resolve('packaging/host/builder-commands.ts');
-const BUILDER_COMMANDS = /^\.\/(kernel|vm|build|build-patch)\.js$/;
+const BUILDER_COMMANDS = /^\.\/(kernel|vm|build|build-patch|server|fleet)\.js$/;
 
 /**
  * What a host bundle must never hold (DESIGN.md, Layout): of src/kernel/ only the readers a host
  * needs (a module file's modinfo, a kernel's build ID), nothing that fetches or prepares kernels.
  */
-export const FORBIDDEN = [/^src\/patchbuild\//, /^src\/vm\//, /^src\/kernel\/(?!(build-id|module-file)\.ts$)/, /^src\/cli\/(kernel|vm|build|build-patch)\.ts$/, /^node_modules\/(diff|esbuild)\//];
+export const FORBIDDEN = [/^src\/patchbuild\//, /^src\/vm\//, /^src\/fleet\//, /^src\/kernel\/(?!(build-id|module-file)\.ts$)/, /^src\/cli\/(kernel|vm|build|build-patch|server|fleet)\.ts$/, /^node_modules\/(?!commander\/)/];
 
 const hostOnly = {
   name: 'suture-host-only',

@@ -114,7 +114,7 @@ describe.skipIf(!!skip).each([
     expect(help).toMatch(/\bload \[options\]/);
     expect(help).toMatch(/\binstall\b/);
     // the builder's commands are not part of the host package: hidden, and a plain refusal
-    expect(help).not.toMatch(/^ {2}(kernel|vm|build|analyze)\b/m);
+    expect(help).not.toMatch(/^ {2}(kernel|vm|build|analyze|server|fleet)\b/m);
     const build = sh('suture build --kernel debian:6.1.0-56-amd64 fix.patch');
     expect(build.status).toBe(12);
     expect(build.stderr).toContain('suture build is a builder command');

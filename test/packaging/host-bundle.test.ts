@@ -56,11 +56,11 @@ afterAll(() => {
 });
 
 describe('host bundle', () => {
-  it('holds the host layer and no build pipeline, kernel fetching or VM runner', () => {
+  it('holds the host layer and no build pipeline, kernel fetching, VM runner or fleet server', () => {
     expect(inputs).toEqual(expect.arrayContaining(['src/cli/main.ts', 'src/livepatch/loader.ts', 'src/cli/persist.ts']));
-    expect(inputs.filter((f) => /^src\/(patchbuild|vm)\//.test(f))).toEqual([]);
+    expect(inputs.filter((f) => /^src\/(patchbuild|vm|fleet)\//.test(f))).toEqual([]);
     expect(inputs.filter((f) => f.startsWith('src/kernel/') && !/\/(build-id|module-file)\.ts$/.test(f))).toEqual([]);
-    expect(inputs.filter((f) => /^src\/cli\/(kernel|vm|build|build-patch)\.ts$/.test(f))).toEqual([]);
+    expect(inputs.filter((f) => /^src\/cli\/(kernel|vm|build|build-patch|server|fleet)\.ts$/.test(f))).toEqual([]);
     expect(inputs.filter((f) => f.startsWith('node_modules/') && !f.startsWith('node_modules/commander/'))).toEqual([]);
   });
 
@@ -85,16 +85,16 @@ describe('host bundle', () => {
     expect((buildCommand() as unknown as { _hidden: boolean })._hidden).toBe(true);
   });
 
-  it('runs: --version, and a builder command is refused with exit 12', () => {
+  it('runs: --version, and a builder or fleet server command is refused with exit 12', () => {
     // the package's /usr/lib/suture/bin/suture.js (scripts/package.sh)
     mkdirSync(join(dir, 'bin'), { recursive: true });
     writeFileSync(join(dir, 'bin/suture.js'), "import { main } from '../dist/host/main.js';\nprocess.exitCode = await main(process.argv);\n");
     const run = (args: string[]) => spawnSync(process.execPath, [join(dir, 'bin/suture.js'), ...args], { encoding: 'utf8' });
     expect(run(['--version']).stdout.trim()).toBe('0.0.0-test');
-    for (const cmd of ['kernel', 'vm', 'build', 'analyze']) {
-      const r = run([cmd, 'fetch', '--json']);
+    for (const [cmd, what] of [['kernel', 'a builder command'], ['vm', 'a builder command'], ['build', 'a builder command'], ['analyze', 'a builder command'], ['server', 'the fleet server'], ['fleet', 'a fleet admin command']]) {
+      const r = run([cmd!, 'fetch', '--json']);
       expect(r.status, r.stderr).toBe(12);
-      expect(`${r.stdout}${r.stderr}`).toContain(`suture ${cmd} is a builder command`);
+      expect(`${r.stdout}${r.stderr}`).toContain(`suture ${cmd} is ${what}`);
     }
   });
 });
