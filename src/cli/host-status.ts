@@ -69,8 +69,13 @@ export function hostStatusCommands(): Command[] {
     .description('the livepatches in the running kernel: state, objects, functions, replace, version, CVEs, load time')
     .option('--json', 'print JSON')
     .action((o: { json?: boolean }) => {
-      const patches = listPatches(realHost());
-      if (o.json) return printJson({ patches: patches.map(patchJson) });
+      const host = realHost();
+      // A kernel without CONFIG_LIVEPATCH (or a chroot without sysfs) has no list to show: say so, exit 1.
+      const available = host.fs.livepatchAvailable();
+      const patches = available ? listPatches(host) : [];
+      if (!available) process.exitCode = EXIT.failure;
+      if (o.json) return printJson({ livepatchAvailable: available, patches: patches.map(patchJson) });
+      if (!available) return out(`livepatch is not available here: ${host.fs.livepatchDir()} is missing (a kernel without CONFIG_LIVEPATCH, or no sysfs)`);
       if (!patches.length) return out('no livepatches loaded');
       out(listTable(patches));
     });

@@ -127,6 +127,10 @@ describe.skipIf(!!skip).each([
     const status = sh('suture status');
     expect(status.stdout).toContain('livepatch is not available on this kernel (/sys/kernel/livepatch is missing)');
     expect(status.status).toBe(1);
+    const list = sh('suture list');
+    expect(list.stdout).toContain('livepatch is not available here: /sys/kernel/livepatch is missing');
+    expect(list.status).toBe(1);
+    expect(JSON.parse(sh('suture list --json').stdout)).toEqual({ livepatchAvailable: false, patches: [] });
   });
 
   it('keys, bundles and module files under Debian\'s nodejs: generate, sign, verify, trust, refuse', () => {
