@@ -18,6 +18,7 @@ import { runVm, type StepResult, type VmCommand, type VmResult } from '../vm/run
 const APP_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { printJson } from './output.js';
+import { addVmHostCommand } from './vm-host.js';
 
 interface VmRunOptions {
   kernel: string;
@@ -193,5 +194,6 @@ export function vmCommand(): Command {
       }
       process.exitCode = vmExitCode(r);
     });
+  addVmHostCommand(cmd);
   return cmd;
 }

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `suture vm host`: boot a real Debian system (host-image.ts) from the target
+ * kernel, once or several times in a row on the same disk, and run commands
+ * in each boot through the guest unit (host-guest.ts). Each run boots a
+ * copy-on-write overlay (qcow2 backed by the cached image), thrown away at
+ * the end unless it is a kept disk, whose later boots — in this call or the
+ * next — see what earlier ones wrote. A boot is one QEMU process: the guest
+ * powers off cleanly through systemd and the next boot starts QEMU again.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { SutureError } from '../util/errors.js';
+import { run, runChecked } from '../util/exec.js';
+import { GUEST_PAYLOAD_DIR, hostBootScript, PAYLOAD_SERIAL } from './host-guest.js';
+import type { HostImage } from './host-image.js';
+import { classify } from './outcome.js';
+import { findQemu, markKvmBad, pickAccel, qemuArgv, type Accel, type AccelChoice } from './qemu.js';
+import type { VmCommand, VmEvent, VmResult, VmSpec } from './run.js';
+import { KVM_FIRST_OUTPUT_MS, runSession } from './session.js';
+
+/** A host boot's time limit when none is given: systemd under TCG is slower than an initramfs. */
+export const HOST_DEFAULT_TIMEOUT_MS = 300_000;
+
+export interface HostBoot {
+  commands: VmCommand[];
+  /** Files placed at /run/suture-vm/files/<basename> for this boot. */
+  files?: string[];
+}
+
+export interface HostSpec {
+  kernelImage: string;
+  image: HostImage;
+  boots: HostBoot[];
+  /** A qcow2 overlay kept across boots and runs (made if missing); without it each run starts from the clean image. */
+  keepDisk?: string;
+  cmdline?: string[];
+  timeoutMs?: number;
+  memoryMb?: number;
+  cpus?: number;
+  accel?: AccelChoice;
+  stateDir: string;
+  onEvent?: (e: VmEvent, boot: number) => void;
+}
+
+export interface HostResult {
+  /** One result per boot that ran; the run stops after the first boot that is not ok. */
+  boots: VmResult[];
+  outcome: VmResult['outcome'];
+  reason?: string;
+  /** The kept disk, when there is one. */
+  disk?: string;
+  diskCreated: boolean;
+  totalMs: number;
+}
+
+interface QemuImgInfo {
+  format?: string;
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+}
+
+/** Make the overlay `file` backed by `image`, or check that an existing one is. Returns whether it was made. */
+export async function ensureOverlay(file: string, image: HostImage): Promise<boolean> {
+  if (existsSync(file)) {
+    if (!statSync(file).isFile()) throw new SutureError('invalid-input', `${file} is not a regular file (a kept disk must be one)`);
+    const r = await run(['qemu-img', 'info', '-U', '--output=json', file]);
+    let info: QemuImgInfo = {};
+    try {
+      info = JSON.parse(r.stdout) as QemuImgInfo;
+    } catch {
+      /* reported below */
+    }
+    const backing = info['full-backing-filename'] ?? info['backing-filename'];
+    if (r.code !== 0 || info.format !== 'qcow2' || !backing) {
+      throw new SutureError('invalid-input', `${file} is not a disk kept by suture vm host (not a qcow2 overlay of a host image)`, {
+        hint: 'name a new file to start a kept disk, or one an earlier --keep-disk run made',
+      });
+    }
+    if (resolve(backing) !== resolve(image.root)) {
+      throw new SutureError('invalid-input', `${file} is a kept disk of another image (${backing}), not of ${image.root}`, {
+        hint: `boot it with the kernel and --release it was made with, or name a new file`,
+      });
+    }
+    return false;
+  }
+  await runChecked(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.root, file], {
+    kind: 'environment',
+    what: `qemu-img create of the overlay ${file}`,
+  });
+  return true;
+}
+
+/** The payload disk of one boot: a plain tar of run.sh, cmds/<i>.sh and files/<basename>. */
+async function writePayload(dir: string, boot: HostBoot, marker: string): Promise<string> {
+  const stage = join(dir, 'payload');
+  rmSync(stage, { recursive: true, force: true });
+  mkdirSync(join(stage, 'cmds'), { recursive: true });
+  mkdirSync(join(stage, 'files'), { recursive: true });
+  writeFileSync(join(stage, 'run.sh'), hostBootScript({ marker, commands: boot.commands.length, powerOff: true }), { mode: 0o755 });
+  boot.commands.forEach((c, i) => writeFileSync(join(stage, 'cmds', `${i}.sh`), c.script, { mode: 0o755 }));
+  for (const f of boot.files ?? []) copyFileSync(f, join(stage, 'files', basename(f)));
+  const tar = join(dir, 'payload.tar');
+  await runChecked(['tar', '-C', stage, '--owner=0', '--group=0', '-cf', tar, '.'], { kind: 'environment', what: 'tar of the boot payload' });
+  return tar;
+}
+
+export async function runHost(spec: HostSpec): Promise<HostResult> {
+  const t0 = performance.now();
+  const qemu = findQemu();
+  const work = mkdtempSync(join(tmpdir(), 'suture-host-'));
+  const boots: VmResult[] = [];
+  try {
+    const disk = spec.keepDisk ? resolve(spec.keepDisk) : join(work, 'overlay.qcow2');
+    const diskCreated = await ensureOverlay(disk, spec.image);
+    let accel = pickAccel(spec.accel ?? 'auto', spec.stateDir);
+    for (let i = 0; i < spec.boots.length; i++) {
+      let r = await bootOnce(spec, i, qemu, disk, accel, work);
+      if ('kvmFailure' in r) {
+        markKvmBad(spec.stateDir, r.kvmFailure);
+        if ((spec.accel ?? 'auto') !== 'auto') {
+          throw new SutureError('guest-timeout', `KVM does not run guests on this host: ${r.kvmFailure}`, { hint: 'use --accel tcg' });
+        }
+        accel = 'tcg';
+        r = await bootOnce(spec, i, qemu, disk, accel, work);
+        if ('kvmFailure' in r) throw new SutureError('internal', `a TCG guest was taken for a hanging KVM one: ${r.kvmFailure}`);
+      }
+      boots.push(r);
+      if (r.outcome !== 'ok') break;
+    }
+    const bad = boots.find((b) => b.outcome !== 'ok');
+    return {
+      boots,
+      outcome: bad?.outcome ?? 'ok',
+      reason: bad ? `boot ${boots.indexOf(bad) + 1}: ${bad.reason}` : undefined,
+      disk: spec.keepDisk ? disk : undefined,
+      diskCreated: spec.keepDisk ? diskCreated : false,
+      totalMs: performance.now() - t0,
+    };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function bootOnce(spec: HostSpec, index: number, qemu: string, disk: string, accel: Accel, work: string): Promise<VmResult | { kvmFailure: string }> {
+  const t0 = performance.now();
+  const boot = spec.boots[index]!;
+  const dir = join(work, `boot-${index}`);
+  mkdirSync(dir, { recursive: true });
+  const marker = `@@suture:${randomBytes(8).toString('hex')}@@`;
+  const payload = await writePayload(dir, boot, marker);
+  const labels = new Map<string, string>(boot.commands.map((c, i) => [`cmd:${i}`, c.label]));
+  const consoleFile = join(dir, 'console.log');
+  const channelFile = join(dir, 'channel.out');
+  const cmdline = ['root=/dev/vda', 'rw', 'console=ttyS0,115200', 'panic=-1', 'oops=panic', 'loglevel=4', ...(spec.cmdline ?? [])].join(' ');
+  const argv = qemuArgv(qemu, {
+    kernel: spec.kernelImage,
+    initrd: spec.image.initrd,
+    cmdline,
+    accel,
+    memoryMb: spec.memoryMb ?? 1024,
+    cpus: spec.cpus ?? 1,
+    consoleFile,
+    channelFile,
+    extra: [
+      '-drive', `file=${disk},format=qcow2,if=none,id=root,cache=unsafe`,
+      '-device', 'virtio-blk-pci,drive=root,serial=suture-root',
+      '-drive', `file=${payload},format=raw,if=none,id=payload,readonly=on`,
+      '-device', `virtio-blk-pci,drive=payload,serial=${PAYLOAD_SERIAL}`,
+    ],
+  });
+  const timeoutMs = spec.timeoutMs ?? HOST_DEFAULT_TIMEOUT_MS;
+  const s = await runSession({
+    argv,
+    accel,
+    consoleFile,
+    channelFile,
+    marker,
+    labels,
+    timeoutMs,
+    t0,
+    emit: (e) => spec.onEvent?.(e, index),
+  });
+  if (s.kvmSilent) return { kvmFailure: `a KVM guest printed nothing within ${KVM_FIRST_OUTPUT_MS / 1000} s` };
+  const vmSpec: VmSpec = { kernelImage: spec.kernelImage, commands: boot.commands, stateDir: spec.stateDir, timeoutMs };
+  const r = classify(vmSpec, s, labels, accel, performance.now() - t0);
+  if (r.outcome === 'boot-failure' && s.bootMs === null) {
+    return {
+      ...r,
+      reason: `the host never started suture's guest unit (systemd did not reach multi-user.target, or the machine stopped first; qemu exit ${s.qemu.code})`,
+    };
+  }
+  if (r.outcome === 'timeout' && s.bootMs === null) {
+    return { ...r, reason: `the host did not reach multi-user.target and start suture's guest unit within ${Math.round(timeoutMs / 1000)} s` };
+  }
+  return r;
+}
+
+/** Where a boot's --file lands in the guest. */
+export function guestFilePath(file: string): string {
+  return `${GUEST_PAYLOAD_DIR}/files/${basename(file)}`;
+}
