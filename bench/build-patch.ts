@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { origCacheDir } from '../src/patchbuild/tree.js';
+import { origCacheDir } from '../src/patchbuild/compile.js';
 import { toolchainFor, treeMakeArgs } from '../src/kernel/kbuild.js';
 import type { Toolchain } from '../src/kernel/toolchain.js';
 import { parseKernelRef } from '../src/kernel/ref.js';

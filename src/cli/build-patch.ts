@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { relative } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { buildFromPatch, type DiffBuildResult } from '../patchbuild/diff-build.js';
-import { DEFAULT_MAX_UNITS } from '../patchbuild/units.js';
+import { DEFAULT_MAX_UNITS, objectName } from '../patchbuild/units.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { sutureHome } from '../util/paths.js';
@@ -54,7 +54,7 @@ export function patchReport(r: DiffBuildResult) {
     patches: r.patches,
     units: r.units.map((u) => ({
       unit: u.unit,
-      object: u.home.kind === 'module' ? u.home.module : 'vmlinux',
+      object: objectName(u.home),
       changed: u.diff.functions.filter((f) => f.status === 'changed').map((f) => f.name),
       new: u.diff.functions.filter((f) => f.status === 'new').map((f) => f.name),
       newData: u.diff.newData,

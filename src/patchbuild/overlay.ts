@@ -4,16 +4,20 @@
  * over the prepared tree's own path (so every absolute path kbuild recorded
  * stays valid and nothing is rebuilt but the objects asked for). All writes
  * land in the build's own upper directories under $SUTURE_HOME/builds/<id>;
- * the prepared tree is never modified, even if suture is killed.
+ * the prepared tree is never modified, even if suture is killed. Also here:
+ * checking that a patch applies (where each hunk lands) and applying it in
+ * the patched overlay. The compile step is compile.ts.
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
-import { toolchainFor, treeMakeArgs } from '../kernel/kbuild.js';
 import { runWithOverlay, type Overlay } from '../kernel/toolchain.js';
 import type { KernelMetadata } from '../kernel/workspace.js';
+import { authorHeaders } from './author-headers.js';
+import { locateHunks } from './patch/located.js';
+import { formatPatch, type FilePatch } from './patch/parse.js';
+import type { LoadedPatch } from './patch/inputs.js';
 
 export interface BuildTrees {
   root: string;
@@ -31,6 +35,10 @@ export function makeBuildTrees(home: string, meta: KernelMetadata, id: string): 
   });
   const t = { root, orig: overlay('orig'), patched: overlay('patched') };
   for (const o of [t.orig, t.patched]) for (const d of [o.upper, o.work]) mkdirSync(d, { recursive: true });
+  // suture.h, kpatch-macros.h and kpatch-syscall.h on the patched side's include path (the tree's include/),
+  // for patches that `#include "kpatch-macros.h"`; the orig side never sees them.
+  mkdirSync(join(t.patched.upper, 'include'), { recursive: true });
+  for (const h of authorHeaders()) copyFileSync(h.path, join(t.patched.upper, 'include', h.name));
   return t;
 }
 
@@ -92,53 +100,25 @@ export async function applyPatch(t: BuildTrees, patchText: string, source: strin
   }
 }
 
-export interface CompiledObjects {
-  /** object path (relative to the tree) → the compiled file */
-  orig: Map<string, string>;
-  patched: Map<string, string>;
-  seconds: { orig: number; patched: number };
-}
-
 /**
- * Where orig objects are kept between builds: an orig object depends only on
- * the prepared tree, so a second patch of the same unit compiles one side only.
+ * The apply-check stage: the patches, combined, must apply to the prepared
+ * tree (GNU patch's dry run, -p1 on the tree-relative names); each hunk is
+ * moved to the line GNU patch applies it at (a patch for a nearby kernel
+ * applies with an offset; fuzz is refused). `update` hears each patch's strip
+ * level and each moved hunk.
  */
-export function origCacheDir(meta: KernelMetadata): string {
-  return join(meta.paths.root, 'orig-objects');
-}
-
-/**
- * Compile the objects in both trees with kbuild's exact flags (plus function
- * and data sections), orig and patched side by side. Orig objects come from
- * the workspace's cache when an earlier build compiled them.
- */
-export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTrees, objects: readonly string[]): Promise<CompiledObjects> {
-  const cache = origCacheDir(meta);
-  const cached = (obj: string) => join(cache, obj);
-  const origToBuild = objects.filter((o) => !existsSync(cached(o)));
-  const tc = toolchainFor(meta, home);
-  const jobs = Math.max(1, Math.floor(cpus().length / 2));
-  const make = treeMakeArgs(meta.compiler.command, meta.release, jobs);
-  const side = async (name: 'orig' | 'patched', o: Overlay, objects: readonly string[]) => {
-    const t0 = performance.now();
-    if (!objects.length) return { files: new Map<string, string>(), seconds: 0 };
-    const r = await tc.run([...make, ...objects], o.merged, { overlay: o });
-    if (r.code !== 0) {
-      const log = (r.stdout + '\n' + r.stderr).split('\n');
-      const errors = log.filter((l) => /\berror\b|warning: .*\[-Werror/.test(l)).slice(0, 12);
-      throw new SutureError('build', `compiling the ${name} ${objects.length === 1 ? objects[0] : `objects (${objects.join(', ')})`} failed`, {
-        details: (errors.length ? errors : log.slice(-12)).join('\n'),
-        hint: name === 'patched' ? 'the patch does not compile against this kernel: fix it and build again' : 'the unpatched tree does not compile: the workspace may be damaged (fetch it again)',
-      });
-    }
-    return { files: new Map(objects.map((obj) => [obj, join(o.upper, obj)])), seconds: (performance.now() - t0) / 1000 };
-  };
-  const [a, b] = await Promise.all([side('orig', t.orig, origToBuild), side('patched', t.patched, objects)]);
-  for (const [obj, file] of a.files) {
-    // Into the cache atomically: a half-copied object must never be taken for a compiled one.
-    mkdirSync(dirname(cached(obj)), { recursive: true });
-    copyFileSync(file, `${cached(obj)}.tmp`);
-    renameSync(`${cached(obj)}.tmp`, cached(obj));
-  }
-  return { orig: new Map(objects.map((o) => [o, cached(o)])), patched: b.files, seconds: { orig: a.seconds, patched: b.seconds } };
+export async function locatePatches(tree: string, buildRoot: string, loaded: readonly LoadedPatch[], update: (detail: string) => void): Promise<FilePatch[]> {
+  const stated = loaded.flatMap((l) => l.files);
+  const combined = join(buildRoot, 'user.patch');
+  writeFileSync(combined, formatPatch(stated));
+  for (const l of loaded) update(`${l.label}: -p${l.strip.level} (${l.strip.why})`);
+  const what = loaded.map((l) => l.label).join(' + ');
+  const located = locateHunks(stated, await checkPatchApplies(tree, combined, what), what);
+  located.forEach((f, i) =>
+    f.hunks.forEach((h, j) => {
+      const said = stated[i]!.hunks[j]!.oldStart;
+      if (h.oldStart !== said) update(`${f.path}: hunk #${j + 1} applies at line ${h.oldStart} (${h.oldStart - said} lines from where it says)`);
+    }),
+  );
+  return located;
 }

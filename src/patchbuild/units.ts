@@ -125,3 +125,8 @@ export async function findUnits(
     kb.close();
   }
 }
+
+/** The object a unit's code lives in, as livepatch names it: vmlinux, or the module's name. */
+export function objectName(home: ObjectHome): string {
+  return home.kind === 'module' ? home.module : 'vmlinux';
+}

@@ -23,6 +23,15 @@ function build(fixture: string, extra: string[] = []) {
   return { ...r, wrote: existsSync(out) };
 }
 
+/** A fix refused with `status`, before the step titled `notReached`, with no module written. */
+function refused(fixture: string, status: number, notReached: 'Compiling' | 'Building module') {
+  const r = build(fixture);
+  expect(r.status).toBe(status);
+  expect(r.stderr).not.toContain(notReached);
+  expect(r.wrote).toBe(false);
+  return r;
+}
+
 describe('suture build --source refusals', () => {
   beforeAll(async () => {
     await ensureKernel();
@@ -30,30 +39,21 @@ describe('suture build --source refusals', () => {
   });
 
   it('a function the kernel does not have: exit 10, before compiling', () => {
-    const r = build('refuse-unknown-function');
-    expect(r.status).toBe(10);
+    const r = refused('refuse-unknown-function', 10, 'Compiling');
     expect(r.stderr).toContain("suture: refuse-unknown-function.c:11: SUTURE_REPLACE: symbol 'suture_no_such_proc_show' is not in vmlinux of the target kernel");
-    expect(r.stderr).not.toContain('Compiling');
-    expect(r.wrote).toBe(false);
   });
 
   it('a symbol the new code calls that the kernel does not have: exit 10, naming the function that calls it, no module', () => {
-    const r = build('refuse-unknown-symbol');
-    expect(r.status).toBe(10);
+    const r = refused('refuse-unknown-symbol', 10, 'Building module');
     expect(r.stderr).toContain("suture: refuse-unknown-symbol.c: refuse_cmdline_show: symbol 'suture_no_such_function' is not in vmlinux of the target kernel");
-    expect(r.stderr).not.toContain('Building module');
-    expect(r.wrote).toBe(false);
   });
 
   it('an ambiguous symbol without a hint: exit 15, every copy with address and neighbours, and the hint to give', () => {
-    const r = build('refuse-ambiguous');
-    expect(r.status).toBe(15);
+    const r = refused('refuse-ambiguous', 15, 'Building module');
     expect(r.stderr).toContain("suture: refuse-ambiguous.c: refuse_cmdline_show: 'version_show' is ambiguous: 4 copies in vmlinux");
     expect(r.stderr).toContain('  | #1 ffffffff81039ca0 t version_show  (after init_espfix_ap, boot_params_data_read; before setup_data_data_read, type_show)');
     expect(r.stderr.match(/^ {2}\| #\d ffffffff[0-9a-f]{8} t version_show/gm)).toHaveLength(4);
     expect(r.stderr).toContain('hint: add SUTURE_SYMPOS(vmlinux, version_show, N)');
-    expect(r.stderr).not.toContain('Building module');
-    expect(r.wrote).toBe(false);
   });
 
   it('the same fix builds once SUTURE_SYMPOS names the copy', () => {
@@ -77,12 +77,10 @@ describe('suture build --source refusals', () => {
   });
 
   it('a notrace function: exit 16, before compiling, with the bytes that show it', () => {
-    const r = build('refuse-notrace');
-    expect(r.status).toBe(16);
+    const r = refused('refuse-notrace', 16, 'Compiling');
     expect(r.stderr).toContain(
       'suture: refuse-notrace.c:14: cannot replace native_sched_clock in vmlinux: native_sched_clock has no __fentry__ call site that ftrace manages (first bytes eb 73 55 48 89; not in __mcount_loc)',
     );
-    expect(r.stderr).not.toContain('Compiling');
   });
 
   it('a function of a file built without ftrace (lib/sort.c): exit 16', () => {

@@ -8,6 +8,7 @@ import { ftraceSiteOffset } from '../../elf/mod.js';
 import { DataSection, SHF_WRITE, STB_LOCAL, STT_NOTYPE, STT_SECTION, type ElfSymbol, type Section } from '../../elf/mod.js';
 import type { IndexedSymbol, ObjectIndex } from './object-index.js';
 import type { Relocation } from '../../elf/mod.js';
+import { SutureError } from '../../util/errors.js';
 
 /** Every refusal of the diff engine, by name (the `rule:` line of a refusal, and docs/patch-author-guide.md). */
 export type RuleId =
@@ -238,3 +239,12 @@ export function formatRefusals(refusals: readonly Refusal[]): string {
   return refusals.map((r) => `${r.file === r.symbol ? r.file : `${r.file}: ${r.symbol}`}: ${r.reason}\n    rule: ${r.rule}\n    instead: ${r.instead}`).join('\n');
 }
 
+
+/** Stop the build on any refusal: all of them listed, each with its rule (nothing happens when there is none). */
+export function refuse(refusals: readonly Refusal[], hint: string): void {
+  if (!refusals.length) return;
+  throw new SutureError('unsupported-change', `the patch makes ${refusals.length === 1 ? 'a change' : `${refusals.length} changes`} a livepatch cannot carry`, {
+    details: formatRefusals(refusals),
+    hint,
+  });
+}

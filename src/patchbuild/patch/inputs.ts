@@ -7,8 +7,9 @@
  * then gets its strip level against the kernel tree (strip.ts) and its files
  * with tree-relative paths.
  */
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { SutureError, fsError } from '../../util/errors.js';
 import { readUnifiedDiff, stripPatch, type FilePatch } from './parse.js';
 import { detectStrip, type StripChoice, type TreeView } from './strip.js';
@@ -143,4 +144,29 @@ export function loadPatches(inputs: readonly PatchInput[], tree: TreeView, force
     if (level !== undefined && input.strip !== undefined && forced === undefined) strip.why = `-p${level} from the series file`;
     return { label: input.label, strip, files: stripPatch(raw, strip.level, input.label, tree.isFile) };
   });
+}
+
+/** The patches of one build, read and stripped: the first stage of `suture build fix.patch`. */
+export interface PatchSet {
+  readonly patches: readonly LoadedPatch[];
+  /** Every file of every patch, in order, with tree-relative paths (as stated: before hunks are located). */
+  readonly files: readonly FilePatch[];
+  /** sha256 of the patch texts as read (modinfo suture_patch_sha256). */
+  readonly sha256: string;
+  /** What the module is named after: the first patch file, or its directory when its name is generic (fix.patch). */
+  readonly label: string;
+}
+
+/** Read the patches behind the command-line arguments; each one's strip level found against the tree unless `forced`. */
+export function readPatchSet(args: readonly string[], tree: TreeView, forced?: number): PatchSet {
+  const texts = readPatchInputs(args);
+  const patches = loadPatches(texts, tree, forced);
+  const first = resolve(args[0]!);
+  const stem = basename(first).replace(/\.(patch|diff)$/, '');
+  return {
+    patches,
+    files: patches.flatMap((l) => l.files),
+    sha256: createHash('sha256').update(texts.map((t) => t.text).join('\n')).digest('hex'),
+    label: /^(fix|patch|diff|\d+)$/.test(stem) ? basename(resolve(first, '..')) : stem,
+  };
 }

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The compile stage: each unit's object built twice with kbuild's exact flags
+ * (plus function and data sections), orig and patched, in the overlays of
+ * overlay.ts, never a kernel build; orig objects are cached per workspace.
+ * Also the one-object compile of a kbuild directory (`suture build --source`).
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { ElfObject } from '../elf/mod.js';
+import { toolchainFor, treeMakeArgs } from '../kernel/kbuild.js';
+import type { Overlay } from '../kernel/toolchain.js';
+import type { KernelMetadata } from '../kernel/workspace.js';
+import { SutureError } from '../util/errors.js';
+import { ObjectIndex } from './diff/object-index.js';
+import { applyPatch, makeBuildTrees, removeBuildTrees, type BuildTrees } from './overlay.js';
+import { stabilizeLines } from './patch/line-directives.js';
+import { formatPatch, type FilePatch } from './patch/parse.js';
+import type { TimedSteps } from './steps.js';
+import type { Unit } from './units.js';
+
+export type Side = 'orig' | 'patched';
+
+/** A unit compiled both ways: the objects' bytes, their copies in the build directory, each side indexed once. */
+export class CompiledUnit implements Unit {
+  readonly unit: string;
+  readonly object: string;
+  readonly home: Unit['home'];
+  private readonly indexes = new Map<Side, ObjectIndex>();
+
+  constructor(
+    u: Unit,
+    readonly bytes: Readonly<Record<Side, Uint8Array>>,
+    /** The objects as files (for pahole and objdump). */
+    readonly files: Readonly<Record<Side, string>>,
+  ) {
+    this.unit = u.unit;
+    this.object = u.object;
+    this.home = u.home;
+  }
+
+  /** The side's object, parsed (a fresh, editable copy each call). */
+  parse(side: Side): ElfObject {
+    return ElfObject.parse(this.bytes[side], { file: `${this.object} (${side})` });
+  }
+
+  /** The side's object, indexed once (parsing an object is not free). */
+  index(side: Side): ObjectIndex {
+    let idx = this.indexes.get(side);
+    if (!idx) this.indexes.set(side, (idx = new ObjectIndex(ElfObject.parse(this.bytes[side]), this.unit)));
+    return idx;
+  }
+}
+
+/**
+ * Apply the patch (line numbers kept stable: patch/line-directives.ts) in the
+ * patched overlay and compile every unit both ways (steps 'apply' and
+ * 'compile'). The overlays go when the objects are read, unless `keep`.
+ */
+export async function compileUnits(
+  meta: KernelMetadata,
+  home: string,
+  buildRoot: string,
+  units: readonly Unit[],
+  files: readonly FilePatch[],
+  opts: { keep: boolean; step: TimedSteps['step'] },
+): Promise<CompiledUnit[]> {
+  const { step } = opts;
+  const trees = makeBuildTrees(home, meta, `${basename(buildRoot)}/trees`);
+  try {
+    const stable = formatPatch(stabilizeLines(files));
+    await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
+    const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
+      update(units.map((u) => u.object).join(' '));
+      const c = await compileBoth(meta, home, trees, units.map((u) => u.object));
+      if (c.ms.orig === 0) update('orig objects from the workspace cache');
+      return c;
+    });
+    return units.map((u) => {
+      const bytes = { orig: readFileSync(compiled.orig.get(u.object)!), patched: readFileSync(compiled.patched.get(u.object)!) };
+      const copy = (side: Side) => {
+        const file = join(buildRoot, `${side}-${u.object.replace(/\//g, '_')}`);
+        writeFileSync(file, bytes[side]);
+        return file;
+      };
+      return new CompiledUnit(u, bytes, { orig: copy('orig'), patched: copy('patched') });
+    });
+  } finally {
+    if (!opts.keep) removeBuildTrees(trees);
+  }
+}
+
+export interface CompiledObjects {
+  /** object path (relative to the tree) → the compiled file */
+  orig: Map<string, string>;
+  patched: Map<string, string>;
+  /** Milliseconds each side took (0: nothing compiled on that side, as for orig objects from the cache). */
+  ms: { orig: number; patched: number };
+}
+
+/**
+ * Where orig objects are kept between builds: an orig object depends only on
+ * the prepared tree, so a second patch of the same unit compiles one side only.
+ */
+export function origCacheDir(meta: KernelMetadata): string {
+  return join(meta.paths.root, 'orig-objects');
+}
+
+/**
+ * Compile the objects in both trees with kbuild's exact flags (plus function
+ * and data sections), orig and patched side by side. Orig objects come from
+ * the workspace's cache when an earlier build compiled them.
+ */
+export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTrees, objects: readonly string[]): Promise<CompiledObjects> {
+  const cache = origCacheDir(meta);
+  const cached = (obj: string) => join(cache, obj);
+  const origToBuild = objects.filter((o) => !existsSync(cached(o)));
+  const tc = toolchainFor(meta, home);
+  const jobs = Math.max(1, Math.floor(cpus().length / 2));
+  const make = treeMakeArgs(meta.compiler.command, meta.release, jobs);
+  const side = async (name: 'orig' | 'patched', o: Overlay, objects: readonly string[]) => {
+    const t0 = performance.now();
+    if (!objects.length) return { files: new Map<string, string>(), ms: 0 };
+    const r = await tc.run([...make, ...objects], o.merged, { overlay: o });
+    if (r.code !== 0) {
+      const log = (r.stdout + '\n' + r.stderr).split('\n');
+      const errors = log.filter((l) => /\berror\b|warning: .*\[-Werror/.test(l)).slice(0, 12);
+      throw new SutureError('build', `compiling the ${name} ${objects.length === 1 ? objects[0] : `objects (${objects.join(', ')})`} failed`, {
+        details: (errors.length ? errors : log.slice(-12)).join('\n'),
+        hint: name === 'patched' ? 'the patch does not compile against this kernel: fix it and build again' : 'the unpatched tree does not compile: the workspace may be damaged (fetch it again)',
+      });
+    }
+    return { files: new Map(objects.map((obj) => [obj, join(o.upper, obj)])), ms: Math.round(performance.now() - t0) };
+  };
+  const [a, b] = await Promise.all([side('orig', t.orig, origToBuild), side('patched', t.patched, objects)]);
+  for (const [obj, file] of a.files) {
+    // Into the cache atomically: a half-copied object must never be taken for a compiled one.
+    mkdirSync(dirname(cached(obj)), { recursive: true });
+    copyFileSync(file, `${cached(obj)}.tmp`);
+    renameSync(`${cached(obj)}.tmp`, cached(obj));
+  }
+  return { orig: new Map(objects.map((o) => [o, cached(o)])), patched: b.files, ms: { orig: a.ms, patched: b.ms } };
+}
+
+/** Compile one object of a kbuild directory (`make M=<dir> <target>`), with the kernel's own compiler. */
+export async function compileObject(meta: KernelMetadata, home: string, dir: string, target: string, onLine?: (l: string) => void, what = target): Promise<string> {
+  const tc = toolchainFor(meta, home);
+  const cc = meta.compiler.command;
+  const argv = ['make', `-j${Math.max(1, cpus().length)}`, '-C', meta.paths.headers, `M=${dir}`, `CC=${cc}`, `HOSTCC=${cc}`, target];
+  const r = await tc.run(argv, dir, { onLine: onLine ? (l) => onLine(l) : undefined });
+  if (r.code !== 0) {
+    const log = (r.stdout + r.stderr).trim().split('\n');
+    const errors = log.filter((l) => /(error|warning): /i.test(l) && !/^make(\[\d+\])?: /.test(l)).slice(0, 12);
+    throw new SutureError('build', `compiling ${what} failed (make exit ${r.code})`, {
+      details: (errors.length ? errors : log.slice(-15)).join('\n'),
+      hint: `the build directory is ${dir}`,
+    });
+  }
+  const out = join(dir, target);
+  if (!existsSync(out)) throw new SutureError('build', `make succeeded but left no ${target} in ${dir}`);
+  return out;
+}

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The verdict stage of a patch build: for each compiled unit, what changed
+ * and whether a livepatch can carry it. In order, each step a new value (none
+ * edits another's result):
+ *
+ *   struct layouts (pahole over the debug info: a changed layout makes every
+ *   other verdict moot) → diff (diff/diff.ts) → functions ftrace cannot
+ *   redirect, carried through their callers (diff/carry.ts) → what the author
+ *   wrote inside the patch: callbacks, kpatch's ignore/force directives
+ *   (author-records.ts).
+ *
+ * Every refusal of any unit stops the build here, all of them listed.
+ */
+import type { BtfStructs } from '../kernel/btf.js';
+import { SutureError } from '../util/errors.js';
+import { run } from '../util/exec.js';
+import { applyAuthorRecords, readAuthorRecords, type CallbackRecord } from './author-records.js';
+import type { CompiledUnit, Side } from './compile.js';
+import { carryUntraceable, type CarriedDiff } from './diff/carry.js';
+import { diffObjects } from './diff/diff.js';
+import { changedLayouts, parsePahole } from './diff/layouts.js';
+import { changedStructLayout, refuse, type Refusal } from './diff/rules.js';
+import type { CallbackKind } from './generate.js';
+import type { TimedSteps } from './steps.js';
+import { objectName } from './units.js';
+
+export interface UnitVerdict {
+  readonly compiled: CompiledUnit;
+  /** vmlinux or the module's name. */
+  readonly object: string;
+  /** The unit's verdicts after every step (diff, notrace carry, the author's records). */
+  readonly diff: CarriedDiff;
+}
+
+export interface Verdicts {
+  readonly units: readonly UnitVerdict[];
+  /** Each patched object's callbacks, by kind (one of each kind per object). */
+  readonly callbacks: ReadonlyMap<string, Partial<Record<CallbackKind, CallbackRecord>>>;
+}
+
+/** Struct layouts that differ between a unit's orig and patched debug info, as refusals. */
+export async function layoutRefusals(units: readonly CompiledUnit[]): Promise<Refusal[]> {
+  const out: Refusal[] = [];
+  for (const u of units) {
+    const layout = async (side: Side) => {
+      const r = await run(['pahole', '--anon_include', u.files[side]], { maxCapture: 64 << 20 });
+      if (r.code !== 0) throw new SutureError('environment', `pahole could not read the debug info of ${u.object}`, { details: r.stderr.trim(), hint: 'install dwarves (scripts/setup.sh)' });
+      return parsePahole(r.stdout);
+    };
+    for (const c of changedLayouts(await layout('orig'), await layout('patched'))) out.push(changedStructLayout(u.unit, c.type, c.before, c.after));
+  }
+  return out;
+}
+
+/** The callbacks of every unit, by object; two of one kind for one object are refused. */
+function callbacksByObject(units: readonly { object: string; callbacks: readonly CallbackRecord[] }[]): Map<string, Partial<Record<CallbackKind, CallbackRecord>>> {
+  const out = new Map<string, Partial<Record<CallbackKind, CallbackRecord>>>();
+  for (const { object, callbacks } of units) {
+    for (const c of callbacks) {
+      const mine = out.get(object) ?? {};
+      const prev = mine[c.kind];
+      if (prev) {
+        throw new SutureError('usage', `two ${c.kind} callbacks for ${object}: ${prev.function} (${prev.unit}) and ${c.function} (${c.unit})`, {
+          hint: `the kernel's klp_object has one callback of each kind: keep one and call the other from it`,
+        });
+      }
+      out.set(object, { ...mine, [c.kind]: c });
+    }
+  }
+  return out;
+}
+
+/** Layouts, diff, carry and the author's records for every unit (steps 'layouts' and 'diff'); refusals stop here. */
+export async function unitVerdicts(units: readonly CompiledUnit[], btf: BtfStructs, { step, warn }: Pick<TimedSteps, 'step' | 'warn'>): Promise<Verdicts> {
+  const layouts = await step('layouts', 'Comparing struct layouts (pahole over the debug info)', () => layoutRefusals(units));
+  const compared = await step('diff', 'Comparing orig and patched objects', () =>
+    units.map((u) => ({ u, diff: diffObjects(u.parse('orig'), u.parse('patched'), { unit: u.unit, structSize: (s) => btf.structSize(s) }) })),
+  );
+  const authored = compared.map(({ u, diff }) => {
+    const object = objectName(u.home);
+    const carried = carryUntraceable(diff, u.index('orig'), u.index('patched'));
+    const a = applyAuthorRecords(carried, readAuthorRecords(u.index('patched'), u.unit), u.index('patched'), object);
+    for (const w of a.warnings) warn(w);
+    return { compiled: u, object, diff: a.diff, callbacks: a.callbacks };
+  });
+  const callbacks = callbacksByObject(authored);
+  refuse([...layouts, ...authored.flatMap((d) => d.diff.refusals)], 'see Documentation/livepatch/shadow-vars.rst and callbacks.rst for what to do instead');
+  return { units: authored.map(({ compiled, object, diff }) => ({ compiled, object, diff })), callbacks };
+}
