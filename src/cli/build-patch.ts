@@ -41,7 +41,8 @@ export function parseMaxUnits(v: string): number {
   return n;
 }
 
-function show(path: string): string {
+/** A path as the user reads it: relative to the working directory when it is below it. */
+export function show(path: string): string {
   const r = relative(process.cwd(), path);
   return r.startsWith('..') ? path : r;
 }

@@ -2,13 +2,12 @@
 /** `suture build --source fix.c` */
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { relative } from 'node:path';
 import { buildFromSource, type SourceBuildResult } from '../patchbuild/source.js';
 import { parseKernelRef } from '../kernel/ref.js';
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
-import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, type PatchBuildFlags } from './build-patch.js';
+import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, show, type PatchBuildFlags } from './build-patch.js';
 import { DEFAULT_MAX_UNITS } from '../patchbuild/units.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 import { readSecretKey } from '../bundle/keys.js';
@@ -31,11 +30,6 @@ function signBuilt(ko: string, o: BuildOptions): void {
   // --json prints one object (the build's); the bundle is said on stderr then
   if (o.json) process.stderr.write(`${line}\n`);
   else out(line);
-}
-
-function show(path: string): string {
-  const r = relative(process.cwd(), path);
-  return r.startsWith('..') ? path : r;
 }
 
 function printResult(r: SourceBuildResult): void {
