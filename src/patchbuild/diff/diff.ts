@@ -6,7 +6,7 @@
  */
 import type { ElfObject } from '../../elf/mod.js';
 import { Identities, unnumbered, targetOffset } from './identity.js';
-import { ObjectIndex, bytesOf, isText, sizeOf, type IndexedSymbol } from './object-index.js';
+import { ObjectIndex, bytesOf, sizeOf, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
 import { changedData, changedInitOrExit, dataSizeChanged, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece, traceable, unsupportedSection, type Refusal } from './rules.js';
 

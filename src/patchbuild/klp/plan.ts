@@ -62,7 +62,6 @@ import {
   Relocation,
   RelocationSection,
   SHF_ALLOC,
-  SHF_RELA_LIVEPATCH,
   SHN_LIVEPATCH,
   SHN_UNDEF,
   STT_SECTION,
