@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { elfGnuBuildId } from '../../src/kernel/build-id.js';
 import { extractVmlinux } from '../../src/kernel/symbols/image.js';
 import { ROOT, suture, sutureJson } from '../helpers/cli.js';
-import { ensureKernel, REFERENCE_KERNEL } from '../helpers/kernel.js';
+import { ensureKernel, REFERENCE_KERNEL, TRIXIE_KERNEL } from '../helpers/kernel.js';
 import { buildFixtureModule } from '../helpers/modules.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (debootstrap and chroot make the image)' : undefined;
@@ -159,5 +159,26 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
     expect(kept.json.outcome, kept.json.reason).toBe('ok');
     expect(kept.json.diskCreated).toBe(false);
     expect(kept.json.boots[0]!.commands[0]!.output).toBe(`${TOKEN}\ninstall ok installed\n`);
+  }, 1_800_000);
+});
+
+describe.skipIf(!!skip)('a Debian 13 host in the VM', () => {
+  it('boots the 6.12 kernel with systemd and Debian 13\'s node 20.19; apt installs the package and suture runs on it', async () => {
+    const meta = await ensureKernel(TRIXIE_KERNEL);
+    const { json, stderr } = sutureJson<HostJson>(
+      [
+        'vm', 'host', '--kernel', TRIXIE_KERNEL, '--file', files.deb!,
+        '--exec', 'cat /proc/1/comm; systemctl is-system-running --wait; uname -r; node --version; . /etc/os-release; echo "$VERSION_ID"',
+        '--exec', `apt-get install -y -q ${F}/suture_*_all.deb >/dev/null 2>&1; suture --version && systemctl is-enabled suture.service`,
+      ],
+      { timeoutMs: 1_800_000 },
+    );
+    const b = json.boots[0]!;
+    console.log(`vm host (Debian 13): image ${json.image.made ? `made (${JSON.stringify(json.image.timings)})` : 'cached'}; up in ${b.bootMs} ms (run ${b.totalMs} ms)`);
+    expect(json.outcome, `${json.reason}\n${stderr}\n${JSON.stringify(b.commands)}`).toBe('ok');
+    const [init, state, rel, node, version] = b.commands[0]!.output.trim().split('\n');
+    expect([init, state, rel, version]).toEqual(['systemd', 'running', meta.release, '13']);
+    expect(node).toMatch(/^v20\.(19|[2-9]\d)\./);
+    expect(b.commands[1]!.output).toMatch(/enabled\n$/);
   }, 1_800_000);
 });
