@@ -3,9 +3,10 @@
 // scripts/bundle.mjs, built for Debian 12's nodejs (18.19 and later) as well as Debian 13's
 // (20.19), with the builder's command groups (kernel, vm, build, analyze) and the fleet server's
 // (server, fleet) replaced by packaging/host/builder-commands.ts. The build refuses any input from
-// the build pipeline, kernel fetching, the VM runner, the fleet, or an npm package but commander,
-// so a host never carries them. (When the fleet agent lands, its command and src/fleet/ files
-// are let through here by name.)
+// the build pipeline, kernel fetching, the VM runner, the fleet server, or an npm package but
+// commander and zod, so a host never carries them. The fleet agent (suture agent) is a host command:
+// its files in src/fleet/ are let through by name (agent, agent-facts, and the protocol and client
+// it shares with the server), with zod (its schemas; zod 4 runs on Debian 12's nodejs 18.20).
 //
 //   node scripts/bundle-host.mjs [OUTDIR]     (default dist/host; writes OUTDIR/meta.json)
 import { build } from 'esbuild';
@@ -20,7 +21,7 @@ const BUILDER_COMMANDS = /^\.\/(kernel|vm|build|build-patch|server|fleet)\.js$/;
  * What a host bundle must never hold (DESIGN.md, Layout): of src/kernel/ only the readers a host
  * needs (a module file's modinfo, a kernel's build ID), nothing that fetches or prepares kernels.
  */
-export const FORBIDDEN = [/^src\/patchbuild\//, /^src\/vm\//, /^src\/fleet\//, /^src\/kernel\/(?!(build-id|module-file)\.ts$)/, /^src\/cli\/(kernel|vm|build|build-patch|server|fleet)\.ts$/, /^node_modules\/(?!commander\/)/];
+export const FORBIDDEN = [/^src\/patchbuild\//, /^src\/vm\//, /^src\/fleet\/(?!(agent|agent-facts|protocol|client|errors)\.ts$)/, /^src\/kernel\/(?!(build-id|module-file)\.ts$)/, /^src\/cli\/(kernel|vm|build|build-patch|server|fleet)\.ts$/, /^node_modules\/(?!(commander|zod)\/)/];
 
 const hostOnly = {
   name: 'suture-host-only',

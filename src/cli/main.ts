@@ -14,14 +14,14 @@ const pkg = createRequire(import.meta.url)('../../package.json') as { version: s
  * layer (src/livepatch), not the kernel fetching, VM or build code, so that
  * node starts them as fast as it can.
  */
-const HOST_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'list', 'status', 'info', 'uname', 'install', 'uninstall', 'boot', 'key', 'bundle']);
+const HOST_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'list', 'status', 'info', 'uname', 'install', 'uninstall', 'boot', 'key', 'bundle', 'agent']);
 
 /** The host commands that change livepatch state or suture's state (they take the lock). */
 const CHANGING_COMMANDS = new Set(['load', 'replace', 'disable', 'unload', 'force', 'install', 'uninstall', 'boot']);
 
 async function hostCommands(): Promise<Command[]> {
-  const [lp, st, ps, bd] = await Promise.all([import('./livepatch.js'), import('./host-status.js'), import('./persist.js'), import('./bundle.js')]);
-  return [...lp.livepatchCommands(), ...st.hostStatusCommands(), ...ps.persistCommands(), ...bd.bundleCommands()];
+  const [lp, st, ps, bd, ag] = await Promise.all([import('./livepatch.js'), import('./host-status.js'), import('./persist.js'), import('./bundle.js'), import('./agent.js')]);
+  return [...lp.livepatchCommands(), ...st.hostStatusCommands(), ...ps.persistCommands(), ...bd.bundleCommands(), ag.agentCommand()];
 }
 
 /** The fleet server and its admin commands (src/fleet); server.ts loads Fastify and the database only when it runs. */
@@ -69,8 +69,9 @@ export async function main(argv: string[]): Promise<number> {
   // Host commands stop on their own at a signal: they stop waiting, finish or record what must be
   // finished (the boot record, a pending rmmod, the lock), and say what state the kernel is in.
   // insmod/rmmod are never killed halfway. A second signal, or no end within STOP_GRACE_MS, exits at once.
-  // The fleet server stops on its own too: it closes its listener and database at SIGTERM/SIGINT.
-  const cooperative = !!first && (CHANGING_COMMANDS.has(first) || first === 'server');
+  // The fleet server stops on its own too: it closes its listener and database at SIGTERM/SIGINT;
+  // the agent stops waiting and lets a load it is watching end its own way.
+  const cooperative = !!first && (CHANGING_COMMANDS.has(first) || first === 'server' || first === 'agent');
   let signals = 0;
   const hardExit = (sig: NodeJS.Signals) => {
     runInterruptHooks();

@@ -34,7 +34,8 @@ const NEWER_APIS: [RegExp, string][] = [
   [/\bAbortSignal\.any\b/, 'AbortSignal.any (20.3)'],
   [/\bcrypto\w*\.hash\(|\bhash\(\s*['"]sha/, 'crypto.hash (21.7)'],
   [/\bstyleText\b|\bparseEnv\b|\bloadEnvFile\b|\bgetBuiltinModule\b/, 'util.styleText/parseEnv, process.loadEnvFile/getBuiltinModule (20.12+)'],
-  [/\.(union|intersection|symmetricDifference|isSubsetOf|isSupersetOf|isDisjointFrom)\(/, 'Set methods (22.0)'],
+  // (zod's own z.union/z.intersection are not Set methods)
+  [/(?<!\bz)\.(union|intersection|symmetricDifference|isSubsetOf|isSupersetOf|isDisjointFrom)\(/, 'Set methods (22.0)'],
   [/\.transfer(ToFixedLength)?\(\)/, 'ArrayBuffer.prototype.transfer (21.0)'],
   [/\bopenAsBlob\b/, 'fs.openAsBlob (19.8)'],
   [/\bnode:sqlite\b|\bnode:test\b/, 'node:sqlite/node:test'],
@@ -56,12 +57,14 @@ afterAll(() => {
 });
 
 describe('host bundle', () => {
-  it('holds the host layer and no build pipeline, kernel fetching, VM runner or fleet server', () => {
+  it('holds the host layer and the fleet agent, and no build pipeline, kernel fetching, VM runner or fleet server', () => {
     expect(inputs).toEqual(expect.arrayContaining(['src/cli/main.ts', 'src/livepatch/loader.ts', 'src/cli/persist.ts']));
-    expect(inputs.filter((f) => /^src\/(patchbuild|vm|fleet)\//.test(f))).toEqual([]);
+    expect(inputs.filter((f) => /^src\/(patchbuild|vm)\//.test(f))).toEqual([]);
+    // of the fleet only the agent, and the protocol and client it shares with the server
+    expect(inputs.filter((f) => f.startsWith('src/fleet/')).sort()).toEqual(['src/fleet/agent-facts.ts', 'src/fleet/agent.ts', 'src/fleet/client.ts', 'src/fleet/errors.ts', 'src/fleet/protocol.ts']);
     expect(inputs.filter((f) => f.startsWith('src/kernel/') && !/\/(build-id|module-file)\.ts$/.test(f))).toEqual([]);
     expect(inputs.filter((f) => /^src\/cli\/(kernel|vm|build|build-patch|server|fleet)\.ts$/.test(f))).toEqual([]);
-    expect(inputs.filter((f) => f.startsWith('node_modules/') && !f.startsWith('node_modules/commander/'))).toEqual([]);
+    expect(inputs.filter((f) => f.startsWith('node_modules/') && !/^node_modules\/(commander|zod)\//.test(f))).toEqual([]);
   });
 
   it('uses no Node.js API newer than Debian 12\'s nodejs (18.19)', () => {
