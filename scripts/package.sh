@@ -8,6 +8,7 @@
 #   /usr/bin/suture -> /usr/lib/suture/bin/suture.js   the host CLI (scripts/bundle-host.mjs), run by
 #   /usr/lib/suture/{package.json,bin,dist/host}         Debian's nodejs (>= 18.19: Debian 12 and 13)
 #   /usr/lib/systemd/system/suture{,-guard}.service      enabled by the maintainer scripts
+#   /usr/lib/systemd/system/suture-agent.service         the fleet agent, disabled until an admin enables it
 #   /usr/share/man/man8/suture.8.gz                      generated from the commands' own help
 #   /var/lib/suture (0700), /etc/suture/keys.d/          root-owned
 # Prints the path of the .deb on stdout; runs lintian when it is installed (LINTIAN=0 skips it).
@@ -41,6 +42,8 @@ ln -s ../lib/suture/bin/suture.js "$root/usr/bin/suture"
 
 install -D -m 0644 packaging/suture.service "$root/usr/lib/systemd/system/suture.service"
 install -D -m 0644 packaging/suture-guard.service "$root/usr/lib/systemd/system/suture-guard.service"
+# The fleet agent's unit: installed disabled (postinst only tracks it).
+install -D -m 0644 packaging/suture-agent.service "$root/usr/lib/systemd/system/suture-agent.service"
 install -d -m 0700 "$root/var/lib/suture"
 install -d -m 0755 "$root/etc/suture/keys.d"
 
