@@ -2,13 +2,16 @@
 /**
  * suture itself, carried into the guest (`vm run --with-suture`): the node
  * binary with the shared libraries it needs (ldd's answer, placed at the same
- * paths, plus the ELF interpreter), and the app: dist/, bin/, libexec/,
- * package.json and the production node_modules (package.json dependencies,
- * followed recursively). A wrapper /usr/bin/suture runs it, so guest scripts
- * call `suture load ...` as an operator would on a host.
+ * paths, plus the ELF interpreter), and the app: the esbuild bundle of the
+ * CLI (dist/bundle/: every npm package the host commands use is inside it),
+ * bin/, libexec/ and package.json. Not node_modules: the only packages the
+ * bundle loads at run time are the fleet server's native database drivers,
+ * which no guest runs (better-sqlite3 alone is 28 MB of initramfs). A wrapper
+ * /usr/bin/suture runs it, so guest scripts call `suture load ...` as an
+ * operator would on a host.
  */
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { runChecked } from '../util/exec.js';
 import type { CpioEntry } from './cpio.js';
@@ -37,32 +40,6 @@ export function parseLdd(text: string): string[] {
     if (/=>\s+not found/.test(line)) throw new SutureError('environment', `a library node needs is missing: ${line.trim()}`);
   }
   return [...new Set(out)];
-}
-
-/** The packages under node_modules that `dependencies` need at run time, recursively (no devDependencies). */
-export function productionPackages(appRoot: string): string[] {
-  const seen = new Set<string>();
-  const visit = (fromDir: string, name: string) => {
-    // Node's resolution: the nearest node_modules/<name> walking up from the requiring package.
-    let dir = fromDir;
-    for (;;) {
-      const candidate = join(dir, 'node_modules', name);
-      if (existsSync(join(candidate, 'package.json'))) {
-        const rel = relative(appRoot, candidate);
-        if (seen.has(rel)) return;
-        seen.add(rel);
-        const pkg = JSON.parse(readFileSync(join(candidate, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-        for (const d of Object.keys(pkg.dependencies ?? {})) visit(candidate, d);
-        return;
-      }
-      if (dir === appRoot || dirname(dir) === dir) break;
-      dir = dirname(dir);
-    }
-    throw new SutureError('environment', `package ${name} is not installed under ${appRoot}/node_modules`, { hint: 'run npm ci (or npm install)' });
-  };
-  const root = JSON.parse(readFileSync(join(appRoot, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-  for (const d of Object.keys(root.dependencies ?? {})) visit(appRoot, d);
-  return [...seen].sort();
 }
 
 function addTree(entries: CpioEntry[], dirs: Set<string>, src: string, dest: string, skip: (name: string) => boolean): void {
@@ -130,11 +107,8 @@ export async function sutureBundle(src: BundleSource, existingDirs: Iterable<str
   entries.push({ type: 'file', path: `${GUEST_APP}/node`, data: readFileSync(node), mode: 0o755 });
   entries.push({ type: 'file', path: `${GUEST_APP}/package.json`, data: readFileSync(join(appRoot, 'package.json')) });
   entries.push({ type: 'file', path: `${GUEST_APP}/bin/suture.js`, data: readFileSync(join(appRoot, 'bin/suture.js')), mode: 0o755 });
-  addTree(entries, dirs, join(appRoot, 'dist'), `${GUEST_APP}/dist`, (n) => n.endsWith('.map'));
+  addTree(entries, dirs, join(appRoot, 'dist', 'bundle'), `${GUEST_APP}/dist/bundle`, (n) => n.endsWith('.map'));
   if (existsSync(join(appRoot, 'libexec'))) addTree(entries, dirs, join(appRoot, 'libexec'), `${GUEST_APP}/libexec`, () => false);
-  for (const pkg of productionPackages(appRoot)) {
-    addTree(entries, dirs, join(appRoot, pkg), `${GUEST_APP}/${pkg}`, (n) => n === '.bin');
-  }
   ensureDir(entries, dirs, 'usr/bin');
   entries.push({
     type: 'file',
