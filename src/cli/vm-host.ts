@@ -7,9 +7,8 @@ import { DEBIAN_CODENAMES, parseKernelRef, type DebianCodename } from '../kernel
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
-import { runHost, HOST_DEFAULT_TIMEOUT_MS, type HostBoot, type HostResult } from '../vm/host.js';
+import { bootOk, runHost, HOST_DEFAULT_TIMEOUT_MS, type HostBoot, type HostResult } from '../vm/host.js';
 import { ensureHostImage } from '../vm/host-image.js';
-import type { VmResult } from '../vm/run.js';
 import { EXIT } from './exit-codes.js';
 import { printJson } from './output.js';
 import { vmExitCode, vmResultJson } from './vm.js';
@@ -33,9 +32,9 @@ const positiveInt = (name: string) => (v: string) => {
   return n;
 };
 
-/** The exit code of a host run: that of its first boot that is not ok. */
+/** The exit code of a host run: that of its first boot that did not go as planned. */
 export function hostExitCode(r: HostResult): number {
-  const bad = r.boots.find((b: VmResult) => b.outcome !== 'ok');
+  const bad = r.boots.find((b) => !bootOk(b));
   return bad ? vmExitCode(bad) : EXIT.ok;
 }
 
@@ -64,6 +63,7 @@ export function addVmHostCommand(vm: Command): void {
       return v;
     })
     .option('--reboot', 'power off cleanly and boot the same disk again; the options after it are for that boot')
+    .option('--expect-crash', 'this boot is meant to crash the guest kernel (e.g. echo c > /proc/sysrq-trigger): the next boot follows; no crash fails the run')
     .option('--timeout <seconds>', 'give up on a boot after this long', positiveInt('--timeout'), HOST_DEFAULT_TIMEOUT_MS / 1000)
     .addOption(new Option('--accel <accel>', 'accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--memory <MiB>', 'guest memory', positiveInt('--memory'), 1024)
@@ -73,6 +73,9 @@ export function addVmHostCommand(vm: Command): void {
     .option('--json', 'print one JSON object: the image, and each boot\'s commands, dmesg and outcome');
   cmd.on('option:reboot', () => {
     boots.push({ commands: [], files: [] });
+  });
+  cmd.on('option:expect-crash', () => {
+    current().expectCrash = true;
   });
   cmd.action(async (o: VmHostOptions) => {
     const plan = boots;
@@ -129,9 +132,12 @@ export function addVmHostCommand(vm: Command): void {
         reason: r.reason,
         exitCode: hostExitCode(r),
         totalMs: Math.round(r.totalMs),
-        boots: r.boots.map((b) => vmResultJson(meta.name, b)),
+        boots: r.boots.map((b) => ({ ...vmResultJson(meta.name, b), expectedCrash: b.expectedCrash ?? false })),
       });
     } else {
+      r.boots.forEach((b, i) => {
+        if (b.expectedCrash) process.stderr.write(`boot ${i + 1} crashed as expected: ${b.reason}\n`);
+      });
       if (r.diskCreated) process.stderr.write(`kept disk ${r.disk} (made now, backed by ${image.root})\n`);
       if (r.outcome !== 'ok') {
         process.stderr.write(`suture: ${r.reason}\n`);

@@ -28,7 +28,15 @@ export interface HostBoot {
   commands: VmCommand[];
   /** Files placed at /run/suture-vm/files/<basename> for this boot. */
   files?: string[];
+  /**
+   * This boot is meant to crash the guest kernel (`echo c > /proc/sysrq-trigger`): a crash is
+   * what it should do, and the next boot follows; a boot that does not crash fails the run.
+   */
+  expectCrash?: boolean;
 }
+
+/** One boot's result; `expectedCrash` when it crashed as its HostBoot said it would. */
+export type HostBootResult = VmResult & { expectedCrash?: boolean };
 
 export interface HostSpec {
   kernelImage: string;
@@ -46,8 +54,8 @@ export interface HostSpec {
 }
 
 export interface HostResult {
-  /** One result per boot that ran; the run stops after the first boot that is not ok. */
-  boots: VmResult[];
+  /** One result per boot that ran; the run stops after the first boot that is not ok (an expected crash is). */
+  boots: HostBootResult[];
   outcome: VmResult['outcome'];
   reason?: string;
   /** The kept disk, when there is one. */
@@ -111,7 +119,7 @@ export async function runHost(spec: HostSpec): Promise<HostResult> {
   const t0 = performance.now();
   const qemu = findQemu();
   const work = mkdtempSync(join(tmpdir(), 'suture-host-'));
-  const boots: VmResult[] = [];
+  const boots: HostBootResult[] = [];
   try {
     const disk = spec.keepDisk ? resolve(spec.keepDisk) : join(work, 'overlay.qcow2');
     const diskCreated = await ensureOverlay(disk, spec.image);
@@ -127,10 +135,11 @@ export async function runHost(spec: HostSpec): Promise<HostResult> {
         r = await bootOnce(spec, i, qemu, disk, accel, work);
         if ('kvmFailure' in r) throw new SutureError('internal', `a TCG guest was taken for a hanging KVM one: ${r.kvmFailure}`);
       }
-      boots.push(r);
-      if (r.outcome !== 'ok') break;
+      const b = expectation(spec.boots[i]!, r);
+      boots.push(b);
+      if (!bootOk(b)) break;
     }
-    const bad = boots.find((b) => b.outcome !== 'ok');
+    const bad = boots.find((b) => !bootOk(b));
     return {
       boots,
       outcome: bad?.outcome ?? 'ok',
@@ -142,6 +151,20 @@ export async function runHost(spec: HostSpec): Promise<HostResult> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** A boot went as planned: ok, or the crash it was meant to have. */
+export function bootOk(b: HostBootResult): boolean {
+  return b.outcome === 'ok' || b.expectedCrash === true;
+}
+
+function expectation(boot: HostBoot, r: VmResult): HostBootResult {
+  if (!boot.expectCrash) return r;
+  if (r.outcome === 'crash') return { ...r, expectedCrash: true };
+  if (r.outcome === 'ok') {
+    return { ...r, outcome: 'boot-failure', reason: 'the boot was expected to crash the guest kernel (--expect-crash), and it powered off cleanly' };
+  }
+  return r;
 }
 
 async function bootOnce(spec: HostSpec, index: number, qemu: string, disk: string, accel: Accel, work: string): Promise<VmResult | { kvmFailure: string }> {

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
  * `suture vm host` on a real Debian 12 system booted from the 6.1 kernel (two boots of one kept
- * disk in one call, then a third boot of it in a later call): systemd is init and reaches
+ * disk in one call, two more in a later call): systemd is init and reaches
  * `running`, Debian's nodejs runs, `uname -r` is the workspace's release. Then the path a patch
  * takes to a host: `apt install ./suture_*.deb` (offline: nodejs and kmod are in the image), a
  * trusted key in /etc/suture/keys.d, bundles by an untrusted key, for another build or changed by
  * one byte refused with nothing loaded, `suture install` of the signed bundle; after a reboot
- * suture.service has loaded it before multi-user.target and `suture status` shows it. The image is
+ * suture.service has loaded it before multi-user.target and `suture status` shows it; a later call
+ * boots the disk again, crashes the kernel inside the guard window (sysrq c), and the boot after it
+ * finds the guard tripped, the patch blamed and not loaded. Then a Debian 13 host from 6.12. The image is
  * made on first use (debootstrap, about 100 s here) and cached under $SUTURE_HOME/images.
  */
 import { spawnSync } from 'node:child_process';
@@ -77,7 +79,7 @@ interface HostJson {
   exitCode: number;
   diskCreated: boolean;
   image: { node: string; made: boolean; timings: Record<string, number> };
-  boots: { outcome: string; bootMs: number; totalMs: number; commands: Step[]; consoleTail?: string[] }[];
+  boots: { outcome: string; expectedCrash: boolean; bootMs: number; totalMs: number; commands: Step[]; consoleTail?: string[] }[];
 }
 
 /** Exit status, then what is live-patched, of a command whose output is not the point. */
@@ -153,12 +155,32 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
     expect(out(1, 5)).toContain('livepatch_cmdline');
   }, 1_800_000);
 
-  it('a later call boots the kept disk again', () => {
+  it('a later call boots the kept disk again; a crash inside the guard window trips the guard at the next boot', () => {
     expect(existsSync(disk)).toBe(true);
-    const kept = sutureJson<HostJson>(['vm', 'host', '--kernel', REFERENCE_KERNEL, '--keep-disk', disk, '--exec', 'cat /var/lib/suture-vm-test-mark; dpkg-query -W -f \'${Status}\\n\' suture'], { timeoutMs: 1_800_000 });
-    expect(kept.json.outcome, kept.json.reason).toBe('ok');
-    expect(kept.json.diskCreated).toBe(false);
-    expect(kept.json.boots[0]!.commands[0]!.output).toBe(`${TOKEN}\ninstall ok installed\n`);
+    const { json, stderr } = sutureJson<HostJson>(
+      [
+        'vm', 'host', '--kernel', REFERENCE_KERNEL, '--keep-disk', disk,
+        '--exec', "cat /var/lib/suture-vm-test-mark; dpkg-query -W -f '${Status}\\n' suture; ls /sys/kernel/livepatch",
+        '--exec', 'sync; echo c > /proc/sysrq-trigger',
+        '--expect-crash',
+        '--reboot',
+        '--exec', 'systemctl show -p Result -p ExecMainStatus suture.service; ls /sys/kernel/livepatch; echo listed',
+        '--exec', 'suture status; echo "rc=$?"',
+      ],
+      { timeoutMs: 1_800_000 },
+    );
+    const [crashed, after] = json.boots;
+    console.log(`vm host: crash boot ${crashed?.totalMs} ms; boot after it up in ${after?.bootMs} ms`);
+    expect(json.outcome, `${json.reason}\n${stderr}\n${JSON.stringify(json.boots.map((b) => b.commands))}`).toBe('ok');
+    expect(json.diskCreated).toBe(false);
+    expect(crashed!.commands[0]!.output).toBe(`${TOKEN}\ninstall ok installed\nlivepatch_cmdline\n`);
+    expect(crashed!.outcome).toBe('crash');
+    expect(crashed!.expectedCrash).toBe(true);
+    // the guard blames the one patch that was live when the machine died: suture boot exits 35, nothing loads
+    expect(after!.commands[0]!.output).toBe('Result=exit-code\nExecMainStatus=35\nlisted\n');
+    expect(after!.commands[1]!.output).toMatch(/guard/i);
+    expect(after!.commands[1]!.output).toContain('livepatch_cmdline');
+    expect(after!.commands[1]!.output).toMatch(/rc=1\n$/);
   }, 1_800_000);
 });
 
