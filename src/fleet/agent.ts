@@ -37,6 +37,7 @@ import { disablePatch, loadPrepared, prepareLoad, type Host } from '../livepatch
 import { uptimeUsec } from '../livepatch/kernel-log.js';
 import { stateDirFromEnv, writeDurable } from '../livepatch/state.js';
 import { isSutureError, SutureError } from '../util/errors.js';
+import { Lock } from '../util/lock.js';
 import { gatherFacts, blockersFact, type HealthCommand, type LastTransition } from './agent-facts.js';
 import { FleetClient, readIdentityFile, writeIdentityFile } from './client.js';
 import { CheckinReply, EnrollReply, newIdentity, type CheckinRequest, type Identity } from './protocol.js';
@@ -222,6 +223,18 @@ export class Agent {
    * caller backs off).
    */
   async cycle(): Promise<CycleReport> {
+    // One cycle at a time on a host (the service and a `--once` from cron), each from the state on disk.
+    this.state = undefined;
+    this.readState();
+    const lock = new Lock(join(this.dir, 'agent.lock'), { what: 'the fleet agent on this host' }).take('suture agent');
+    try {
+      return await this.cycleLocked();
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async cycleLocked(): Promise<CycleReport> {
     const s = this.readState();
     const did: string[] = [];
     let first: Awaited<ReturnType<Agent['checkin']>>;

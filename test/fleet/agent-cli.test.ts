@@ -85,6 +85,35 @@ describe('suture agent (CLI)', () => {
   });
 });
 
+describe('suture agent (the service)', () => {
+  it('runs until SIGTERM (systemctl stop), then stops on its own between steps: exit 0', async () => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin/suture.js'), 'agent'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    const t0 = performance.now();
+    await new Promise<void>((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`no first cycle in 20 s: ${err}`)), 20_000);
+      const look = setInterval(() => {
+        if (/running as h-/.test(err)) {
+          clearInterval(look);
+          clearTimeout(t);
+          res();
+        }
+      }, 20);
+    });
+    // its first check-in is done (or under way); nothing is loaded on this machine
+    await new Promise((r) => setTimeout(r, 300));
+    const s0 = performance.now();
+    p.kill('SIGTERM');
+    const code = await new Promise<number | null>((res) => p.once('exit', (c) => res(c)));
+    const stopMs = performance.now() - s0;
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/suture agent: stopped \(SIGTERM\)/);
+    expect(stopMs).toBeLessThan(10_000);
+    console.log(`suture agent: started in ${(s0 - t0).toFixed(0)} ms, stopped ${stopMs.toFixed(0)} ms after SIGTERM`);
+  }, 40_000);
+});
+
 describe('suture-agent.service', () => {
   const unit = readFileSync(join(ROOT, 'packaging/suture-agent.service'), 'utf8');
   it('runs suture agent after suture.service (never before it, never required by it), only once enrolled', () => {

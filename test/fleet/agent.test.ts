@@ -11,7 +11,8 @@
  * backoff with jitter, a rollback by itself, then recovery and the results
  * delivered.
  */
-import { copyFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,11 +226,25 @@ describe('suture agent against a real server', () => {
     expect(kernelReports(recs, 11)).toEqual(['INFO: task kworker/0:1:12 blocked for more than 120 seconds.', 'Oops: 0000 [#1] SMP', 'BUG: soft lockup']);
   });
 
-  it('errors name the entity and what to do: not enrolled; a damaged state file', async () => {
+  it('errors name the entity and what to do: not enrolled; a damaged state file; another agent cycle running', async () => {
     const k = new FakeKernel({ buildId: BOUND });
     const a = new Agent({ host: k.host(), dir: join(mkdtempSync(join(tmpdir(), 'suture-agent-')), 'agent') });
     const e = await a.cycle().catch((x: unknown) => x);
     expect(isSutureError(e) && e.kind).toBe('not-found');
     expect((e as Error).message).toMatch(/not enrolled in a fleet \(no .*agent\.json\)/);
+    const { agent } = await newHost('locks');
+    // another process (a `suture agent --once` from cron) in its cycle: this one refuses, naming it
+    const other = spawn(process.execPath, ['--import', 'tsx', '-e', `(async()=>{const {Lock}=await import(${JSON.stringify(join(import.meta.dirname, '../../src/util/lock.ts'))}); const h=new Lock(${JSON.stringify(join(agent.dir, 'agent.lock'))},{what:'the fleet agent on this host'}).take('suture agent --once'); console.log('held'); process.stdin.on('data',()=>{h.release();process.exit(0)})})()`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await new Promise<void>((res) => other.stdout!.once('data', () => res()));
+    const c = await agent.cycle().catch((x: unknown) => x);
+    other.stdin!.write('x');
+    await new Promise((res) => other.once('exit', res));
+    expect(isSutureError(c) && c.kind).toBe('conflict');
+    expect((c as Error).message).toMatch(new RegExp(`the fleet agent on this host.*suture agent --once \\(pid ${other.pid}\\)|suture agent --once.*${other.pid}`));
+    expect((await agent.cycle()).checkins).toBe(1);
+    writeFileSync(agent.statePath, '{"version": 9}');
+    const dmg = await agent.cycle().catch((x: unknown) => x);
+    expect(isSutureError(dmg) && dmg.kind).toBe('state-damaged');
+    expect((dmg as Error).message).toBe(`agent state ${agent.statePath} is not what suture wrote (version 9)`);
   });
 });
