@@ -85,6 +85,9 @@ export function addVmHostCommand(vm: Command): void {
     if (suite !== ref.codename && !o.json) {
       process.stderr.write(`note: a Debian ${suite} system with ${ref.codename}'s kernel ${ref.release}\n`);
     }
+    if (o.keepDisk && existsSync(o.keepDisk) && statSync(o.keepDisk).isDirectory()) {
+      throw new SutureError('usage', `--keep-disk ${o.keepDisk} is a directory; name a file`);
+    }
     const home = sutureHome();
     const meta = requireWorkspace(home, ref);
     const live = !o.json;
@@ -96,9 +99,6 @@ export function addVmHostCommand(vm: Command): void {
     });
     if (made && live) {
       process.stderr.write(`made the ${suite} host image for ${meta.release} in ${image.dir} (${Object.entries(image.timings).map(([k, v]) => `${k} ${v} s`).join(', ')})\n`);
-    }
-    if (o.keepDisk && existsSync(o.keepDisk) && statSync(o.keepDisk).isDirectory()) {
-      throw new SutureError('usage', `--keep-disk ${o.keepDisk} is a directory; name a file`);
     }
     const r = await runHost({
       kernelImage: meta.paths.vmlinuz,

@@ -135,7 +135,7 @@ export async function runHost(spec: HostSpec): Promise<HostResult> {
         r = await bootOnce(spec, i, qemu, disk, accel, work);
         if ('kvmFailure' in r) throw new SutureError('internal', `a TCG guest was taken for a hanging KVM one: ${r.kvmFailure}`);
       }
-      const b = expectation(spec.boots[i]!, r);
+      const b = judgeBoot(spec.boots[i]!, r);
       boots.push(b);
       if (!bootOk(b)) break;
     }
@@ -158,7 +158,8 @@ export function bootOk(b: HostBootResult): boolean {
   return b.outcome === 'ok' || b.expectedCrash === true;
 }
 
-function expectation(boot: HostBoot, r: VmResult): HostBootResult {
+/** A boot's result against what its HostBoot expected (--expect-crash). */
+export function judgeBoot(boot: HostBoot, r: VmResult): HostBootResult {
   if (!boot.expectCrash) return r;
   if (r.outcome === 'crash') return { ...r, expectedCrash: true };
   if (r.outcome === 'ok') {
