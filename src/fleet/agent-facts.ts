@@ -100,8 +100,11 @@ export async function gatherFacts(host: Host, i: FactsInput): Promise<GatheredFa
     const why = await runHealthCommand(i.health);
     if (why) reasons.push(why);
   }
+  // A transition still running: how long so far (since suture loaded it, when it did) and what holds it up now.
+  const busy = s.transition ? s.patches.find((p) => p.name === s.transition!.patch) : undefined;
+  const since = busy?.loadedAt ? Date.parse(busy.loadedAt) : NaN;
   const last: LastTransition | null = s.transition
-    ? { patch: s.transition.patch, seconds: 0, at: Date.now(), blockers: blockersFact(s.transition.blockers) }
+    ? { patch: s.transition.patch, seconds: Number.isFinite(since) ? Math.max(0, (Date.now() - since) / 1000) : 0, at: Date.now(), blockers: blockersFact(s.transition.blockers) }
     : i.lastTransition;
   const facts: HostFacts = {
     release: k.release,

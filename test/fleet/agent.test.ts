@@ -21,7 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signBundle } from '../../src/bundle/bundle.js';
 import { generateKeyFiles, readSecretKey } from '../../src/bundle/keys.js';
 import { Agent, backoffDelay, runAgent, type AgentState } from '../../src/fleet/agent.js';
-import { kernelReports } from '../../src/fleet/agent-facts.js';
+import { gatherFacts, kernelReports } from '../../src/fleet/agent-facts.js';
+import { loadPatch } from '../../src/livepatch/core.js';
 import { buildApp } from '../../src/fleet/app.js';
 import { FleetClient } from '../../src/fleet/client.js';
 import { migrate, openDatabase, type Database } from '../../src/fleet/db.js';
@@ -217,6 +218,21 @@ describe('suture agent against a real server', () => {
     expect(s.status).toBe('halted');
     expect(s.targets[0]).toMatchObject({ state: 'rolled-back', failure: expect.stringMatching(/rolled it back by itself/) });
     console.log(`agent: 4 failed cycles with backoff ${ms.toFixed(0)} ms`);
+  });
+
+  it('facts of a transition still running: the patch, how long so far, the tasks holding it up with their stacks', async () => {
+    const k = new FakeKernel({ buildId: BOUND, bootId: '0b5c1c8e-3a63-4f5e-9f6d-2d1f4b7e8a99' });
+    kernels.push(k);
+    k.start();
+    k.held.add('fake_patch');
+    k.addTask(77, 'cat', 'D', '[<0>] meminfo_proc_show+0x5/0x90\n[<0>] seq_read_iter+0x1/0x2\n', 0);
+    const host = k.host();
+    expect((await loadPatch(host, ko('fake_patch'), { timeoutMs: 300, revertOnTimeout: false })).outcome).toBe('stalled');
+    const { facts } = await gatherFacts(host, { watching: undefined, lastTransition: null, health: undefined });
+    expect(facts.lastTransition).toMatchObject({ patch: 'fake_patch', blockers: [{ pid: 77, comm: 'cat', stack: ['meminfo_proc_show+0x5/0x90 <- patched function', 'seq_read_iter+0x1/0x2'] }] });
+    expect(facts.lastTransition!.seconds).toBeGreaterThanOrEqual(0.2);
+    expect(facts.loaded).toEqual([{ name: 'fake_patch', sha256: readPatchFile(ko('fake_patch')).sha256 }]);
+    expect(facts).toMatchObject({ release: RELEASE, buildId: BOUND, bootId: '0b5c1c8e-3a63-4f5e-9f6d-2d1f4b7e8a99', uptimeSec: 100, installed: [], health: { ok: true, reasons: [] } });
   });
 
   it('backoff: exponential, capped, jitter in [50%, 100%]; kernel reports matched', () => {
