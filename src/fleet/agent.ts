@@ -184,7 +184,7 @@ export class Agent {
     if (!existsSync(this.keyPath)) writeIdentityFile(this.keyPath, newIdentity());
     const id = this.identity();
     const c = new FleetClient(server, id, this.o.requestTimeoutMs ?? 30_000);
-    const r = EnrollReply.parse(await c.request('POST', '/v1/enroll', { token, publicKey: id.publicKey, name: name.slice(0, 64).replace(/[^A-Za-z0-9_.-]/g, '-'), channel }));
+    const r = EnrollReply.parse(await c.request('POST', '/v1/enroll', { token, publicKey: id.publicKey, name: name.slice(0, 64).replace(/[^A-Za-z0-9_.-]/g, '-') || 'host', channel }));
     this.state = { version: AGENT_STATE_VERSION, server, hostId: r.hostId, keyId: r.keyId, name, channel: r.channel, enrolledAt: this.now(), applied: null, failed: {}, results: [], lastTransition: null, lastCheckin: null };
     this.save();
     this.log(`enrolled as ${r.hostId} with ${server} (channel ${r.channel})`);

@@ -155,6 +155,17 @@ describe.skipIf(!!skip).each([
     expect(ok('stat -c "%U %a" /var/lib/suture/kernels/6.1.0-56-amd64/fake_bound.ko').trim()).toBe('root 600');
   });
 
+  it('the fleet agent runs under Debian\'s nodejs (its zod schemas, fetch, Ed25519): unenrolled it says so; enrolling against no server makes its key (0600) and says the server cannot be reached', () => {
+    const none = sh('suture agent --once');
+    expect(none.status, `${none.stdout}${none.stderr}`).toBe(2);
+    expect(none.stderr).toContain('this host is not enrolled in a fleet yet (/var/lib/suture/agent/agent.json)');
+    const away = sh(`suture agent --server http://127.0.0.1:9 --token st_${'A'.repeat(43)} --once`);
+    expect(away.status, `${away.stdout}${away.stderr}`).toBe(12);
+    expect(away.stderr).toContain('the fleet server at http://127.0.0.1:9 cannot be reached');
+    expect(away.stderr).not.toMatch(/internal error|TypeError|ReferenceError|is not a function|SyntaxError/);
+    expect(ok('stat -c "%U %a" /var/lib/suture/agent /var/lib/suture/agent/host.key').trim().split('\n')).toEqual(['root 700', 'root 600']);
+  });
+
   it('reinstall keeps the admin\'s choice: enabled stays enabled, disabled stays disabled', () => {
     ok(`apt-get install -y -q --reinstall /tmp/${basename(deb)}`);
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
@@ -163,13 +174,20 @@ describe.skipIf(!!skip).each([
     expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).toBe('disabled');
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
     ok('systemctl enable suture-guard.service');
+    // the fleet agent: shipped disabled; an admin's enable survives a reinstall
+    expect(sh('systemctl is-enabled suture-agent.service').stdout.trim()).toBe('disabled');
+    ok('systemctl enable suture-agent.service');
+    ok(`apt-get install -y -q --reinstall /tmp/${basename(deb)}`);
+    expect(sh('systemctl is-enabled suture-agent.service').stdout.trim()).toBe('enabled');
+    ok('systemctl disable suture-agent.service');
   });
 
   it('its units are enabled (systemctl, offline in the root) and its folders are root\'s', () => {
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).toBe('enabled');
     expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).toBe('enabled');
     // the units as this release's systemd reads them (--man=no: minbase has no man-db for Documentation=)
-    ok('systemd-analyze verify --man=no /usr/lib/systemd/system/suture.service /usr/lib/systemd/system/suture-guard.service');
+    expect(sh('systemctl is-enabled suture-agent.service').stdout.trim()).toBe('disabled');
+    ok('systemd-analyze verify --man=no /usr/lib/systemd/system/suture.service /usr/lib/systemd/system/suture-guard.service /usr/lib/systemd/system/suture-agent.service');
     expect(ok('stat -c "%U:%G %a %n" /etc/suture /etc/suture/keys.d /var/lib/suture').trim().split('\n')).toEqual([
       'root:root 755 /etc/suture',
       'root:root 755 /etc/suture/keys.d',
@@ -187,6 +205,7 @@ describe.skipIf(!!skip).each([
     expect(sh('command -v suture').status).not.toBe(0);
     expect(sh('systemctl is-enabled suture.service').stdout.trim()).not.toBe('enabled');
     expect(sh('systemctl is-enabled suture-guard.service').stdout.trim()).not.toBe('enabled');
+    expect(sh('systemctl is-enabled suture-agent.service').stdout.trim()).not.toBe('enabled');
     expect(ok('cat /etc/suture/keys.d/builder.pub')).toContain('untrusted comment: suture key builder');
     ok('test -f /var/lib/suture/kernels/6.1.0-56-amd64/fake_bound.ko');
   });
