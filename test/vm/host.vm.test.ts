@@ -8,7 +8,8 @@
  * one byte refused with nothing loaded, `suture install` of the signed bundle; after a reboot
  * suture.service has loaded it before multi-user.target and `suture status` shows it; a later call
  * boots the disk again, crashes the kernel inside the guard window (sysrq c), and the boot after it
- * finds the guard tripped, the patch blamed and not loaded. Then a Debian 13 host from 6.12. The image is
+ * finds the guard tripped, the patch blamed and not loaded; after `apt purge` the next boot loads
+ * nothing and has no suture unit. Then a Debian 13 host from 6.12. The image is
  * made on first use (debootstrap, about 100 s here) and cached under $SUTURE_HOME/images.
  */
 import { spawnSync } from 'node:child_process';
@@ -155,7 +156,7 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
     expect(out(1, 5)).toContain('livepatch_cmdline');
   }, 1_800_000);
 
-  it('a later call boots the kept disk again; a crash inside the guard window trips the guard at the next boot', () => {
+  it('a later call boots the kept disk again; a crash inside the guard window trips the guard at the next boot; apt purge leaves nothing to load', () => {
     expect(existsSync(disk)).toBe(true);
     const { json, stderr } = sutureJson<HostJson>(
       [
@@ -166,6 +167,10 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
         '--reboot',
         '--exec', 'systemctl show -p Result -p ExecMainStatus suture.service; ls /sys/kernel/livepatch; echo listed',
         '--exec', 'suture status; echo "rc=$?"',
+        // apt purge: the package, its state and keys go; nothing loads at the next boot
+        '--exec', 'suture boot --clear-guard >/dev/null && apt-get purge -y -q suture >/dev/null 2>&1; dpkg-query -W suture >/dev/null 2>&1; echo "dpkg $?"; ls -A /var/lib/suture /etc/suture 2>&1 | sed "s/^.*No such file.*$/gone/"',
+        '--reboot',
+        '--exec', 'ls -A /sys/kernel/livepatch; systemctl list-unit-files suture.service suture-guard.service --no-legend | wc -l; cat /proc/cmdline',
       ],
       { timeoutMs: 1_800_000 },
     );
@@ -181,6 +186,10 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
     expect(after!.commands[1]!.output).toMatch(/guard/i);
     expect(after!.commands[1]!.output).toContain('livepatch_cmdline');
     expect(after!.commands[1]!.output).toMatch(/rc=1\n$/);
+    expect(after!.commands[2]!.output).toBe('dpkg 1\ngone\ngone\n');
+    const purged = json.boots[2]!;
+    expect(purged.commands[0]!.output).toMatch(/^0\n/); // no livepatch, no suture unit
+    expect(purged.commands[0]!.output).not.toContain(MARKER);
   }, 1_800_000);
 });
 
