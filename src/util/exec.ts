@@ -205,6 +205,7 @@ function isExecutable(p: string): boolean {
 /** The Debian package that provides a tool we run. */
 const DEBIAN_PACKAGE: Record<string, string> = {
   'qemu-system-x86_64': 'qemu-system-x86',
+  'qemu-img': 'qemu-utils',
   busybox: 'busybox-static',
   debootstrap: 'debootstrap',
   'apt-get': 'apt',
