@@ -9,7 +9,7 @@
  * powers off cleanly through systemd and the next boot starts QEMU again.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { SutureError } from '../util/errors.js';
@@ -92,13 +92,34 @@ export async function ensureOverlay(file: string, image: HostImage): Promise<boo
         hint: `boot it with the kernel and --release it was made with, or name a new file`,
       });
     }
+    // An overlay records blocks, not files: over an image made again since, it is a damaged file system.
+    const madeAt = readOverlayMark(file);
+    if (madeAt !== undefined && madeAt !== image.madeAt) {
+      throw new SutureError('invalid-input', `${file} was kept over the image made at ${madeAt}; ${image.root} was made again at ${image.madeAt}, so the disk no longer matches it`, {
+        hint: 'name a new file for --keep-disk (the old disk cannot be booted any more)',
+      });
+    }
     return false;
   }
   await runChecked(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.root, file], {
     kind: 'environment',
     what: `qemu-img create of the overlay ${file}`,
   });
+  writeFileSync(overlayMark(file), `${JSON.stringify({ image: image.root, madeAt: image.madeAt })}\n`);
   return true;
+}
+
+/** Beside a kept disk: which making of the image it was started over. */
+function overlayMark(file: string): string {
+  return `${file}.image.json`;
+}
+
+function readOverlayMark(file: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(overlayMark(file), 'utf8')) as { madeAt?: string }).madeAt;
+  } catch {
+    return undefined; // no mark (made by hand with qemu-img): only the backing file is checked
+  }
 }
 
 /** The payload disk of one boot: a plain tar of run.sh, cmds/<i>.sh and files/<basename>. */

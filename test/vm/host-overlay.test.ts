@@ -15,7 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function fakeImage(name: string): HostImage {
   const root = join(dir, `${name}.img`);
   spawnSync('truncate', ['-s', '16M', root]);
-  return { schema: 1, suite: 'bookworm', release: '6.1.0-56-amd64', dir, root, initrd: '', kernelPackage: { name: '', version: '', file: '' }, nodeVersion: '', mirror: '', madeAt: '', timings: {} };
+  return { schema: 1, suite: 'bookworm', release: '6.1.0-56-amd64', dir, root, initrd: '', kernelPackage: { name: '', version: '', file: '' }, nodeVersion: '', mirror: '', madeAt: 'then', timings: {} };
 }
 
 describe.skipIf(noQemuImg)('kept disks', () => {
@@ -33,6 +33,11 @@ describe.skipIf(noQemuImg)('kept disks', () => {
 
   it('a disk of another image is refused, naming both', async () => {
     await expect(ensureOverlay(disk, b)).rejects.toThrow(`${disk} is a kept disk of another image (${a.root}), not of ${b.root}`);
+  });
+
+  it('a disk kept over an image that was made again since is refused', async () => {
+    expect(await ensureOverlay(disk, { ...a, madeAt: 'then' })).toBe(false);
+    await expect(ensureOverlay(disk, { ...a, madeAt: 'now' })).rejects.toThrow(`${disk} was kept over the image made at `);
   });
 
   it('a file that is not an overlay is refused', async () => {
