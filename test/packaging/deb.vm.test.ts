@@ -6,7 +6,7 @@
  * behind. Real dpkg, apt, deb-systemd-helper and systemctl; no VM (it sits in the slow `vm` project
  * for its time: cold, debootstrap takes 1-3 min per release; warm, about half a minute each).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -36,6 +36,35 @@ beforeAll(() => {
 afterAll(() => {
   if (outDir) rmSync(outDir, { recursive: true, force: true });
 });
+
+let servers = 0;
+/** `suture server` from the checkout (Node 20, SQLite) on 127.0.0.1, a process of its own (root.sh blocks this one). */
+function startFleetServer(): { url: string; cli: (args: string[]) => { stdout: string; stderr: string }; stop: () => void } {
+  const home = mkdtempSync(join(tmpdir(), 'suture-deb-fleet-'));
+  const env = { ...process.env, SUTURE_HOME: home };
+  const serve = (args: string[]) => [`--import`, 'tsx', join(ROOT, 'test/fleet/serve.ts'), ...args];
+  const init = spawnSync(process.execPath, serve(['server', 'init']), { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+  if (init.status !== 0) throw new Error(`suture server init: ${init.stderr}`);
+  const port = 20_000 + (process.pid % 20_000) + servers++;
+  const p = spawn(process.execPath, serve(['server', '--listen', `127.0.0.1:${port}`]), { cwd: ROOT, env, stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  const cli = (args: string[]) => {
+    const r = spawnSync(process.execPath, serve([...args, '--server', url]), { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`suture ${args.join(' ')}: ${r.status} ${r.stderr}`);
+    return r;
+  };
+  // bounded: the server answers within 30 s (an admin request through the CLI)
+  for (let i = 0; ; i++) {
+    const r = spawnSync(process.execPath, serve(['fleet', 'hosts', '--json', '--server', url]), { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+    if (r.status === 0) break;
+    if (i >= 30) {
+      p.kill('SIGTERM');
+      throw new Error(`suture server did not answer on ${url}: ${r.stderr}`);
+    }
+    spawnSync('sleep', ['1']);
+  }
+  return { url, cli, stop: () => (p.kill('SIGTERM'), rmSync(home, { recursive: true, force: true })) };
+}
 
 describe.skipIf(!!skip)('the package itself', () => {
   it('is named suture_<version>_all.deb and says what it needs', () => {
@@ -155,7 +184,7 @@ describe.skipIf(!!skip).each([
     expect(ok('stat -c "%U %a" /var/lib/suture/kernels/6.1.0-56-amd64/fake_bound.ko').trim()).toBe('root 600');
   });
 
-  it('the fleet agent runs under Debian\'s nodejs (its zod schemas, fetch, Ed25519): unenrolled it says so; enrolling against no server makes its key (0600) and says the server cannot be reached', () => {
+  it('the fleet agent runs under Debian\'s nodejs (zod, fetch, Ed25519): unenrolled it says so; no server: its key (0600) made, the server named; a real suture server on loopback: enrolled', () => {
     const none = sh('suture agent --once');
     expect(none.status, `${none.stdout}${none.stderr}`).toBe(2);
     expect(none.stderr).toContain('this host is not enrolled in a fleet yet (/var/lib/suture/agent/agent.json)');
@@ -164,6 +193,23 @@ describe.skipIf(!!skip).each([
     expect(away.stderr).toContain('the fleet server at http://127.0.0.1:9 cannot be reached');
     expect(away.stderr).not.toMatch(/internal error|TypeError|ReferenceError|is not a function|SyntaxError/);
     expect(ok('stat -c "%U %a" /var/lib/suture/agent /var/lib/suture/agent/host.key').trim().split('\n')).toEqual(['root 700', 'root 600']);
+    // a real fleet server on this machine's loopback (the chroot shares its network): the agent enrols with
+    // the key it made (Ed25519 signature, fetch and zod on this release's nodejs); its first check-in then
+    // needs the kernel's build ID, which a chroot without /sys cannot read: said, exit 12
+    const fleet = startFleetServer();
+    try {
+      const tok = fleet.cli(['fleet', 'enroll-token', '--json']);
+      const token = (JSON.parse(tok.stdout) as { token: string }).token;
+      const r = sh(`suture agent --server ${fleet.url} --token ${token} --name deb-${suite} --once`);
+      expect(r.status, `${r.stdout}${r.stderr}`).toBe(12);
+      expect(r.stderr).toMatch(new RegExp(`suture agent: enrolled as h-[0-9a-f]{32} with ${fleet.url.replace(/[.]/g, '\\.')} \\(channel stable\\)`));
+      expect(r.stderr).toContain("the running kernel's GNU build ID cannot be read (/sys/kernel/notes)");
+      const hosts = JSON.parse(fleet.cli(['fleet', 'hosts', '--json']).stdout) as { hosts: { name: string }[] };
+      expect(hosts.hosts.map((h) => h.name)).toEqual([`deb-${suite}`]);
+      expect(ok('stat -c "%a" /var/lib/suture/agent/agent.json').trim()).toBe('600');
+    } finally {
+      fleet.stop();
+    }
   });
 
   it('reinstall keeps the admin\'s choice: enabled stays enabled, disabled stays disabled', () => {
