@@ -297,7 +297,13 @@ export class Agent {
       const seconds = Math.round(r.transition.elapsedMs) / 1000;
       s.lastTransition = { patch: p.name, seconds, at: this.now(), blockers: blockersFact(r.transition.heldBy.length ? r.transition.heldBy : (r.transition.blockers?.blockers ?? [])) };
       if (r.outcome !== 'complete') {
-        throw new SutureError('transition-timeout', `the patching transition of ${p.name} did not complete within ${(this.o.loadTimeoutMs ?? 60_000) / 1000} s (${r.outcome}); it was reversed`, {});
+        const what =
+          r.outcome === 'reversed'
+            ? 'it was reversed and its module removed: the kernel runs what it ran before'
+            : r.outcome === 'forced'
+              ? 'it was forced by someone (suture force)'
+              : 'its reversal is still running (suture status shows what holds it up)';
+        throw new SutureError('transition-timeout', `the patching transition of ${p.name} did not complete within ${(this.o.loadTimeoutMs ?? 60_000) / 1000} s: ${what}`, {});
       }
       await installPatch(this.host, p, undefined, admitted.signer);
       s.applied = { rolloutId: a.rolloutId, bundleId: a.bundleId, name: p.name, sha256: p.sha256, bootId: this.host.fs.bootId() ?? '', sinceUsec, at: this.now(), soakSec: a.soakSec };

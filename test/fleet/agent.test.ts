@@ -220,6 +220,31 @@ describe('suture agent against a real server', () => {
     console.log(`agent: 4 failed cycles with backoff ${ms.toFixed(0)} ms`);
   });
 
+  it('a transition that does not complete within --load-timeout: reversed, the module removed, reported as failed with the task that held it', async () => {
+    const { k, agent } = await newHost('slow');
+    const rid = await rollout('slow', bundle(trusted, '2026-05-05T12:00:00Z'), 600);
+    k.held.add('fake_bound');
+    k.addTask(88, 'cat', 'D', '[<0>] cmdline_proc_show+0x5/0x90\n[<0>] seq_read_iter+0x1/0x2\n', 0);
+    const slow = new Agent({ host: agent.host, dir: agent.dir, keysDir, loadTimeoutMs: 300 });
+    // the pretend kernel completes the reversal once suture writes enabled = 0
+    const poll = setInterval(() => {
+      if (k.get('/sys/kernel/livepatch/fake_bound/enabled') === '0\n') {
+        clearInterval(poll);
+        k.release('fake_bound');
+      }
+    }, 5);
+    const r = await slow.cycle();
+    clearInterval(poll);
+    expect(r.did).toEqual([expect.stringMatching(new RegExp(`^refused fake_bound \\(rollout ${rid}\\): the patching transition of fake_bound did not complete within 0\\.3 s: it was reversed and its module removed: the kernel runs what it ran before$`))]);
+    expect(k.fs.readPatch('fake_bound')).toBeUndefined();
+    expect(k.rmmods).toEqual(['fake_bound']);
+    expect(agent.host.store.installed(RELEASE)).toEqual([]);
+    expect(stateOf(agent).lastTransition).toMatchObject({ patch: 'fake_bound', blockers: [{ pid: 88, comm: 'cat', stack: ['cmdline_proc_show+0x5/0x90 <- patched function', 'seq_read_iter+0x1/0x2'] }] });
+    const s = await show(rid);
+    expect(s.status).toBe('halted');
+    expect(s.targets[0]!.failure).toMatch(/did not complete within 0\.3 s/);
+  });
+
   it('facts of a transition still running: the patch, how long so far, the tasks holding it up with their stacks', async () => {
     const k = new FakeKernel({ buildId: BOUND, bootId: '0b5c1c8e-3a63-4f5e-9f6d-2d1f4b7e8a99' });
     kernels.push(k);
