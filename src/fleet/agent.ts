@@ -281,6 +281,10 @@ export class Agent {
     const loaded = this.host.fs.readPatch(a.name);
     if (s.applied?.rolloutId === a.rolloutId && loaded?.enabled) return; // done already; the facts say it
     try {
+      // The server names the bundle; it does not get to send the agent elsewhere.
+      if (a.path !== `/v1/bundles/${a.bundleId}`) {
+        throw new SutureError('untrusted', `the server's assignment for rollout ${a.rolloutId} points at ${JSON.stringify(a.path.slice(0, 200))}, not at bundle ${a.bundleId} on the server: nothing was fetched`, { hint: 'check the fleet server' });
+      }
       const bytes = (await this.client().request('GET', a.path)) as Buffer;
       if (!Buffer.isBuffer(bytes) || sha256(bytes) !== a.bundleId) {
         throw new SutureError('untrusted', `the bundle the server sent for rollout ${a.rolloutId} is not bundle ${a.bundleId} (its sha256 differs): nothing was loaded`, { hint: 'check the fleet server and the network between' });
