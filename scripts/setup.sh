@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   qemu-system-x86      # the throwaway VM that proves a patch in the exact kernel
+  qemu-utils           # qemu-img: copy-on-write disks of the Debian host images (vm host)
   busybox-static       # the VM's userspace
   debootstrap          # build roots with a kernel's exact compiler when the host's differs
   gcc make flex bison bc libelf-dev libssl-dev dwarves python3   # kbuild: prepare trees (objtool, resolve_btfids), build modules
