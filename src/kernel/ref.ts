@@ -47,7 +47,7 @@ export function parseKernelRef(text: string): KernelRef {
       hint: `a release looks like 6.1.0-56-amd64 (ABI 6.1.0-56, flavour amd64); flavours: ${FLAVOURS.join(', ')}`,
     });
   }
-  return { distro: 'debian', release, abi, flavour, series, codename: codenameOf(release, abi, series) };
+  return { distro: 'debian', release, abi, flavour, series, codename: codenameOf(release, abi) };
 }
 
 /**
@@ -55,7 +55,7 @@ export function parseKernelRef(text: string): KernelRef {
  * `6.12.48+deb12` bookworm's (backports or security); bookworm's own 6.1
  * kernels carry no suffix (`6.1.0-56`).
  */
-function codenameOf(release: string, abi: string, series: string): DebianCodename {
+function codenameOf(release: string, abi: string): DebianCodename {
   const deb = /\+deb(\d+)(?:[+.]\d+)?$/.exec(abi)?.[1];
   if (deb !== undefined) {
     const name = (DEBIAN_CODENAMES as Record<string, DebianCodename | undefined>)[deb];
@@ -66,7 +66,9 @@ function codenameOf(release: string, abi: string, series: string): DebianCodenam
     }
     return name;
   }
-  if (series === '6.1' && /^6\.1\.0-\d+$/.test(abi)) return 'bookworm';
+  // Debian's older naming (6.1.0-56; 5.10.0-N of Debian 11 before it): of the releases suture fetches, bookworm's.
+  // Another series of that naming is looked up there too, and the archive's answer lists what exists.
+  if (/^\d+\.\d+\.0-\d+$/.test(abi)) return 'bookworm';
   throw new SutureError('usage', `"${release}" is not a release name Debian uses`, {
     hint: 'Debian 12 names its kernels 6.1.0-N-amd64 (and 6.12.N+deb12-amd64 in backports); Debian 13 names them 6.12.N+deb13-amd64',
   });

@@ -61,7 +61,7 @@ describe('kernel fetch, interrupted', () => {
     expect(second.stderr).toMatch(/==> Unpacking image and headers\n    skipped: done earlier/);
     expect(second.stderr).toMatch(/==> Extracting linux-source-6\.1\n(?!    skipped)/);
     expect(second.stdout).toMatch(/debian:6\.1\.0-56-amd64 is ready in [\d.]+ s: Linux 6\.1\.192, 94\d{3} symbols/);
-    expect(readdirSync(join(ws, '.steps')).sort()).toEqual(['download', 'prepare-host-sections', 'source', 'symbols', 'unpack']);
+    expect(readdirSync(join(ws, '.steps')).sort()).toEqual(['download', 'prepare-host-sections-pinned', 'source', 'symbols', 'unpack']);
     expect(existsSync(join(ws, '.source-deb'))).toBe(false);
   });
 });
