@@ -3,23 +3,16 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { disablePatch, forcePatch, loadPatch, type HostEvent } from '../../src/livepatch/core.js';
 import { hostStatus, listPatches } from '../../src/livepatch/status.js';
-import { buildFakePatches, FakeKernel } from './fake-kernel.js';
+import { buildFakePatches, fakeKernels } from './fake-kernel.js';
 
 let ko: (n: string) => string;
-let k: FakeKernel;
 beforeAll(() => {
   ko = buildFakePatches();
 });
-afterEach(() => k?.stop());
-
-function kernel(): FakeKernel {
-  k = new FakeKernel();
-  k.start();
-  return k;
-}
+const kernel = fakeKernels();
 
 const T = { timeoutMs: 5000, revertOnTimeout: false };
 

@@ -7,6 +7,7 @@
  * directory goes away, the module reference drops). The real kernel is the
  * judge in the VM tests; this only lets the logic around it be tested fast.
  */
+import { afterEach } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -233,4 +234,18 @@ export class FakeKernel {
       lock: hostLock(this.root),
     };
   }
+}
+
+/**
+ * For a test file: a function that starts a fresh fake kernel, each one
+ * stopped after its test.
+ */
+export function fakeKernels(): () => FakeKernel {
+  let current: FakeKernel | undefined;
+  afterEach(() => current?.stop());
+  return () => {
+    current = new FakeKernel();
+    current.start();
+    return current;
+  };
 }

@@ -7,25 +7,18 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { installPatch } from '../../src/livepatch/boot.js';
 import { disablePatch, finishPending, forcePatch, loadPatch } from '../../src/livepatch/core.js';
 import { effectiveVersion } from '../../src/livepatch/effective-version.js';
 import { findTool } from '../../src/livepatch/loader.js';
-import { buildFakePatches, FakeKernel } from './fake-kernel.js';
+import { buildFakePatches, fakeKernels } from './fake-kernel.js';
 
 let ko: (n: string) => string;
-let k: FakeKernel;
 beforeAll(() => {
   ko = buildFakePatches();
 });
-afterEach(() => k?.stop());
-
-function kernel(): FakeKernel {
-  k = new FakeKernel();
-  k.start();
-  return k;
-}
+const kernel = fakeKernels();
 
 const T = { timeoutMs: 60_000, revertOnTimeout: false };
 
