@@ -11,48 +11,21 @@
  * and saves its bytes, then exits 1.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { mutate, rng, runCase } from '../test/elf/mutate.js';
+import { filesUnder, fuzzArgs } from './args.js';
 
-function parseArgs(argv: string[]): { cases: number; seed: number; dirs: string[]; maxFiles: number } {
-  const out = { cases: 100_000, seed: Date.now() % 1_000_000, dirs: [] as string[], maxFiles: 50 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--cases') out.cases = Number(next());
-    else if (a === '--seed') out.seed = Number(next());
-    else if (a === '--dir') out.dirs.push(next());
-    else if (a === '--max-files') out.maxFiles = Number(next());
-    else throw new Error(`unknown option ${a} (use --cases N --seed S --dir DIR --max-files N)`);
-  }
-  if (!Number.isInteger(out.cases) || out.cases <= 0) throw new Error('--cases must be a positive integer');
-  if (!Number.isInteger(out.seed)) throw new Error('--seed must be an integer');
-  return out;
-}
-
-function walk(dir: string, out: string[]): string[] {
-  for (const e of readdirSync(dir).sort()) {
-    const p = join(dir, e);
-    if (statSync(p).isDirectory()) walk(p, out);
-    else if (p.endsWith('.o') || p.endsWith('.ko')) out.push(p);
-  }
-  return out;
-}
-
-const args = parseArgs(process.argv.slice(2));
+const parsed = fuzzArgs(process.argv.slice(2), { cases: 100_000, more: { 'max-files': 50 } });
+const args = { ...parsed, maxFiles: parsed.more['max-files']! };
 const tmp = mkdtempSync(join(tmpdir(), 'suture-elf-fuzz-'));
 try {
   execFileSync('bash', [resolve(import.meta.dirname, '../test/fixtures/elf/build.sh'), tmp], { stdio: 'inherit' });
-  const files = walk(tmp, []);
+  const files = filesUnder(tmp, ['.o', '.ko']);
   for (const d of args.dirs) {
     // A deterministic sample: every k-th file.
-    const all = walk(d, []);
+    const all = filesUnder(d, ['.o', '.ko']);
     const step = Math.max(1, Math.floor(all.length / args.maxFiles));
     for (let i = 0; i < all.length && files.length < args.maxFiles + 4; i += step) files.push(all[i]!);
   }

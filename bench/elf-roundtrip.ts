@@ -14,45 +14,22 @@
  * parse+write time. Exits 1 if any module does not come back byte-identical.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { ElfObject, writeElf } from '../src/elf/mod.js';
+import { filesUnder, positiveInt } from './args.js';
 import { median } from './stats.js';
-
-function parseArgs(argv: string[]): { runs: number; dirs: string[] } {
-  const out = { runs: 5, dirs: [] as string[] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') {
-      out.runs = Number(argv[++i]);
-      if (!Number.isInteger(out.runs) || out.runs <= 0) throw new Error('--runs must be a positive integer');
-    } else if (a.startsWith('--')) {
-      throw new Error(`unknown option ${a} (use --runs N DIR...)`);
-    } else {
-      out.dirs.push(a);
-    }
-  }
-  if (out.dirs.length === 0) throw new Error('usage: elf-roundtrip.ts [--runs N] DIR...');
-  return out;
-}
-
-function walk(dir: string, out: string[]): string[] {
-  for (const e of readdirSync(dir).sort()) {
-    const p = join(dir, e);
-    if (statSync(p).isDirectory()) walk(p, out);
-    else if (p.endsWith('.ko')) out.push(p);
-  }
-  return out;
-}
-
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 }
 
-const args = parseArgs(process.argv.slice(2));
-const files = args.dirs.flatMap((d) => walk(d, []));
+const { values, positionals } = parseArgs({ args: process.argv.slice(2), options: { runs: { type: 'string' } }, allowPositionals: true });
+if (positionals.length === 0) throw new Error('usage: elf-roundtrip.ts [--runs N] DIR...');
+const args = { runs: positiveInt('runs', values.runs, 5), dirs: positionals };
+const files = args.dirs.flatMap((d) => filesUnder(d, ['.ko']));
 if (files.length === 0) throw new Error(`no .ko files under ${args.dirs.join(', ')}`);
 const inputs = files.map((f) => new Uint8Array(readFileSync(f)));
 const totalBytes = inputs.reduce((n, b) => n + b.length, 0);

@@ -11,44 +11,18 @@
  * rate; exits 1 with the first failures.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fuzzPatchFiles } from '../test/livepatch/patch-fuzz.js';
+import { filesUnder, fuzzArgs } from './args.js';
 
-function parseArgs(argv: string[]): { cases: number; seed: number; dirs: string[] } {
-  const out = { cases: 1_000_000, seed: Date.now() % 1_000_000, dirs: [] as string[] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--cases') out.cases = Number(next());
-    else if (a === '--seed') out.seed = Number(next());
-    else if (a === '--dir') out.dirs.push(next());
-    else throw new Error(`unknown option ${a} (use --cases N --seed S --dir DIR)`);
-  }
-  if (!Number.isInteger(out.cases) || out.cases <= 0) throw new Error('--cases must be a positive integer');
-  return out;
-}
-
-function walk(dir: string, out: string[]): string[] {
-  for (const e of readdirSync(dir).sort()) {
-    const p = join(dir, e);
-    if (statSync(p).isDirectory()) walk(p, out);
-    else if (p.endsWith('.ko')) out.push(p);
-  }
-  return out;
-}
-
-const args = parseArgs(process.argv.slice(2));
+const args = fuzzArgs(process.argv.slice(2), { cases: 1_000_000 });
 const tmp = mkdtempSync(join(tmpdir(), 'suture-patch-fuzz-'));
 try {
   execFileSync('bash', [resolve(import.meta.dirname, '../test/fixtures/livepatch/build.sh'), tmp], { stdio: 'inherit' });
-  const files = walk(tmp, []).filter((f) => !f.endsWith('garbage.ko'));
-  for (const d of args.dirs) files.push(...walk(d, []).slice(0, 20));
+  const files = filesUnder(tmp, ['.ko']).filter((f) => !f.endsWith('garbage.ko'));
+  for (const d of args.dirs) files.push(...filesUnder(d, ['.ko']).slice(0, 20));
   const inputs = files.map((f) => ({ name: f.split('/').pop()!, bytes: new Uint8Array(readFileSync(f)) }));
   console.log(`patch-file fuzz: ${args.cases} cases, seed ${args.seed}, ${inputs.length} inputs`);
   const r = fuzzPatchFiles(inputs, args.cases, args.seed, { onProgress: (n) => process.stderr.write(`  ${n} cases\n`) });
