@@ -15,7 +15,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parsePatchFile, readPatchBytes, type PatchFile } from '../livepatch/patch-file.js';
-import type { InstalledPatch } from '../livepatch/state.js';
+import type { InstalledPatch } from '../livepatch/records.js';
 import type { HostFs } from '../livepatch/sysfs.js';
 import { SutureError } from '../util/errors.js';
 import { openBundle, verifyBundle, type OpenedBundle } from './bundle.js';

@@ -35,7 +35,7 @@ import { admitPatch } from '../bundle/host.js';
 import { installPatch, uninstallPatch } from '../livepatch/boot.js';
 import { disablePatch, loadPrepared, prepareLoad, type Host } from '../livepatch/core.js';
 import { uptimeUsec } from '../livepatch/kernel-log.js';
-import { stateDirFromEnv, writeDurable } from '../livepatch/state.js';
+import { stateDirFromEnv, writeDurable } from '../livepatch/records.js';
 import { isSutureError, SutureError } from '../util/errors.js';
 import { Lock } from '../util/lock.js';
 import { gatherFacts, blockersFact, type HealthCommand, type LastTransition } from './agent-facts.js';

@@ -35,7 +35,7 @@ import type { LockHolder } from '../util/lock.js';
 import { finishPending, loadPatch, type Host, type HostEvent, type LoadResult } from './core.js';
 import { oopsNaming, uptimeUsec } from './kernel-log.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
-import type { ArmedGuard, BootEnd, BootRecord, CrashGuard, InstalledPatch } from './state.js';
+import type { ArmedGuard, BootEnd, BootRecord, CrashGuard, InstalledPatch } from './records.js';
 import { checkPatchFile, vermagicRelease } from './validate.js';
 
 export const DEFAULT_GUARD_WINDOW_SEC = 300;

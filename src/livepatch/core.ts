@@ -13,7 +13,7 @@ import { scanPending, type FrameMatcher, type PendingScan } from './blockers.js'
 import { kernelSaysAbout, kernelTransitionTime, readKmsg, uptimeUsec, type KmsgRecord } from './kernel-log.js';
 import { kmodLoader, type LoaderResult, type ModuleLoader } from './loader.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
-import { StateStore, hostLock, patchFacts, runDirFromEnv, stateDirFromEnv, type LoadRecord, type PendingOp } from './state.js';
+import { StateStore, hostLock, patchFacts, runDirFromEnv, stateDirFromEnv, type LoadRecord, type PendingOp } from './records.js';
 import { HostFs, type SysfsPatch } from './sysfs.js';
 import { Transition, watchTransition, type Target, type WatchProgress, type WatchResult } from './transition.js';
 import { checkConflicts, checkEnvironment, checkKernelMatch, checkLoad, checkPatchFile, gatherFacts, loadNotes, type HostFacts } from './validate.js';

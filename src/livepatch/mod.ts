@@ -10,7 +10,7 @@
  * - transition.ts  the transition state machine and the watch loop
  * - blockers.ts    pending tasks and the patched functions on their stacks
  * - core.ts        load, disable, unload, replace, force
- * - state.ts       installed patches, boot marks, per-boot load records, the lock
+ * - records.ts     suture's own records on the host (installed patches, boot marks, per-boot load records, the lock); not the kernel's klp_state
  * - boot.ts        install, uninstall, boot with the crash-loop guard
  * - status.ts      list, status, info
  * - effective-version.ts  the kernel version the enabled patches make it
@@ -29,7 +29,7 @@ export * from './effective-version.js';
 export * from './kernel-log.js';
 export * from './loader.js';
 export * from './patch-file.js';
-export * from './state.js';
+export * from './records.js';
 export * from './status.js';
 export * from './sysfs.js';
 export * from './transition.js';

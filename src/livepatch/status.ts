@@ -12,7 +12,7 @@ import { scanPending, type Blocker } from './blockers.js';
 import { matcherFor, type Host } from './core.js';
 import { effectiveVersion, type DeclaredVersion, type EffectiveVersion, type UnameFacts } from './effective-version.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
-import type { ArmedGuard, BootRecord, CrashGuard, InstalledPatch, LoadRecord, StopSwitch } from './state.js';
+import type { ArmedGuard, BootRecord, CrashGuard, InstalledPatch, LoadRecord, StopSwitch } from './records.js';
 import type { SysfsObject } from './sysfs.js';
 import { checkLoad, gatherFacts, vermagicRelease } from './validate.js';
 

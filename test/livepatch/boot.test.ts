@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { bootPatches, installPatch, settleWindow, uninstallPatch } from '../../src/livepatch/boot.js';
-import { StateStore, stateIo, writeDurable } from '../../src/livepatch/state.js';
+import { StateStore, stateIo, writeDurable } from '../../src/livepatch/records.js';
 import { hostStatus, listPatches } from '../../src/livepatch/status.js';
 import { buildFakePatches, FakeKernel } from './fake-kernel.js';
 

@@ -16,7 +16,7 @@ import type { Host } from '../../src/livepatch/core.js';
 import type { KmsgRecord } from '../../src/livepatch/kernel-log.js';
 import type { LoaderResult, ModuleLoader } from '../../src/livepatch/loader.js';
 import { readPatchFile } from '../../src/livepatch/patch-file.js';
-import { StateStore, hostLock } from '../../src/livepatch/state.js';
+import { StateStore, hostLock } from '../../src/livepatch/records.js';
 import { HostFs } from '../../src/livepatch/sysfs.js';
 
 const FIXTURES = resolve(import.meta.dirname, '../fixtures/livepatch');
