@@ -175,7 +175,9 @@ describe('the host side', () => {
     for (const at of offsets) {
       const t = Buffer.from(bytes);
       t[at] ^= 1;
-      expect(() => admitPatch(write('t.suture', t), { fs, keysDir: keys }), `byte ${at}`).toThrow(/t\.suture: /);
+      // the error names the bundle, or the member of it that is wrong (a flipped bit in the base64 signature line
+      // may leave no signature to check at all: "t.suture:SHA256SUMS.minisig: not a minisign signature")
+      expect(() => admitPatch(write('t.suture', t), { fs, keysDir: keys }), `byte ${at}`).toThrow(/t\.suture(:[\w.]+)?: /);
     }
     const t = Buffer.from(bytes);
     t[bytes.length - 2048] ^= 1; // inside the module
