@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import type { PatchFile } from '../livepatch/patch-file.js';
 import { MAX_PATCH_FILE_BYTES, parsePatchFile } from '../livepatch/patch-file.js';
 import { vermagicRelease } from '../livepatch/validate.js';
+import { MODULE_NAME_MAX } from '../kernel/module-file.js';
 import { SutureError } from '../util/errors.js';
 import { formatManifest, MAX_MANIFEST_BYTES, parseManifest, type Manifest } from './manifest.js';
 import { MAX_KEY_FILE_BYTES, parseSignature, signData, verifySignature, type SecretKey, type Signature } from './minisign.js';
@@ -112,7 +113,7 @@ export interface OpenedBundle {
   module: PatchFile;
 }
 
-const MODULE_MEMBER = /^[A-Za-z0-9_-]{1,55}\.ko$/;
+const MODULE_MEMBER = new RegExp(`^[A-Za-z0-9_-]{1,${MODULE_NAME_MAX}}\\.ko$`);
 
 function limitOf(name: string): number | undefined {
   if (name === SUMS) return 4096;

@@ -4,6 +4,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { modinfoValue, readModinfo, type ModinfoEntry } from '../elf/mod.js';
 import { SutureError, fsError, isSutureError } from '../util/errors.js';
 
+/** The longest module name the kernel takes: MODULE_NAME_LEN (56) less its NUL. */
+export const MODULE_NAME_MAX = 55;
+
 export interface ModuleFile {
   path: string;
   /** The module's name (modinfo `name`, as the kernel will call it). */

@@ -20,14 +20,13 @@
  * exports, and optionally the image's code).
  */
 import { STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION } from '../../elf/mod.js';
+import { MODULE_NAME_MAX } from '../module-file.js';
 import { SutureError } from '../../util/errors.js';
 import { codeReferences, vmlinuxFtraceSite, type KernelImage, type McountTable } from './image.js';
 import { isLocalType, isTextType, type KallsymsEntry, type VmlinuxSymbols } from './kallsyms.js';
 import type { ModuleSymbol, ModuleSymbols } from './module-symbols.js';
 import type { ExportedSymbol, Exports } from './symvers.js';
 
-/** Kernel limits (6.1: include/linux/module.h MODULE_NAME_LEN 56, include/linux/kallsyms.h KSYM_NAME_LEN 512). */
-export const MODULE_NAME_MAX = 55;
 export const KSYM_NAME_MAX = 511;
 
 /** Everything the resolver reads. */
@@ -473,3 +472,5 @@ export function checkPatchable(src: SymbolSources, c: Candidate): Patchability {
   if (site.fentryCall && site.mcountLoc) return { ok: true, evidence };
   return { ok: false, reason: `${c.name} in ${c.object} has no __fentry__ call site that ftrace manages (${evidence}): it is notrace`, hint: NOTRACE_HINT, evidence };
 }
+
+export { MODULE_NAME_MAX };
