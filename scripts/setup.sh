@@ -17,6 +17,7 @@ packages=(
   minisign             # tests: bundles are checked by the real tool a host admin would use
   lintian              # tests: the Debian package (scripts/package.sh) has no lintian error or unexplained warning
   postgresql           # tests: the fleet server on PostgreSQL with two server processes (the test starts its own cluster)
+  chromium             # tests: the fleet dashboard in a real headless browser (puppeteer-core drives it; nothing downloads a browser)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
