@@ -21,15 +21,17 @@ export function parseDuration(v: string): number {
 interface Conn {
   server: string;
   adminKey: string;
+  ca?: string;
 }
 
 function withConn(c: Command): Command {
   return c
     .addOption(new Option('--server <url>', 'the fleet server').env('SUTURE_FLEET_SERVER').default('http://127.0.0.1:7443'))
-    .addOption(new Option('--admin-key <file>', 'the admin key (from suture server init)').default(defaultAdminKey()));
+    .addOption(new Option('--admin-key <file>', 'the admin key (from suture server init)').default(defaultAdminKey()))
+    .addOption(new Option('--ca <file>', 'https: the CA certificate (PEM) the server\'s must chain to (default: the system store)').env('SUTURE_FLEET_CA'));
 }
 
-const client = (o: Conn) => new FleetClient(o.server, readIdentityFile(o.adminKey));
+const client = (o: Conn) => new FleetClient(o.server, readIdentityFile(o.adminKey), { caFile: o.ca });
 const when = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
 function showRollout(r: RolloutInfo): void {

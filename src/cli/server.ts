@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
- * `suture server [--listen ADDR:PORT] [--database URL]` and `suture server
+ * `suture server [--listen ADDR:PORT] [--database URL] [--tls-cert C --tls-key K]` and `suture server
  * init`: the fleet server (src/fleet). Fastify, Kysely and the database
  * drivers are imported only when a server command runs.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { dirname, join } from 'node:path';
 import { sutureHome } from '../util/paths.js';
-import { SutureError } from '../util/errors.js';
+import { fsError, SutureError } from '../util/errors.js';
 import { out, printJson } from './output.js';
 
 export function defaultDatabase(env = process.env): string {
@@ -22,6 +24,32 @@ export function parseListen(v: string): { host: string; port: number } {
   const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]+\]|localhost):(\d{1,5})$/.exec(v);
   if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError('give ADDRESS:PORT, e.g. 127.0.0.1:7443');
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** Read and check --tls-cert/--tls-key before anything else is opened: a bad pair is refused naming the file. */
+export function readTls(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new SutureError('usage', `--tls-cert and --tls-key go together (${certFile ? `--tls-cert ${certFile}` : `--tls-key ${keyFile}`} alone)`);
+  const read = (f: string, what: string) => {
+    try {
+      return readFileSync(f);
+    } catch (e) {
+      throw fsError(e, `reading the server's TLS ${what}`, f);
+    }
+  };
+  const cert = read(certFile, 'certificate');
+  const key = read(keyFile, 'key');
+  try {
+    new X509Certificate(cert);
+  } catch (e) {
+    throw new SutureError('invalid-input', `--tls-cert ${certFile} is not a PEM certificate: ${(e as Error).message}`);
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new SutureError('invalid-input', `--tls-key ${keyFile} is not the private key of --tls-cert ${certFile}: ${(e as Error).message}`, { hint: 'give the key the certificate was made for (PEM)' });
+  }
+  return { cert, key };
 }
 
 async function openMigrated(url: string) {
@@ -44,11 +72,14 @@ export function serverCommand(): Command {
     .option('--database <url>', 'sqlite:PATH (default, embedded) or postgres://…', defaultDatabase())
     .option('--tick <ms>', 'how often rollouts are advanced', (v) => Number(v), 2000)
     .option('--log', 'log each request (JSON, to stdout)')
-    .action(async (o: { listen: { host: string; port: number }; database: string; tick: number; log?: boolean }) => {
+    .option('--tls-cert <file>', 'serve https: the certificate chain (PEM); needs --tls-key')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
+    .action(async (o: { listen: { host: string; port: number }; database: string; tick: number; log?: boolean; tlsCert?: string; tlsKey?: string }) => {
+      const tls = readTls(o.tlsCert, o.tlsKey);
       const d = await openMigrated(o.database);
       const [{ buildApp, startTicker }, { Fleet }] = await Promise.all([import('../fleet/app.js'), import('../fleet/service.js')]);
       const fleet = new Fleet(d);
-      const app = buildApp(fleet, { logger: !!o.log });
+      const app = buildApp(fleet, { logger: !!o.log, tls });
       try {
         await app.listen({ host: o.listen.host, port: o.listen.port });
       } catch (e) {
@@ -57,7 +88,7 @@ export function serverCommand(): Command {
       }
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : o.listen.port;
-      process.stderr.write(`suture server: listening on http://${o.listen.host}:${port}, database ${d.where}\n`);
+      process.stderr.write(`suture server: listening on ${tls ? 'https' : 'http'}://${o.listen.host}:${port}, database ${d.where}\n`);
       const stop = startTicker(fleet, o.tick, (e) => app.log.error(e));
       await new Promise<void>((resolve) => {
         const end = () => resolve();

@@ -69,10 +69,14 @@ function describeIssues(e: z.ZodError): string {
 
 export interface AppOptions {
   logger?: boolean;
+  /** Serve https with this certificate chain and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: MAX_JSON_BODY });
+  const app = (o.tls
+    ? Fastify({ logger: o.logger ?? false, bodyLimit: MAX_JSON_BODY, https: { cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' } })
+    : Fastify({ logger: o.logger ?? false, bodyLimit: MAX_JSON_BODY })) as unknown as FastifyInstance;
   app.decorateRequest('rawBody', null as unknown as Buffer);
   app.decorateRequest('caller', null);
 

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
  * The admin side of the fleet protocol: identity files and a client that
- * signs each request (protocol.ts). Uses only fetch and node:crypto (Node 18
- * has both), so the agent can build on it.
+ * signs each request (protocol.ts), over http or https (a CA file, or the
+ * system store). Uses only node:http(s), node:tls and node:crypto (as on
+ * Node 18), so the agent can build on it.
  */
 import { closeSync, fstatSync, openSync, readFileSync, writeSync, fsyncSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { rootCertificates } from 'node:tls';
 import { fsError, SutureError } from '../util/errors.js';
 import { kindForCode } from './errors.js';
 import { ErrorBody, formatIdentity, parseIdentity, signRequest, type Identity } from './protocol.js';
@@ -48,30 +52,119 @@ export function readIdentityFile(path: string): Identity {
   }
 }
 
+/** Bytes a reply may have: the largest bundle the server takes, and some. */
+const MAX_REPLY = 64 * 1024 * 1024;
+
+/** Debian's system CA bundle (ca-certificates), used with Node's own roots when no --ca is given. */
+export const SYSTEM_CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
+
+/** TLS errors that mean "this server's certificate is not one we trust". */
+const UNTRUSTED_CERT = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+export interface ClientOptions {
+  timeoutMs?: number;
+  /**
+   * The CA certificate file (PEM) an https server's certificate must chain to.
+   * Default: $SUTURE_FLEET_CA, else Node's roots and the system store.
+   */
+  caFile?: string;
+  /** Keep connections open between requests (the load bench; an agent makes one request a minute). */
+  keepAlive?: boolean;
+}
+
+function readCa(caFile: string | undefined): { ca: (string | Buffer)[]; from: string } {
+  if (caFile) {
+    try {
+      return { ca: [readFileSync(caFile)], from: `CA file ${caFile}` };
+    } catch (e) {
+      throw fsError(e, 'reading the fleet server CA (--ca)', caFile);
+    }
+  }
+  const ca: (string | Buffer)[] = [...rootCertificates];
+  try {
+    ca.push(readFileSync(SYSTEM_CA_FILE));
+  } catch {
+    // no system store: Node's roots alone
+  }
+  return { ca, from: `the system store (${SYSTEM_CA_FILE} and Node's roots)` };
+}
+
 export class FleetClient {
+  readonly timeoutMs: number;
+  private readonly transport: { mod: typeof http | typeof https; agent: http.Agent; trust: string };
+
+  /** `o` as a number is the timeout in ms (the agent's older call). */
   constructor(
     readonly base: string,
     readonly id: Identity,
-    readonly timeoutMs = 30_000,
-  ) {}
+    o: number | ClientOptions = {},
+  ) {
+    const opts: ClientOptions = typeof o === 'number' ? { timeoutMs: o } : o;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    const keepAlive = opts.keepAlive ?? false;
+    if (new URL(base).protocol === 'https:') {
+      const { ca, from } = readCa(opts.caFile ?? (process.env.SUTURE_FLEET_CA || undefined));
+      this.transport = { mod: https, agent: new https.Agent({ ca, keepAlive, maxSockets: keepAlive ? 64 : Infinity }), trust: from };
+    } else {
+      this.transport = { mod: http, agent: new http.Agent({ keepAlive, maxSockets: keepAlive ? 64 : Infinity }), trust: '' };
+    }
+  }
+
+  /** Close kept-alive connections. */
+  close(): void {
+    this.transport.agent.destroy();
+  }
 
   /** Send a signed request; a JSON body, raw bytes, or none. Returns the parsed JSON reply or the bytes. */
   async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const raw = body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { ...signRequest(this.id, method, path, raw) };
-    if (body !== undefined) headers['content-type'] = Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json';
-    const url = new URL(path, this.base).toString();
-    let res: Response;
-    try {
-      res = await fetch(url, { method, headers, body: body === undefined ? undefined : raw, signal: AbortSignal.timeout(this.timeoutMs) });
-    } catch (e) {
-      throw new SutureError('environment', `the fleet server at ${this.base} cannot be reached: ${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}`, {
+    if (body !== undefined) {
+      headers['content-type'] = Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json';
+      headers['content-length'] = String(raw.length);
+    }
+    const url = new URL(path, this.base);
+    const res = await new Promise<{ status: number; type: string; data: Buffer }>((resolve, reject) => {
+      const req = this.transport.mod.request(url, { method, headers, agent: this.transport.agent, timeout: this.timeoutMs }, (r) => {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        r.on('data', (c: Buffer) => {
+          n += c.length;
+          if (n > MAX_REPLY) {
+            req.destroy(new Error(`the reply is larger than ${MAX_REPLY} bytes`));
+            return;
+          }
+          chunks.push(c);
+        });
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, type: String(r.headers['content-type'] ?? ''), data: Buffer.concat(chunks) }));
+        r.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`no reply within ${this.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(raw.length ? raw : undefined);
+    }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code && UNTRUSTED_CERT.has(e.code)) {
+        throw new SutureError('untrusted', `the fleet server at ${this.base} presented a certificate that ${this.transport.trust} does not vouch for (${e.code}: ${e.message})`, {
+          hint: 'give --ca FILE with the CA certificate that signed the server\'s (or SUTURE_FLEET_CA), and a --server name the certificate is for',
+        });
+      }
+      throw new SutureError('environment', `the fleet server at ${this.base} cannot be reached: ${e.message}`, {
         hint: 'start it with suture server, or give --server URL',
       });
-    }
-    const type = res.headers.get('content-type') ?? '';
-    if (res.ok) return type.startsWith('application/json') ? res.json() : Buffer.from(await res.arrayBuffer());
-    const text = await res.text();
+    });
+    if (res.status >= 200 && res.status < 300) return res.type.startsWith('application/json') ? JSON.parse(res.data.toString('utf8')) : res.data;
+    const text = res.data.toString('utf8');
     let parsed;
     try {
       parsed = ErrorBody.safeParse(JSON.parse(text));
