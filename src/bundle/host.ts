@@ -20,7 +20,7 @@ import type { HostFs } from '../livepatch/sysfs.js';
 import { SutureError } from '../util/errors.js';
 import { openBundle, verifyBundle, type OpenedBundle } from './bundle.js';
 import { isTar } from './tar.js';
-import { checkNotRevoked, keysDirFromEnv, loadTrustStore, type TrustedKey, type TrustStore } from './trust.js';
+import { checkNotRevoked, keysDirFromEnv, loadTrustStore, serialFileFromEnv, type TrustedKey, type TrustStore } from './trust.js';
 
 export interface Admitted {
   patch: PatchFile;
@@ -35,14 +35,21 @@ export interface AdmitOptions {
   allowUnsigned?: boolean;
   /** The keys directory (default /etc/suture/keys.d, or SUTURE_KEYS_DIR). */
   keysDir?: string;
+  /** Where the host remembers the highest revocation serial it accepted (default under SUTURE_STATE_DIR). */
+  serialFile?: string;
   fs: HostFs;
 }
 
 const isElf = (b: Buffer) => b.length >= 4 && b.readUInt32BE(0) === 0x7f454c46;
 
+/** The host's trust store: a revocation list is accepted only at or above the serial remembered in `serialFile`, and a higher one is remembered. */
+function hostTrust(dir: string, serialFile: string): TrustStore {
+  return loadTrustStore(dir, { file: serialFile, record: true });
+}
+
 /** The trust store, or undefined when there is none and none is needed. */
-function trustIfAny(dir: string): TrustStore | undefined {
-  return existsSync(dir) ? loadTrustStore(dir) : undefined;
+function trustIfAny(dir: string, serialFile: string): TrustStore | undefined {
+  return existsSync(dir) ? hostTrust(dir, serialFile) : undefined;
 }
 
 /** The running kernel must be the build the bundle is bound to (when it is for the running release). */
@@ -64,9 +71,10 @@ export function checkBuild(fs: HostFs, what: string, release: string, buildId: s
 export function admitPatch(file: string, o: AdmitOptions): Admitted {
   const bytes = readPatchBytes(file, { what: 'reading a patch' });
   const dir = o.keysDir ?? keysDirFromEnv();
+  const serialFile = o.serialFile ?? serialFileFromEnv();
   if (isTar(bytes)) {
     const b = openBundle(bytes, file);
-    const key = verifyBundle(b, loadTrustStore(dir));
+    const key = verifyBundle(b, hostTrust(dir, serialFile));
     checkBuild(o.fs, file, b.manifest.kernel.release, b.manifest.kernel.buildId);
     return { patch: b.module, bundle: b, key, signer: { keyId: key.pub.id, bundleSha256: b.sha256 } };
   }
@@ -80,7 +88,7 @@ export function admitPatch(file: string, o: AdmitOptions): Admitted {
     );
   }
   const patch = parsePatchFile(bytes, file);
-  const trust = trustIfAny(dir);
+  const trust = trustIfAny(dir, serialFile);
   if (trust) checkNotRevoked(trust, file, undefined, patch.sha256);
   return { patch, bundle: undefined, key: undefined, signer: undefined };
 }
@@ -90,13 +98,13 @@ export function admitPatch(file: string, o: AdmitOptions): Admitted {
  * key that signed it is still trusted and not revoked, the module is not
  * revoked, and it is the running kernel's build.
  */
-export function bootAdmission(fs: HostFs, keysDir = keysDirFromEnv()): (entry: InstalledPatch) => void {
+export function bootAdmission(fs: HostFs, keysDir = keysDirFromEnv(), serialFile = serialFileFromEnv()): (entry: InstalledPatch) => void {
   let cached: { t: TrustStore | undefined } | undefined;
-  const trust = () => (cached ??= { t: trustIfAny(keysDir) }).t;
+  const trust = () => (cached ??= { t: trustIfAny(keysDir, serialFile) }).t;
   return (entry) => {
     if (entry.signer) {
       // No keys directory at all: loadTrustStore says so.
-      const t = trust() ?? loadTrustStore(keysDir);
+      const t = trust() ?? hostTrust(keysDir, serialFile);
       if (!t.keys.has(entry.signer.keyId)) {
         throw new SutureError('untrusted', `installed patch ${entry.name} was signed by key ${entry.signer.keyId}, which is no longer trusted (not in ${keysDir}): not loaded`, {
           hint: `trust the key again, or install a bundle signed by a trusted key; suture uninstall ${entry.name} removes it`,

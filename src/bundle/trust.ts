@@ -9,15 +9,32 @@
  * else, files must be regular files (no symbolic links). A revocation list
  * that exists but does not check (unsigned, signed by an untrusted key,
  * damaged) fails closed: nothing is trusted until it is fixed.
+ *
+ * Each list carries a serial that only grows (`suture key revoke` makes it
+ * so). A host remembers the highest serial it accepted
+ * (/var/lib/suture/revocation-serial.json) and refuses a list with a lower
+ * one, or no list at all once it has accepted one: putting back an old
+ * signed list (a rollback) would withdraw revocations. A list of version 1
+ * (before serials) counts as serial 0.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { stateDirFromEnv, writeDurable } from '../livepatch/records.js';
 import { SutureError } from '../util/errors.js';
 import { MAX_KEY_FILE_BYTES, parsePublicKey, parseSignature, signData, verifySignature, type PublicKey, type SecretKey } from './minisign.js';
 
 export const DEFAULT_KEYS_DIR = '/etc/suture/keys.d';
 export const REVOCATION_FORMAT = 'suture-revocations';
+export const REVOCATION_VERSION = 2;
 export const MAX_REVOCATION_BYTES = 1024 * 1024;
+/** Where a host keeps the highest revocation serial it accepted, in its state directory. */
+export const SERIAL_FILE = 'revocation-serial.json';
+
+/** The remembered serial of a host (SUTURE_STATE_DIR, default /var/lib/suture). */
+export function serialFileFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return join(stateDirFromEnv(env), SERIAL_FILE);
+}
 
 export function keysDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.SUTURE_KEYS_DIR || DEFAULT_KEYS_DIR;
@@ -34,6 +51,8 @@ export interface TrustedKey {
 }
 
 export interface Revocations {
+  /** Grows with every list; 0 for a list of version 1. */
+  serial: number;
   createdAt: string;
   /** Revoked key ids (minisign's display form). */
   keys: Map<string, string>;
@@ -42,6 +61,7 @@ export interface Revocations {
   /** The key that signed the list. */
   signedBy: string;
   file: string;
+  sha256: string;
 }
 
 export interface TrustStore {
@@ -93,8 +113,16 @@ export function readTrustFile(path: string, max: number, what: string): Buffer {
   }
 }
 
-/** Load the trusted keys and the revocation list. */
-export function loadTrustStore(dir: string): TrustStore {
+/** How loadTrustStore guards against an older revocation list. */
+export interface SerialGuard {
+  /** The host's remembered serial (serialFileFromEnv()). */
+  file: string;
+  /** Remember a higher serial once the list checks (install, load, boot); false to only compare (bundle verify). */
+  record: boolean;
+}
+
+/** Load the trusted keys and the revocation list (compared with the host's remembered serial when `serial` is given). */
+export function loadTrustStore(dir: string, serial?: SerialGuard): TrustStore {
   let st;
   try {
     st = lstatSync(dir);
@@ -117,12 +145,70 @@ export function loadTrustStore(dir: string): TrustStore {
   }
   const store: TrustStore = { dir, keys, revocations: undefined };
   store.revocations = loadRevocations(store);
+  if (serial) guardSerial(store, serial);
   return store;
+}
+
+interface RememberedSerial {
+  serial: number;
+  /** sha256 of the list that carried it, and when this host first accepted it. */
+  listSha256: string;
+  acceptedAt: string;
+}
+
+/** The highest serial this host accepted, or undefined when it never accepted a list with a serial. */
+export function readRememberedSerial(file: string): RememberedSerial | undefined {
+  let text: string;
+  try {
+    text = readTrustFile(file, 4096, 'the remembered revocation serial').toString('utf8');
+  } catch (e) {
+    if ((e as SutureError).kind === 'not-found') return undefined;
+    throw e;
+  }
+  let v: RememberedSerial;
+  try {
+    v = JSON.parse(text) as RememberedSerial;
+  } catch {
+    v = undefined as unknown as RememberedSerial;
+  }
+  if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.serial) || v.serial < 0) {
+    throw new SutureError('state-damaged', `${file} is damaged: it does not hold the revocation serial this host accepted`, {
+      hint: `install the newest revocation list from the builder and remove ${file}; the next install, load or boot remembers its serial again`,
+    });
+  }
+  return v;
+}
+
+/** Refuse a list older than the one this host accepted (or none at all after one); remember a newer one. */
+function guardSerial(store: TrustStore, g: SerialGuard): void {
+  const seen = readRememberedSerial(g.file);
+  const r = store.revocations;
+  const fix = `install the newest revocation list from the builder (suture key revoke --merge writes a higher serial); only if this host must forget the lists it accepted: rm ${g.file}`;
+  if (!r) {
+    if (seen && seen.serial > 0) {
+      throw untrusted(
+        `the revocation list ${revocationPath(store.dir)} is missing, but this host accepted one with serial ${seen.serial} (${g.file}): a removed list would lift its revocations; suture trusts no bundle until it is fixed`,
+        fix,
+      );
+    }
+    return;
+  }
+  if (seen && r.serial < seen.serial) {
+    throw untrusted(
+      `the revocation list ${r.file} has serial ${r.serial}, older than serial ${seen.serial} this host already accepted (${g.file}): an old list put back (a rollback) would lift later revocations; suture trusts no bundle until it is fixed`,
+      fix,
+    );
+  }
+  if (g.record && r.serial > (seen?.serial ?? 0)) {
+    const body: RememberedSerial = { serial: r.serial, listSha256: r.sha256, acceptedAt: new Date().toISOString() };
+    writeDurable(g.file, `${JSON.stringify(body)}\n`, 0o644);
+  }
 }
 
 interface RevocationJson {
   format: string;
   version: number;
+  serial?: number;
   createdAt: string;
   keys: { id: string; reason: string }[];
   modules: { sha256: string; reason: string }[];
@@ -152,6 +238,8 @@ function loadRevocations(store: TrustStore): Revocations | undefined {
   return parseRevocations(bytes, file, sig.keyId);
 }
 
+const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
 export function parseRevocations(bytes: Buffer, file: string, signedBy: string): Revocations {
   const bad = (what: string) => new SutureError('invalid-input', `${file}: ${what}`, { hint: 'make the list again with suture key revoke' });
   let v: RevocationJson;
@@ -160,8 +248,12 @@ export function parseRevocations(bytes: Buffer, file: string, signedBy: string):
   } catch {
     throw bad('not JSON');
   }
-  if (typeof v !== 'object' || v === null || v.format !== REVOCATION_FORMAT || v.version !== 1) throw bad(`not a ${REVOCATION_FORMAT} list of version 1`);
-  for (const k of Object.keys(v)) if (!['format', 'version', 'createdAt', 'keys', 'modules'].includes(k)) throw bad(`unknown field ${k}`);
+  if (typeof v !== 'object' || v === null || v.format !== REVOCATION_FORMAT || (v.version !== 1 && v.version !== REVOCATION_VERSION)) {
+    throw bad(`not a ${REVOCATION_FORMAT} list of version 1 or ${REVOCATION_VERSION}`);
+  }
+  const fields = v.version === 1 ? ['format', 'version', 'createdAt', 'keys', 'modules'] : ['format', 'version', 'serial', 'createdAt', 'keys', 'modules'];
+  for (const k of Object.keys(v)) if (!fields.includes(k)) throw bad(`unknown field ${k}`);
+  if (v.version !== 1 && (!Number.isSafeInteger(v.serial) || v.serial! < 1)) throw bad('serial is not a whole number of at least 1');
   if (typeof v.createdAt !== 'string' || !Array.isArray(v.keys) || !Array.isArray(v.modules)) throw bad('createdAt, keys or modules missing');
   const reason = (r: unknown, at: string) => {
     if (typeof r !== 'string' || r.length > 1024) throw bad(`${at}.reason is not a string of at most 1024 characters`);
@@ -177,16 +269,38 @@ export function parseRevocations(bytes: Buffer, file: string, signedBy: string):
     if (typeof m?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(m.sha256)) throw bad(`modules[${i}].sha256 is not a sha256`);
     modules.set(m.sha256, reason(m.reason, `modules[${i}]`));
   });
-  return { createdAt: v.createdAt, keys, modules, signedBy, file };
+  return { serial: v.version === 1 ? 0 : v.serial!, createdAt: v.createdAt, keys, modules, signedBy, file, sha256: sha256hex(bytes) };
+}
+
+/**
+ * The serial of a new list: above the list it continues (`--merge`), and at
+ * least the time in seconds, so lists made without --merge grow too. An
+ * explicit serial must still be above the merged list's.
+ */
+export function nextSerial(previous: number | undefined, now: Date, explicit?: number): number {
+  const floor = (previous ?? 0) + 1;
+  if (explicit !== undefined) {
+    if (!Number.isSafeInteger(explicit) || explicit < floor) {
+      throw new SutureError('usage', `--serial ${explicit} is not above the merged list's serial ${previous ?? 0}: hosts that accepted that list would refuse this one`, { hint: `leave --serial out, or give at least ${floor}` });
+    }
+    return explicit;
+  }
+  return Math.max(floor, Math.floor(now.getTime() / 1000));
 }
 
 /** The list and its signature, as `suture key revoke` writes them. */
-export function makeRevocations(sk: SecretKey, keys: { id: string; reason: string }[], modules: { sha256: string; reason: string }[], now = new Date()): { json: Buffer; sig: string } {
-  const body: RevocationJson = { format: REVOCATION_FORMAT, version: 1, createdAt: now.toISOString(), keys, modules };
+export function makeRevocations(
+  sk: SecretKey,
+  keys: { id: string; reason: string }[],
+  modules: { sha256: string; reason: string }[],
+  now = new Date(),
+  serial = nextSerial(undefined, now),
+): { json: Buffer; sig: string; serial: number } {
+  const body: RevocationJson = { format: REVOCATION_FORMAT, version: REVOCATION_VERSION, serial, createdAt: now.toISOString(), keys, modules };
   const json = Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
   parseRevocations(json, '(new list)', sk.pub.id);
-  const sig = signData(sk, json, `suture revocation list of ${body.createdAt}: ${keys.length} key(s), ${modules.length} module(s)`);
-  return { json, sig };
+  const sig = signData(sk, json, `suture revocation list ${serial} of ${body.createdAt}: ${keys.length} key(s), ${modules.length} module(s)`);
+  return { json, sig, serial };
 }
 
 /** Refuse a revoked key or module, naming it and the reason. */

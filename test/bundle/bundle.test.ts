@@ -6,7 +6,7 @@
  * Needs the Debian package `minisign`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +15,9 @@ import { admitPatch, bootAdmission } from '../../src/bundle/host.js';
 import { generateKeyFiles, readSecretKey } from '../../src/bundle/keys.js';
 import { parseManifest } from '../../src/bundle/manifest.js';
 import { formatPublicKey, parseSignature, signData } from '../../src/bundle/minisign.js';
-import { loadTrustStore, makeRevocations } from '../../src/bundle/trust.js';
+import { loadTrustStore, makeRevocations, nextSerial, readRememberedSerial } from '../../src/bundle/trust.js';
 import { readPatchFile } from '../../src/livepatch/patch-file.js';
+import type { SutureError } from '../../src/util/errors.js';
 import { buildFakePatches, FakeKernel } from '../livepatch/fake-kernel.js';
 
 const BOUND = 'eb4fbcd037e7253717950bf2b93bd5566f47c56f';
@@ -36,6 +37,8 @@ beforeAll(() => {
   requireMinisign();
   ko = buildFakePatches();
   dir = mkdtempSync(join(tmpdir(), 'suture-bundle-test-'));
+  // the host's remembered revocation serial: never the machine's /var/lib/suture
+  process.env.SUTURE_STATE_DIR = join(dir, 'state');
   builder = generateKeyFiles(join(dir, 'builder'));
   other = generateKeyFiles(join(dir, 'other'));
   keys = join(dir, 'etc', 'keys.d');
@@ -207,6 +210,7 @@ describe('the host side', () => {
     chmodSync(d, 0o755);
     const k = join(d, 'keys.d');
     mkdirSync(k, { mode: 0o755 });
+    const serialFile = join(d, 'state', 'revocation-serial.json');
     writeFileSync(join(k, 'builder.pub'), readFileSync(builder.pub));
     const b = write('r.suture', sign().bytes);
     const sk = readSecretKey(builder.key);
@@ -215,20 +219,91 @@ describe('the host side', () => {
       writeFileSync(join(d, 'revoked.json.minisig'), r.sig);
     };
     put(makeRevocations(sk, [], [{ sha256: readPatchFile(ko('fake_bound')).sha256, reason: 'CVE fix was wrong' }]));
-    expect(() => admitPatch(b, { fs, keysDir: k })).toThrow(/r\.suture: its module \(sha256 [0-9a-f]{16}…\) is revoked by .*revoked\.json \(CVE fix was wrong\)/);
+    expect(() => admitPatch(b, { fs, keysDir: k, serialFile })).toThrow(/r\.suture: its module \(sha256 [0-9a-f]{16}…\) is revoked by .*revoked\.json \(CVE fix was wrong\)/);
     // ... a revoked bare module too, with --allow-unsigned
-    expect(() => admitPatch(ko('fake_bound'), { fs, keysDir: k, allowUnsigned: true })).toThrow(/is revoked by/);
+    expect(() => admitPatch(ko('fake_bound'), { fs, keysDir: k, serialFile, allowUnsigned: true })).toThrow(/is revoked by/);
     put(makeRevocations(sk, [{ id: sk.pub.id, reason: 'key leaked' }], []));
-    expect(() => admitPatch(b, { fs, keysDir: k })).toThrow(new RegExp(`signed by key ${sk.pub.id}, which is revoked by .*\\(key leaked\\)`));
+    expect(() => admitPatch(b, { fs, keysDir: k, serialFile })).toThrow(new RegExp(`signed by key ${sk.pub.id}, which is revoked by .*\\(key leaked\\)`));
     // the list itself is checkable with minisign
     expect(spawnSync('minisign', ['-Vm', join(d, 'revoked.json'), '-p', builder.pub]).status).toBe(0);
     // forged: signed by a key the host does not trust
     put(makeRevocations(readSecretKey(other.key), [], []));
-    expect(() => admitPatch(b, { fs, keysDir: k })).toThrow(/the revocation list .*revoked\.json is signed by key [0-9A-F]{16}, which is not in .*: suture trusts no bundle until it is fixed/);
+    expect(() => admitPatch(b, { fs, keysDir: k, serialFile })).toThrow(/the revocation list .*revoked\.json is signed by key [0-9A-F]{16}, which is not in .*: suture trusts no bundle until it is fixed/);
     // changed after signing
     const r = makeRevocations(sk, [], []);
     put({ json: Buffer.from(r.json.toString().replace('"keys": []', '"keys": [ ]')), sig: r.sig });
-    expect(() => admitPatch(b, { fs, keysDir: k })).toThrow(/revoked\.json does not match its signature/);
+    expect(() => admitPatch(b, { fs, keysDir: k, serialFile })).toThrow(/revoked\.json does not match its signature/);
+  });
+
+  it('the revocation serial: a host remembers the highest it accepted and refuses an older list (rollback) or none, naming both serials', () => {
+    const fs = fk().fs;
+    const d = mkdtempSync(join(dir, 's-'));
+    chmodSync(d, 0o755);
+    const k = join(d, 'keys.d');
+    mkdirSync(k, { mode: 0o755 });
+    writeFileSync(join(k, 'builder.pub'), readFileSync(builder.pub));
+    const serialFile = join(d, 'state', 'revocation-serial.json');
+    const b = write('s.suture', sign().bytes);
+    const sk = readSecretKey(builder.key);
+    const when = new Date('2026-11-01T00:00:00Z');
+    const put = (r: { json: Buffer; sig: string }) => {
+      writeFileSync(join(d, 'revoked.json'), r.json);
+      writeFileSync(join(d, 'revoked.json.minisig'), r.sig);
+    };
+    const admit = () => admitPatch(b, { fs, keysDir: k, serialFile });
+    // a fresh host takes any good list and remembers its serial
+    const five = makeRevocations(sk, [], [], when, 5);
+    expect(JSON.parse(five.json.toString())).toMatchObject({ version: 2, serial: 5 });
+    expect(spawnSync('minisign', ['-Vm', join(d, 'revoked.json'), '-p', builder.pub]).status).not.toBe(0); // not yet written
+    put(five);
+    expect(spawnSync('minisign', ['-Vm', join(d, 'revoked.json'), '-p', builder.pub]).status).toBe(0);
+    expect(admit().patch.name).toBe('fake_bound');
+    expect(readRememberedSerial(serialFile)).toMatchObject({ serial: 5, listSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    put(makeRevocations(sk, [{ id: readSecretKey(other.key).pub.id, reason: 'leaked' }], [], when, 7));
+    admit();
+    expect(readRememberedSerial(serialFile)?.serial).toBe(7);
+    // the old list, still correctly signed, put back: refused with both serials, at install/load and at boot
+    put(five);
+    const rollback = /the revocation list .*revoked\.json has serial 5, older than serial 7 this host already accepted \(.*revocation-serial\.json\): an old list put back \(a rollback\)/;
+    expect(() => admit()).toThrow(rollback);
+    try {
+      admit();
+    } catch (e) {
+      expect((e as SutureError).kind).toBe('untrusted');
+    }
+    expect(() => admitPatch(ko('fake_bound'), { fs, keysDir: k, serialFile, allowUnsigned: true })).toThrow(rollback);
+    const entry = { name: 'fake_bound', sha256: 'a'.repeat(64), replace: false, effectiveVersion: undefined, cves: [], description: undefined, buildId: BOUND, file: 'fake_bound.ko', installedAt: '', source: '' };
+    expect(() => bootAdmission(fs, k, serialFile)({ ...entry, signer: { keyId: sk.pub.id, bundleSha256: 'b'.repeat(64) } })).toThrow(rollback);
+    // a list from before serials (version 1) counts as serial 0
+    const v1 = Buffer.from(`${JSON.stringify({ format: 'suture-revocations', version: 1, createdAt: when.toISOString(), keys: [], modules: [] }, null, 2)}\n`);
+    put({ json: v1, sig: signData(sk, v1, 'old list') });
+    expect(() => admit()).toThrow(/has serial 0, older than serial 7/);
+    expect(admitPatch(b, { fs, keysDir: k, serialFile: join(d, 'fresh', 'serial.json') }).patch.name).toBe('fake_bound');
+    // no list at all after one was accepted: refused too (a removed list lifts every revocation)
+    rmSync(join(d, 'revoked.json'));
+    rmSync(join(d, 'revoked.json.minisig'));
+    expect(() => admit()).toThrow(/the revocation list .*revoked\.json is missing, but this host accepted one with serial 7/);
+    // checking without recording (suture bundle verify) compares and leaves the remembered serial alone
+    put(makeRevocations(sk, [], [], when, 9));
+    expect(loadTrustStore(k, { file: serialFile, record: false }).revocations?.serial).toBe(9);
+    expect(readRememberedSerial(serialFile)?.serial).toBe(7);
+    admit();
+    expect(readRememberedSerial(serialFile)?.serial).toBe(9);
+    // equal serial: the same list again is fine
+    admit();
+    // a damaged memory is said, not taken as "no serial"
+    writeFileSync(serialFile, '{"serial": "x"}');
+    expect(() => admit()).toThrow(/revocation-serial\.json is damaged/);
+  });
+
+  it('nextSerial: above the merged list, at least the time in seconds; an explicit serial must be above the merged one', () => {
+    const now = new Date('2026-12-01T00:00:00Z');
+    const secs = now.getTime() / 1000;
+    expect(nextSerial(undefined, now)).toBe(secs);
+    expect(nextSerial(7, now)).toBe(secs);
+    expect(nextSerial(secs + 10, now)).toBe(secs + 11);
+    expect(nextSerial(7, now, 8)).toBe(8);
+    expect(() => nextSerial(7, now, 7)).toThrow(/--serial 7 is not above the merged list's serial 7/);
   });
 
   it('boot checks each installed patch again: key no longer trusted, revoked, other build', () => {

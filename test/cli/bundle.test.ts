@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** `suture key` and `suture bundle` as a user runs them (the built CLI), on a gcc-compiled fake livepatch. */
-import { mkdtempSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +43,15 @@ describe('suture key / bundle', () => {
     const r = sutureJson(['key', 'revoke', '--key', join(dir, 'b.key'), '--revoke-key', join(dir, 'o.pub'), '--revoke-module', join(dir, 'f.suture'), '-o', join(dir, 'revoked.json')], { env });
     expect(r.status).toBe(0);
     expect(r.json.modules).toEqual([i.json.manifest.module.sha256]);
+    // the serial only grows: --merge goes above the merged list, an explicit one not above it is refused before anything is written
+    expect(r.json.serial).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000) - 600);
+    const m = sutureJson(['key', 'revoke', '--key', join(dir, 'b.key'), '--merge', join(dir, 'revoked.json'), '--serial', String(r.json.serial + 5), '--revoke-key', join(dir, 'b.pub'), '-o', join(dir, 'revoked2.json')], { env });
+    expect(m.status).toBe(0);
+    expect(m.json).toMatchObject({ serial: r.json.serial + 5, modules: [i.json.manifest.module.sha256] });
+    const low = suture(['key', 'revoke', '--key', join(dir, 'b.key'), '--merge', join(dir, 'revoked2.json'), '--serial', String(r.json.serial + 5), '--revoke-key', join(dir, 'b.pub'), '-o', join(dir, 'revoked3.json')], { env });
+    expect(low.status).toBe(2);
+    expect(low.stderr).toContain(`--serial ${r.json.serial + 5} is not above the merged list's serial ${r.json.serial + 5}`);
+    expect(existsSync(join(dir, 'revoked3.json'))).toBe(false);
     expect(suture(['key', 'revoke', '--key', join(dir, 'b.key'), '-o', join(dir, 'x.json')], { env }).status).toBe(2);
   });
 });
