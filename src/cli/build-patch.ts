@@ -107,8 +107,14 @@ function printPatchResult(r: DiffBuildResult, showFirst: boolean): void {
   if (r.buildDir) out(`\nbuild directory: ${r.buildDir}`);
 }
 
-/** The diff-mode action of `suture build`. */
-export async function buildPatches(patches: string[], o: PatchBuildFlags, analyzeOnly = false): Promise<DiffBuildResult> {
+/** What `build` did with the module after building it (kernel module signature, bundle): fields of --json and lines of text. */
+export interface Delivered {
+  json: Record<string, unknown>;
+  lines: string[];
+}
+
+/** The diff-mode action of `suture build`; `deliver` signs the built module before anything is printed. */
+export async function buildPatches(patches: string[], o: PatchBuildFlags, analyzeOnly = false, deliver?: (ko: string) => Promise<Delivered>): Promise<DiffBuildResult> {
   const ref = parseKernelRef(o.kernel);
   const home = sutureHome();
   const meta = requireWorkspace(home, ref);
@@ -130,8 +136,12 @@ export async function buildPatches(patches: string[], o: PatchBuildFlags, analyz
     maxUnits: o.maxUnits,
     strip: o.strip,
   });
-  if (o.json) printJson(patchReport(r));
-  else printPatchResult(r, !!o.showFirstChanged);
+  const d = deliver && r.output ? await deliver(r.output) : undefined;
+  if (o.json) printJson({ ...patchReport(r), ...d?.json });
+  else {
+    printPatchResult(r, !!o.showFirstChanged);
+    for (const l of d?.lines ?? []) out(l);
+  }
   return r;
 }
 

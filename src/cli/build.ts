@@ -4,10 +4,11 @@ import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { buildFromSource, type SourceBuildResult } from '../patchbuild/source.js';
 import { parseKernelRef } from '../kernel/ref.js';
-import { requireWorkspace } from '../kernel/workspace.js';
+import { requireWorkspace, type KernelMetadata } from '../kernel/workspace.js';
+import { checkModuleSigning, signModule, type ModuleSigner } from '../patchbuild/module-sign.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
-import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, show, type PatchBuildFlags } from './build-patch.js';
+import { STRIP_HELP, buildPatches, parseMaxUnits, parseStrip, show, type Delivered, type PatchBuildFlags } from './build-patch.js';
 import { DEFAULT_MAX_UNITS } from '../patchbuild/units.js';
 import { fmtBytes, out, printJson, reporterFor, table } from './output.js';
 import { readSecretKey } from '../bundle/keys.js';
@@ -21,15 +22,43 @@ interface BuildOptions {
   replace?: boolean;
   json?: boolean;
   sign?: string;
+  moduleSignKey?: string;
+  moduleSignCert?: string;
 }
 
-/** `--sign KEY`: the built module, signed into NAME.suture beside it (src/bundle), after the build returns. */
-function signBuilt(ko: string, o: BuildOptions): void {
-  const s = signModuleFile(ko, o.sign!, {});
-  const line = `signed ${show(s.path)}: ${s.manifest.patch.name} for ${s.manifest.kernel.release} (build ${s.manifest.kernel.buildId}), key ${s.keyId}`;
-  // --json prints one object (the build's); the bundle is said on stderr then
-  if (o.json) process.stderr.write(`${line}\n`);
-  else out(line);
+/**
+ * What happens to the built module, in this order: the kernel module
+ * signature (--module-sign-key/--module-sign-cert, the kernel's sign-file),
+ * then the bundle (--sign), whose sha256 covers the signed module.
+ */
+function delivery(o: BuildOptions, signer: ModuleSigner | undefined): ((ko: string) => Promise<Delivered>) | undefined {
+  if (!o.sign && !signer) return undefined;
+  return async (ko) => {
+    const json: Record<string, unknown> = {};
+    const lines: string[] = [];
+    if (signer) {
+      const m = await signModule(signer, ko);
+      json.moduleSignature = m;
+      lines.push(`module signature: ${show(ko)} signed by ${m.signer} (${m.hash}, ${m.signatureBytes}-byte PKCS#7) with the kernel's sign-file`);
+    }
+    if (o.sign) {
+      const s = signModuleFile(ko, o.sign, {});
+      json.bundle = { path: s.path, sha256: s.sha256, size: s.size, keyId: s.keyId, moduleSha256: s.manifest.module.sha256, release: s.manifest.kernel.release, buildId: s.manifest.kernel.buildId };
+      lines.push(`signed ${show(s.path)}: ${s.manifest.patch.name} for ${s.manifest.kernel.release} (build ${s.manifest.kernel.buildId}), key ${s.keyId}, sha256 ${s.sha256}`);
+    }
+    return { json, lines };
+  };
+}
+
+/** Check every signing input before the build starts: a bad key fails now, not after the build. */
+async function checkSigning(o: BuildOptions, meta: KernelMetadata, home: string): Promise<ModuleSigner | undefined> {
+  if (o.sign) readSecretKey(o.sign);
+  if (!!o.moduleSignKey !== !!o.moduleSignCert) {
+    throw new SutureError('usage', `--module-sign-key and --module-sign-cert go together (given: ${o.moduleSignKey ? '--module-sign-key' : '--module-sign-cert'} only)`, {
+      hint: 'give the PEM private key and its X.509 certificate (the one enrolled with mokutil --import)',
+    });
+  }
+  return o.moduleSignKey ? checkModuleSigning(meta, home, { key: o.moduleSignKey, cert: o.moduleSignCert! }) : undefined;
 }
 
 function printResult(r: SourceBuildResult): void {
@@ -81,26 +110,28 @@ export function buildCommand(): Command {
     .option('--max-units <n>', `most units to compile when a changed header reaches many (default ${DEFAULT_MAX_UNITS}; diff mode)`, parseMaxUnits)
     .option('-p, --strip <n>', `${STRIP_HELP} (diff mode)`, parseStrip)
     .option('--sign <file.key>', 'sign the module into NAME.suture beside it with this key (suture key generate): what hosts load')
+    .option('--module-sign-key <key.pem>', 'sign the .ko itself for hosts that enforce module signatures (Secure Boot): the PEM private key whose certificate is enrolled in MOK; with --module-sign-cert')
+    .option('--module-sign-cert <cert.der>', 'the X.509 certificate (DER or PEM) of --module-sign-key; the kernel\'s sign-file signs with the hash its config names')
     .option('--json', 'print one JSON object: the module, every function replaced and every symbol resolved')
     .action(async (patches: string[], o: BuildOptions & PatchBuildFlags) => {
-      // A bad key fails now, not after the build.
-      if (o.sign) readSecretKey(o.sign);
       if (patches.length && o.source !== undefined) {
         throw new SutureError('usage', 'give either patches (diff mode) or --source fix.c, not both');
       }
+      if (!patches.length && o.source === undefined) throw new SutureError('usage', 'nothing to build: give --source fix.c', { hint: 'see suture build --help' });
+      const home = sutureHome();
+      const meta = requireWorkspace(home, parseKernelRef(o.kernel));
+      const deliver = delivery(o, await checkSigning(o, meta, home));
       if (patches.length) {
-        const r = await buildPatches(patches, o);
-        if (o.sign && r.output) signBuilt(r.output, o);
+        await buildPatches(patches, o, false, deliver);
         return;
       }
-      if (o.source === undefined) throw new SutureError('usage', 'nothing to build: give --source fix.c', { hint: 'see suture build --help' });
-      if (!existsSync(o.source)) throw new SutureError('not-found', `${o.source} does not exist`);
-      const ref = parseKernelRef(o.kernel);
-      const home = sutureHome();
-      const meta = requireWorkspace(home, ref);
-      const r = await buildFromSource({ meta, home, source: o.source, name: o.name, output: o.output, replace: o.replace, reporter: reporterFor(o) });
-      if (o.json) printJson(r);
-      else printResult(r);
-      if (o.sign) signBuilt(r.module.path, o);
+      if (!existsSync(o.source!)) throw new SutureError('not-found', `${o.source} does not exist`);
+      const r = await buildFromSource({ meta, home, source: o.source!, name: o.name, output: o.output, replace: o.replace, reporter: reporterFor(o) });
+      const d = deliver ? await deliver(r.module.path) : undefined;
+      if (o.json) printJson({ ...r, ...d?.json });
+      else {
+        printResult(r);
+        for (const l of d?.lines ?? []) out(l);
+      }
     });
 }

@@ -3,12 +3,14 @@
  * `suture key generate|revoke` and `suture bundle sign|verify|info`: signed
  * bundles (src/bundle). Host-safe: loads only src/bundle and the host layer.
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
-import { openBundle, signBundle, verifyBundle } from '../bundle/bundle.js';
+import { openBundle, signBundle, verifyBundle, type OpenedBundle } from '../bundle/bundle.js';
+import { moduleSignatureTrailer } from '../bundle/module-signature.js';
 import { generateKeyFiles, readPublicKey, readSecretKey, writeAtomic } from '../bundle/keys.js';
-import { keysDirFromEnv, loadTrustStore, makeRevocations, parseRevocations, type TrustStore } from '../bundle/trust.js';
+import { keysDirFromEnv, loadTrustStore, makeRevocations, nextSerial, parseRevocations, serialFileFromEnv, type TrustStore } from '../bundle/trust.js';
 import { readPatchBytes, readPatchFile } from '../livepatch/patch-file.js';
 import { SutureError } from '../util/errors.js';
 import { out, printJson } from './output.js';
@@ -28,7 +30,7 @@ export function signModuleFile(ko: string, keyFile: string, o: { out?: string; b
   const { bytes, manifest } = signBundle({ module, key, buildId: o.buildId?.toLowerCase(), builderVersion: pkg.version });
   const path = o.out ?? defaultBundlePath(ko);
   writeAtomic(path, bytes);
-  return { path, manifest, keyId: key.pub.id, size: bytes.length };
+  return { path, manifest, keyId: key.pub.id, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
 function openFile(file: string) {
@@ -44,10 +46,22 @@ function trustFor(pubs: string[] | undefined, keysDir: string | undefined): Trus
     }));
     return { dir: pubs.join(', '), keys, revocations: undefined };
   }
-  return loadTrustStore(keysDir ?? keysDirFromEnv());
+  // compared with the serial this host accepted, never recorded: verifying is not accepting
+  return loadTrustStore(keysDir ?? keysDirFromEnv(), { file: serialFileFromEnv(), record: false });
+}
+
+function parseSerial(v: string): number {
+  const n = Number(v);
+  if (!/^\d{1,15}$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('--serial takes a whole number of at least 1');
+  return n;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** The kernel module signature the bundled module carries (scripts/sign-file), if any. */
+function kernelSignature(b: OpenedBundle) {
+  return moduleSignatureTrailer(b.module.bytes) ?? null;
+}
 
 export function bundleCommands(): Command[] {
   const key = new Command('key').description('signing keys for bundles (Ed25519, minisign format)');
@@ -70,15 +84,18 @@ export function bundleCommands(): Command[] {
     .option('--revoke-key <id|file.pub>', 'revoke this key (repeatable)', collect)
     .option('--revoke-module <sha256|file>', 'revoke this module: its sha256, a .ko or a .suture bundle (repeatable)', collect)
     .option('--reason <text>', 'why (kept in the list)', '')
-    .option('--merge <revoked.json>', 'keep every entry of this earlier list')
+    .option('--merge <revoked.json>', 'keep every entry of this earlier list; the new list\'s serial is above its serial')
+    .option('--serial <n>', 'the list\'s serial (default: above the merged list\'s and at least the time in seconds); hosts refuse a list older than one they accepted', parseSerial)
     .option('-o, --output <file>', 'where to write the list', 'revoked.json')
     .option('--json', 'print JSON')
-    .action((o: { key: string; revokeKey?: string[]; revokeModule?: string[]; reason: string; merge?: string; output: string; json?: boolean }) => {
+    .action((o: { key: string; revokeKey?: string[]; revokeModule?: string[]; reason: string; merge?: string; serial?: number; output: string; json?: boolean }) => {
       const sk = readSecretKey(o.key);
       const keys = new Map<string, string>();
       const modules = new Map<string, string>();
+      let previous: number | undefined;
       if (o.merge) {
         const old = parseRevocations(readPatchBytes(o.merge, { what: 'reading a revocation list' }), o.merge, '');
+        previous = old.serial;
         for (const [k, r] of old.keys) keys.set(k, r);
         for (const [m, r] of old.modules) modules.set(m, r);
       }
@@ -89,15 +106,18 @@ export function bundleCommands(): Command[] {
         else modules.set(readPatchFile(m).sha256, o.reason);
       }
       if (!keys.size && !modules.size) throw new SutureError('usage', 'nothing to revoke: give --revoke-key or --revoke-module');
-      const { json, sig } = makeRevocations(
+      const now = new Date();
+      const { json, sig, serial } = makeRevocations(
         sk,
         [...keys].map(([id, reason]) => ({ id, reason })),
         [...modules].map(([sha256, reason]) => ({ sha256, reason })),
+        now,
+        nextSerial(previous, now, o.serial),
       );
       writeAtomic(o.output, json);
       writeAtomic(`${o.output}.minisig`, sig);
-      if (o.json) return printJson({ command: 'key revoke', list: o.output, signature: `${o.output}.minisig`, signedBy: sk.pub.id, keys: [...keys.keys()], modules: [...modules.keys()] });
-      out(`wrote ${o.output} and ${o.output}.minisig (signed by ${sk.pub.id}): ${keys.size} key(s), ${modules.size} module(s) revoked`);
+      if (o.json) return printJson({ command: 'key revoke', list: o.output, signature: `${o.output}.minisig`, signedBy: sk.pub.id, serial, keys: [...keys.keys()], modules: [...modules.keys()] });
+      out(`wrote ${o.output} and ${o.output}.minisig (signed by ${sk.pub.id}, serial ${serial}): ${keys.size} key(s), ${modules.size} module(s) revoked`);
       out(`on each host: install -m 0644 -o root ${o.output} ${o.output}.minisig /etc/suture/`);
     });
 
@@ -136,13 +156,15 @@ export function bundleCommands(): Command[] {
     .action((file: string, o: { json?: boolean }) => {
       const b = openFile(file);
       const m = b.manifest;
-      if (o.json) return printJson({ command: 'bundle info', bundle: file, sha256: b.sha256, keyId: b.signature.keyId, trustedComment: b.signature.trustedComment, manifest: m });
+      const kernelSig = kernelSignature(b);
+      if (o.json) return printJson({ command: 'bundle info', bundle: file, sha256: b.sha256, keyId: b.signature.keyId, trustedComment: b.signature.trustedComment, moduleSignature: kernelSig, manifest: m });
       out(`bundle       ${file} (sha256 ${b.sha256})`);
       out(`signed by    key ${b.signature.keyId} (not checked here: suture bundle verify)`);
       out(`patch        ${m.patch.name}${m.patch.replace ? ' (cumulative: replaces every loaded patch)' : ''}`);
       if (m.patch.description) out(`description  ${m.patch.description}`);
       out(`kernel       ${m.kernel.release}, build ID ${m.kernel.buildId}`);
       out(`module       ${m.module.file}, ${m.module.size} bytes, sha256 ${m.module.sha256}`);
+      out(`module sig   ${kernelSig ? ('damaged' in kernelSig ? `damaged: ${kernelSig.damaged}` : `kernel module signature appended (${kernelSig.idType === 2 ? 'PKCS#7' : `id type ${kernelSig.idType}`}, ${kernelSig.sigLen} bytes; modinfo shows its signer)`) : 'none (a kernel that enforces module signatures refuses it)'}`);
       if (m.patch.cves.length) out(`CVEs         ${m.patch.cves.join(', ')}`);
       if (m.patch.effectiveVersion) out(`effective    ${m.patch.effectiveVersion}`);
       if (m.source.patchSha256) out(`source       patch sha256 ${m.source.patchSha256}`);

@@ -11,7 +11,7 @@ import { SutureError } from '../util/errors.js';
 import type { Lock } from '../util/lock.js';
 import { scanPending, type FrameMatcher, type PendingScan } from './blockers.js';
 import { kernelSaysAbout, kernelTransitionTime, readKmsg, uptimeUsec, type KmsgRecord } from './kernel-log.js';
-import { kmodLoader, type LoaderResult, type ModuleLoader } from './loader.js';
+import { kmodLoader, signatureRefusal, type LoaderResult, type ModuleLoader } from './loader.js';
 import { readPatchFile, type PatchFile } from './patch-file.js';
 import { StateStore, hostLock, patchFacts, runDirFromEnv, stateDirFromEnv, type LoadRecord, type PendingOp } from './records.js';
 import { HostFs, type SysfsPatch } from './sysfs.js';
@@ -418,7 +418,11 @@ export async function loadPrepared(host: Host, prep: PreparedLoad, opts: Transit
 
 /** The kernel said no to an insmod: its own words from the log, one line. */
 function refusal(host: Host, p: PatchFile, toolMessage: string, sinceUsec: number): SutureError {
-  const said = kernelSaysAbout(host.kmsg(), p.name, sinceUsec - 50_000);
+  const records = host.kmsg();
+  // the signature checks log without the module's name
+  const signature = signatureRefusal(p.path, toolMessage, records.filter((r) => r.usec >= sinceUsec - 50_000).map((r) => r.text));
+  if (signature) return signature;
+  const said = kernelSaysAbout(records, p.name, sinceUsec - 50_000);
   const reason = said.length ? said.join('; ') : toolMessage || 'no reason given';
   return new SutureError('kernel-refused', `the kernel refused ${p.path}: ${reason}`, {
     details: said.length && toolMessage ? toolMessage : undefined,

@@ -44,3 +44,39 @@ export const kmodLoader: ModuleLoader = {
   insmod: (path) => tool([findTool('insmod'), path]),
   rmmod: (name) => tool([findTool('rmmod'), name]),
 };
+
+/**
+ * The kernel refused a module for its signature. With `module.sig_enforce=1`
+ * (or CONFIG_MODULE_SIG_FORCE) an unsigned module, or one signed by a key that
+ * is not in the kernel's keyrings (built-in, secondary, MOK/platform), fails
+ * with EKEYREJECTED ("Key was rejected by service"; the log says "Loading of
+ * unsigned module is rejected" or "... module with unavailable key ..."). A
+ * Secure Boot lockdown without enforcement refuses an unsigned one with EPERM
+ * and logs "Lockdown: ... unsigned module loading is restricted". ENOKEY
+ * ("Required key not available") is the same refusal seen by other loaders.
+ * Returns the typed error that says what to do, or undefined for any other refusal.
+ */
+export function signatureRefusal(file: string, toolMessage: string, kernelLines: readonly string[]): SutureError | undefined {
+  const log = kernelLines.join('\n');
+  const rejected = /Key was rejected by service|EKEYREJECTED|Required key not available|ENOKEY/.test(toolMessage);
+  const lockdown = /Lockdown:.*unsigned module loading is restricted/.test(log);
+  if (!rejected && !lockdown) return undefined;
+  const why = /Loading of unsigned module is rejected/.test(log)
+    ? 'the module is not signed'
+    : /Loading of module with unavailable key is rejected|Required key not available|ENOKEY/.test(log + toolMessage)
+      ? "the module is signed, but by a key that is not in the kernel's keyrings (built-in, or enrolled with MOK)"
+      : /module with unsupported crypto/.test(log)
+        ? 'its signature uses a hash or key type this kernel cannot check'
+        : lockdown
+          ? 'the module is not signed and the kernel is locked down (Secure Boot)'
+          : 'its signature was not accepted';
+  const said = kernelLines.filter((l) => /Loading of .* is rejected|Lockdown:|module verification/.test(l));
+  return new SutureError(
+    'kernel-refused',
+    `the kernel refused ${file}: this kernel enforces module signatures (module.sig_enforce=1 or Secure Boot lockdown) and ${why}; nothing was loaded`,
+    {
+      details: [...said, toolMessage].filter(Boolean).join('\n') || undefined,
+      hint: 'sign the patch on the builder: suture build ... --module-sign-key KEY.pem --module-sign-cert CERT.der, with a key enrolled in MOK on this host (mokutil --import CERT.der, then reboot and confirm the enrolment)',
+    },
+  );
+}
