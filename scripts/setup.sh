@@ -15,6 +15,7 @@ packages=(
   debian-archive-keyring ca-certificates
   apt-utils gnupg      # tests: a signed fixture archive (apt-ftparchive, gpg) read by suture's own apt
   minisign             # tests: bundles are checked by the real tool a host admin would use
+  openssl              # tests: a throwaway MOK key and certificate to sign modules with the kernel's sign-file
   lintian              # tests: the Debian package (scripts/package.sh) has no lintian error or unexplained warning
   postgresql           # tests: the fleet server on PostgreSQL with two server processes (the test starts its own cluster)
   chromium             # tests: the fleet dashboard in a real headless browser (puppeteer-core drives it; nothing downloads a browser)
