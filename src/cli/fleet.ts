@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fsError } from '../util/errors.js';
 import { FleetClient, readIdentityFile } from '../fleet/client.js';
-import { BundleInfo, HostList, RolloutInfo, RolloutList, TokenReply } from '../fleet/protocol.js';
+import { BundleInfo, CveReport, HostList, PinReply, RolloutList, RolloutShow, TokenReply } from '../fleet/protocol.js';
 import { out, printJson, table } from './output.js';
 import { defaultAdminKey } from './server.js';
 
@@ -34,9 +34,24 @@ function withConn(c: Command): Command {
 const client = (o: Conn) => new FleetClient(o.server, readIdentityFile(o.adminKey), { caFile: o.ca });
 const when = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
-function showRollout(r: RolloutInfo): void {
+const secs = (v: number | null) => (v === null ? '-' : v < 1 ? `${Math.round(v * 1000)} ms` : `${v.toFixed(1)} s`);
+
+function showRollout(r: RolloutShow): void {
   out(`rollout ${r.id}: ${r.name} on ${r.channel} (bundle ${r.bundleId.slice(0, 12)}, build ${r.buildId})`);
   out(`  status ${r.status}${r.reason ? ` (${r.reason})` : ''}; stage ${r.stage + 1}/${r.stages.split(',').length} of ${r.stages}; soak ${r.soakSec} s; failures ${r.failures}/${r.maxFailures}; starts ${when(r.startAt)}`);
+  const p = r.report;
+  out(`  progress: ${Object.entries(p.byState).map(([k, v]) => `${v} ${k}`).join(', ') || 'no host yet'}`);
+  for (const x of p.pinned) out(`  skipped: ${x.name} (${x.hostId}) is pinned to ${x.patch}`);
+  for (const f of p.failures) out(`  failed: ${f.name} (${f.hostId}) at ${when(f.at)}: ${f.reason}`);
+  const t = p.transitions;
+  if (t.count) {
+    out(`  transitions: ${t.count} hosts; p50 ${secs(t.p50)}, p90 ${secs(t.p90)}, max ${secs(t.max)}`);
+    out(`    ${t.buckets.filter((b) => b.count).map((b) => `${b.le === null ? '> 300 s' : `≤ ${secs(b.le)}`}: ${b.count}`).join(', ')}`);
+  }
+  for (const b of p.blockers) {
+    out(`  blocked transitions on ${b.hosts.length} host${b.hosts.length === 1 ? '' : 's'} (${b.hosts.join(', ')}): ${b.comm}`);
+    for (const f of b.stack) out(`      ${f}`);
+  }
   if (r.targets?.length) out(table([['HOST', 'STAGE', 'STATE', 'FAILURE'], ...r.targets.map((t) => [t.hostId, String(t.stage + 1), t.state, t.failure ?? ''])]).replace(/^/gm, '  '));
   for (const l of r.log ?? []) out(`  ${when(l.at)} ${l.text}`);
 }
@@ -74,7 +89,8 @@ export function fleetCommand(): Command {
     .action(async (o: Conn & { json?: boolean }) => {
       const r = HostList.parse(await client(o).request('GET', '/v1/admin/hosts'));
       if (o.json) return printJson(r);
-      out(table([['HOST', 'NAME', 'CHANNEL', 'RELEASE', 'BUILD', 'HEALTH', 'LOADED', 'ROLLOUT', 'LAST SEEN'], ...r.hosts.map((h) => [h.id, h.name, h.channel, h.release ?? '-', h.buildId?.slice(0, 12) ?? '-', h.healthOk === null ? '-' : h.healthOk ? 'ok' : 'unhealthy', h.loaded.join(',') || '-', h.rolloutId ?? '-', when(h.lastSeen)])]));
+      out(table([['HOST', 'NAME', 'CHANNEL', 'RELEASE', 'BUILD', 'STATE', 'EFFECTIVE', 'LOADED', 'PIN', 'ROLLOUT', 'LAST SEEN'], ...r.hosts.map((h) => [h.id, h.name, h.channel, h.release ?? '-', h.buildId?.slice(0, 12) ?? '-', h.state, h.effectiveVersion ?? '-', h.loaded.join(',') || '-', h.pin ?? '-', h.rolloutId ?? '-', when(h.lastSeen)])]));
+      for (const h of r.hosts.filter((x) => x.state !== 'applied')) out(`${h.name}: ${h.state}: ${h.stateReason}`);
     });
   withConn(f.command('rollouts'))
     .description('list rollouts')
@@ -83,6 +99,38 @@ export function fleetCommand(): Command {
       const r = RolloutList.parse(await client(o).request('GET', '/v1/admin/rollouts'));
       if (o.json) return printJson(r);
       out(table([['ROLLOUT', 'NAME', 'CHANNEL', 'STATUS', 'STAGE', 'FAILURES', 'CREATED'], ...r.rollouts.map((x) => [x.id, x.name, x.channel, x.status, `${x.stage + 1}/${x.stages.split(',').length} (${x.stages})`, `${x.failures}/${x.maxFailures}`, when(x.createdAt)])]));
+    });
+  withConn(f.command('cves'))
+    .description('per CVE of the published bundles: the hosts it is covered on, and the hosts it is not (and why)')
+    .option('--json', 'print JSON')
+    .action(async (o: Conn & { json?: boolean }) => {
+      const r = CveReport.parse(await client(o).request('GET', '/v1/admin/cves'));
+      if (o.json) return printJson(r);
+      if (!r.cves.length) return out('no published bundle names a CVE');
+      for (const c of r.cves) {
+        out(`${c.id}: covered on ${c.covered.length} of ${c.covered.length + c.notCovered.length} hosts (bundles: ${c.bundles.map((b) => `${b.name} for ${b.release}`).join(', ')})`);
+        for (const h of c.covered) out(`  covered      ${h.name} (${h.hostId}) by ${h.patch}`);
+        for (const h of c.notCovered) out(`  not covered  ${h.name} (${h.hostId}): ${h.reason}`);
+      }
+    });
+  withConn(f.command('pin'))
+    .description('pin a host to a patch: rollouts of any other patch skip it (and say so)')
+    .argument('<host>', 'host id or name')
+    .argument('<patch>', 'a published patch name')
+    .option('--json', 'print JSON')
+    .action(async (host: string, patch: string, o: Conn & { json?: boolean }) => {
+      const r = PinReply.parse(await client(o).request('POST', `/v1/admin/hosts/${encodeURIComponent(host)}/pin`, { patch }));
+      if (o.json) printJson(r);
+      else out(`${r.name} (${r.hostId}) is pinned to ${r.pin}`);
+    });
+  withConn(f.command('unpin'))
+    .description('take a host\'s pin off: every rollout of its build and channel may take it again')
+    .argument('<host>', 'host id or name')
+    .option('--json', 'print JSON')
+    .action(async (host: string, o: Conn & { json?: boolean }) => {
+      const r = PinReply.parse(await client(o).request('POST', `/v1/admin/hosts/${encodeURIComponent(host)}/unpin`, {}));
+      if (o.json) printJson(r);
+      else out(`${r.name} (${r.hostId}) is not pinned`);
     });
   const ro = f.command('rollout').description('create, show and steer a rollout');
   withConn(ro.command('create'))
@@ -95,7 +143,7 @@ export function fleetCommand(): Command {
     .option('--delay <duration>', 'wait this long before the first stage', parseDuration, 0)
     .option('--json', 'print JSON')
     .action(async (name: string, o: Conn & { channel: string; stages: string; soak: number; maxFailures: number; delay: number; json?: boolean }) => {
-      const r = RolloutInfo.parse(await client(o).request('POST', '/v1/admin/rollouts', { name, channel: o.channel, stages: o.stages, soakSec: o.soak, maxFailures: o.maxFailures, delaySec: o.delay }));
+      const r = RolloutShow.parse(await client(o).request('POST', '/v1/admin/rollouts', { name, channel: o.channel, stages: o.stages, soakSec: o.soak, maxFailures: o.maxFailures, delaySec: o.delay }));
       if (o.json) printJson(r);
       else showRollout(r);
     });
@@ -103,7 +151,7 @@ export function fleetCommand(): Command {
     .argument('<id>')
     .option('--json', 'print JSON')
     .action(async (id: string, o: Conn & { json?: boolean }) => {
-      const r = RolloutInfo.parse(await client(o).request('GET', `/v1/admin/rollouts/${encodeURIComponent(id)}`));
+      const r = RolloutShow.parse(await client(o).request('GET', `/v1/admin/rollouts/${encodeURIComponent(id)}`));
       if (o.json) printJson(r);
       else showRollout(r);
     });
@@ -113,7 +161,7 @@ export function fleetCommand(): Command {
       .option('--json', 'print JSON')
       .description({ pause: 'assign no new hosts until resumed', resume: 'go on after pause', abort: 'stop: hosts not yet applied are cancelled, applied ones keep it', rollback: 'tell every host of the rollout to remove the bundle' }[action])
       .action(async (id: string, o: Conn & { json?: boolean }) => {
-        const r = RolloutInfo.parse(await client(o).request('POST', `/v1/admin/rollouts/${encodeURIComponent(id)}/${action}`, {}));
+        const r = RolloutShow.parse(await client(o).request('POST', `/v1/admin/rollouts/${encodeURIComponent(id)}/${action}`, {}));
         if (o.json) printJson(r);
         else showRollout(r);
       });

@@ -11,9 +11,11 @@
  *   GET  /v1/bundles/:id                 a host (its own kernel build only) or an admin: the bundle's bytes
  *   POST /v1/admin/enroll-tokens         → a one-time token
  *   POST /v1/admin/bundles?channel=C     a bundle (application/octet-stream) → its id
- *   GET  /v1/admin/bundles | hosts | rollouts | rollouts/:id
+ *   GET  /v1/admin/bundles | hosts | rollouts | rollouts/:id (with its report) | cves
  *   POST /v1/admin/rollouts              create
  *   POST /v1/admin/rollouts/:id/:action  pause | resume | abort | rollback
+ *   POST /v1/admin/hosts/:host/pin       {patch}: rollouts of other patches skip the host
+ *   POST /v1/admin/hosts/:host/unpin
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z, type ZodType } from 'zod';
@@ -32,8 +34,11 @@ import {
   MAX_JSON_BODY,
   PublicKeySchema,
   RolloutAction,
-  RolloutInfo,
+  CveReport,
+  PinReply,
+  PinRequest,
   RolloutList,
+  RolloutShow,
   RolloutRequest,
   TokenReply,
   TokenRequest,
@@ -59,6 +64,8 @@ const RolloutParam = z.strictObject({ id: z.string().regex(/^r-[0-9a-f]{16}$/) }
 const ActionParams = z.strictObject({ id: z.string().regex(/^r-[0-9a-f]{16}$/), action: RolloutAction });
 const ChannelQuery = z.strictObject({ channel: ChannelSchema.default('stable') });
 const NoQuery = z.strictObject({});
+/** A host id (h-…) or a host name. */
+const HostParam = z.strictObject({ host: z.string().regex(/^[A-Za-z0-9_.-]{1,66}$/) });
 
 function describeIssues(e: z.ZodError): string {
   return e.issues
@@ -156,12 +163,17 @@ export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
   app.get('/v1/admin/bundles', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: BundleList } } }, async () => ({ bundles: await fleet.listBundles() }));
   app.get('/v1/admin/hosts', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: HostList } } }, async () => ({ hosts: await fleet.listHosts() }));
   app.get('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: RolloutList } } }, async () => ({ rollouts: await fleet.listRollouts() }));
-  app.post('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { body: RolloutRequest, querystring: NoQuery, response: { 200: RolloutInfo } } }, async (req) => fleet.createRollout(caller(req), req.body as z.infer<typeof RolloutRequest>));
-  app.get('/v1/admin/rollouts/:id', { config: { auth: 'admin' }, schema: { params: RolloutParam, querystring: NoQuery, response: { 200: RolloutInfo } } }, async (req) => fleet.showRollout((req.params as { id: string }).id));
-  app.post('/v1/admin/rollouts/:id/:action', { config: { auth: 'admin' }, schema: { params: ActionParams, body: Empty, querystring: NoQuery, response: { 200: RolloutInfo } } }, async (req) => {
+  app.post('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { body: RolloutRequest, querystring: NoQuery, response: { 200: RolloutShow } } }, async (req) => fleet.createRollout(caller(req), req.body as z.infer<typeof RolloutRequest>));
+  app.get('/v1/admin/rollouts/:id', { config: { auth: 'admin' }, schema: { params: RolloutParam, querystring: NoQuery, response: { 200: RolloutShow } } }, async (req) => fleet.showRollout((req.params as { id: string }).id));
+  app.post('/v1/admin/rollouts/:id/:action', { config: { auth: 'admin' }, schema: { params: ActionParams, body: Empty, querystring: NoQuery, response: { 200: RolloutShow } } }, async (req) => {
     const p = req.params as z.infer<typeof ActionParams>;
     return fleet.act(caller(req), p.id, p.action);
   });
+  app.get('/v1/admin/cves', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: CveReport } } }, async () => fleet.cves());
+  app.post('/v1/admin/hosts/:host/pin', { config: { auth: 'admin' }, schema: { params: HostParam, body: PinRequest, querystring: NoQuery, response: { 200: PinReply } } }, async (req) =>
+    fleet.pin(caller(req), (req.params as { host: string }).host, (req.body as z.infer<typeof PinRequest>).patch),
+  );
+  app.post('/v1/admin/hosts/:host/unpin', { config: { auth: 'admin' }, schema: { params: HostParam, body: Empty, querystring: NoQuery, response: { 200: PinReply } } }, async (req) => fleet.unpin((req.params as { host: string }).host));
   return app;
 }
 

@@ -51,6 +51,15 @@ export interface HostTable {
   health_ok: number | null;
   /** The last check-in's facts, JSON. */
   facts: string | null;
+  /** The host's own clock when it signed its last check-in (its facts' "now"; a transition reported at it is still running). */
+  reported_at: number | null;
+}
+/** A host pinned to one patch: rollouts of any other patch skip it. */
+export interface PinTable {
+  host_id: string;
+  patch: string;
+  pinned_at: number;
+  pinned_by: string;
 }
 export interface NonceTable {
   key_id: string;
@@ -94,6 +103,14 @@ export interface TargetTable {
   failure: string | null;
   assigned_at: number;
   applied_at: number | null;
+  /** When the host was found healthy past the soak (for the progress plot). */
+  healthy_at: number | null;
+  /** When its failure was recorded. */
+  failed_at: number | null;
+  /** The host's report of its transition to this rollout's patch: seconds, when, the tasks that held it up (JSON). */
+  transition_sec: number | null;
+  transition_at: number | null;
+  transition_blockers: string | null;
 }
 /** The one rollout a host is in: the primary key makes "two rollouts at once" impossible in the database itself. */
 export interface HostActiveTable {
@@ -122,6 +139,7 @@ export interface DB {
   host_active: HostActiveTable;
   rollout_events: EventTable;
   fleet_lock: LockTable;
+  host_pins: PinTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -267,6 +285,26 @@ function migrations(d: Dialect): Record<string, Migration> {
         await db.schema.createIndex('rollout_events_rollout').on('rollout_events').columns(['rollout_id', 'id']).execute();
         await db.schema.createTable('fleet_lock').addColumn('id', 'integer', (c) => c.primaryKey()).execute();
         await sql`insert into fleet_lock (id) values (1)`.execute(db);
+      },
+    },
+    '0002-reports-pins': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('hosts').addColumn('reported_at', bigint).execute();
+        await db.schema.alterTable('rollout_targets').addColumn('healthy_at', bigint).execute();
+        await db.schema.alterTable('rollout_targets').addColumn('failed_at', bigint).execute();
+        await db.schema.alterTable('rollout_targets').addColumn('transition_sec', d === 'postgres' ? 'double precision' : 'real').execute();
+        await db.schema.alterTable('rollout_targets').addColumn('transition_at', bigint).execute();
+        await db.schema.alterTable('rollout_targets').addColumn('transition_blockers', 'text').execute();
+        await db.schema
+          .createTable('host_pins')
+          .addColumn('host_id', 'text', (c) => c.primaryKey().references('hosts.id'))
+          .addColumn('patch', 'text', (c) => c.notNull())
+          .addColumn('pinned_at', bigint, (c) => c.notNull())
+          .addColumn('pinned_by', 'text', (c) => c.notNull())
+          .execute();
+        // a check-in looks up its host's targets; the reports read a rollout's by state
+        await db.schema.createIndex('rollout_targets_host').on('rollout_targets').column('host_id').execute();
+        await db.schema.createIndex('hosts_name').on('hosts').column('name').execute();
       },
     },
   };

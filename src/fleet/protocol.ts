@@ -228,6 +228,12 @@ export const HostInfo = z.object({
   healthOk: z.boolean().nullable(),
   loaded: z.array(z.string()),
   rolloutId: z.string().nullable(),
+  /** reports.ts's host state and why. */
+  state: z.enum(['silent', 'unhealthy', 'failed', 'stalled', 'applied', 'no-patch', 'not-applied', 'unreported']),
+  stateReason: z.string(),
+  installed: z.array(z.string()),
+  pin: z.string().nullable(),
+  lastTransition: HostFacts.shape.lastTransition,
 });
 export const HostList = z.object({ hosts: z.array(HostInfo) });
 
@@ -259,6 +265,30 @@ export const RolloutInfo = z.object({
   log: z.array(z.object({ at: Time, text: z.string() })).optional(),
 });
 export type RolloutInfo = z.infer<typeof RolloutInfo>;
+const Seconds = z.number().nullable();
+export const Distribution = z.object({ count: z.number(), p50: Seconds, p90: Seconds, max: Seconds, buckets: z.array(z.object({ le: Seconds, count: z.number() })) });
+export const RolloutReport = z.object({
+  byState: z.record(z.string(), z.number()),
+  pinned: z.array(z.object({ hostId: z.string(), name: z.string(), patch: z.string() })),
+  failures: z.array(z.object({ hostId: z.string(), name: z.string(), reason: z.string(), at: Time.nullable() })),
+  transitions: Distribution,
+  blockers: z.array(z.object({ comm: z.string(), stack: z.array(z.string()), hosts: z.array(z.string()) })),
+  series: z.array(z.object({ at: Time, assigned: z.number(), applied: z.number(), healthy: z.number(), failed: z.number() })),
+});
+export const RolloutShow = RolloutInfo.extend({ report: RolloutReport });
+export type RolloutShow = z.infer<typeof RolloutShow>;
+export const CveReport = z.object({
+  cves: z.array(
+    z.object({
+      id: z.string(),
+      bundles: z.array(z.object({ id: Sha256, name: Name, release: z.string(), buildId: z.string() })),
+      covered: z.array(z.object({ hostId: z.string(), name: z.string(), patch: z.string() })),
+      notCovered: z.array(z.object({ hostId: z.string(), name: z.string(), reason: z.string() })),
+    }),
+  ),
+});
+export const PinRequest = z.strictObject({ patch: Name });
+export const PinReply = z.object({ hostId: z.string(), name: z.string(), pin: Name.nullable() });
 export const RolloutList = z.object({ rollouts: z.array(RolloutInfo) });
 export const RolloutAction = z.enum(['pause', 'resume', 'abort', 'rollback']);
 export const Empty = z.strictObject({});

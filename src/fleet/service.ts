@@ -15,9 +15,10 @@
  * violation rather than a race.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import type { z } from 'zod';
 import { openBundle } from '../bundle/bundle.js';
 import { isSutureError } from '../util/errors.js';
-import { forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
+import { forUpdate, type Database, type RolloutTable, type Tx } from './db.js';
 import { FleetError } from './errors.js';
 import {
   keyIdOf,
@@ -26,14 +27,20 @@ import {
   WINDOW_MS,
   type CheckinReply,
   type CheckinRequest,
+  type HostFacts,
+  HostInfo,
   type RolloutInfo,
+  type RolloutShow,
 } from './protocol.js';
+import { cveReport, hostState, rolloutReport, type Blocker } from './reports.js';
 import { ACTIVE, failures, formatStages, holdsHost, instructionFor, parseStages, RolloutRefusal, transition, type AdminAction, type RolloutCore, type RolloutEvent, type RolloutStatus, type StageSpec, type Target, type TargetState } from './rollout.js';
 
 export interface Caller {
   role: 'admin' | 'host';
   id: string;
   keyId: string;
+  /** The caller's clock when it signed the request (ms). */
+  time?: number;
 }
 
 export interface FleetOptions {
@@ -89,14 +96,14 @@ export class Fleet {
     if (want === 'enroll') {
       if (!enrollKey || keyIdOf(enrollKey) !== s.keyId) throw new FleetError('unauthenticated', `an enrolment is signed by the key it enrols; key ${s.keyId} is not ${enrollKey ? keyIdOf(enrollKey) : 'given'}`, { type: 'key', id: s.keyId });
       publicKey = enrollKey;
-      caller = { role: 'host', id: `h-${s.keyId}`, keyId: s.keyId };
+      caller = { role: 'host', id: `h-${s.keyId}`, keyId: s.keyId, time: s.time };
     } else {
       const host = await this.db.selectFrom('hosts').select(['id', 'public_key']).where('id', '=', `h-${s.keyId}`).executeTakeFirst();
       const admin = host ? undefined : await this.db.selectFrom('admins').select(['id', 'public_key']).where('id', '=', `a-${s.keyId}`).executeTakeFirst();
       const row = host ?? admin;
       if (!row) throw new FleetError('unauthenticated', `key ${s.keyId} belongs to no enrolled host and no admin`, { type: 'key', id: s.keyId });
       publicKey = row.public_key;
-      caller = { role: host ? 'host' : 'admin', id: row.id, keyId: s.keyId };
+      caller = { role: host ? 'host' : 'admin', id: row.id, keyId: s.keyId, time: s.time };
     }
     if (!verifyRequest(publicKey, s, method, url, body)) throw new FleetError('unauthenticated', `the signature of key ${s.keyId} does not match this request (method, path, body, time or nonce changed, or another key signed it)`, { type: 'key', id: s.keyId });
     if (want !== 'enroll' && want !== 'any' && caller.role !== want) throw new FleetError('forbidden', `${caller.role} ${caller.id} may not call ${method} ${url.split('?')[0]} (${want}s only)`, { type: caller.role, id: caller.id });
@@ -137,7 +144,7 @@ export class Fleet {
       if (Number(used.numUpdatedRows) !== 1) throw new FleetError('conflict', `enrolment token ${tokenId}… was used already`, { type: 'token', id: tokenId });
       await tx
         .insertInto('hosts')
-        .values({ id: hostId, public_key: req.publicKey, name: req.name, channel: req.channel, enrolled_at: now, last_seen: null, release: null, build_id: null, boot_id: null, effective_version: null, health_ok: null, facts: null })
+        .values({ id: hostId, public_key: req.publicKey, name: req.name, channel: req.channel, enrolled_at: now, last_seen: null, release: null, build_id: null, boot_id: null, effective_version: null, health_ok: null, facts: null, reported_at: null })
         .execute();
       return { hostId, keyId, channel: req.channel };
     });
@@ -191,10 +198,31 @@ export class Fleet {
 
   // ---------- hosts ----------
 
-  async listHosts() {
-    const rows = await this.db.selectFrom('hosts').leftJoin('host_active', 'host_active.host_id', 'hosts.id').selectAll('hosts').select('host_active.rollout_id').orderBy('hosts.enrolled_at').orderBy('hosts.id').execute();
+  async listHosts(): Promise<z.infer<typeof HostInfo>[]> {
+    const rows = await this.db
+      .selectFrom('hosts')
+      .leftJoin('host_active', 'host_active.host_id', 'hosts.id')
+      .leftJoin('host_pins', 'host_pins.host_id', 'hosts.id')
+      .selectAll('hosts')
+      .select(['host_active.rollout_id', 'host_pins.patch as pin'])
+      .orderBy('hosts.enrolled_at')
+      .orderBy('hosts.id')
+      .execute();
+    const builds = new Set((await this.db.selectFrom('bundles').select('build_id').distinct().execute()).map((b) => b.build_id));
+    // each host's latest recorded failure
+    const failed = new Map<string, { rolloutId: string; reason: string; at: number | null }>();
+    for (const f of await this.db.selectFrom('rollout_targets').select(['host_id', 'rollout_id', 'failure', 'failed_at', 'assigned_at']).where('failure', 'is not', null).orderBy('assigned_at').execute()) {
+      failed.set(f.host_id, { rolloutId: f.rollout_id, reason: f.failure!, at: f.failed_at });
+    }
+    // a failure is the host's state only while no later rollout of it has succeeded
+    const ok = new Map<string, number>();
+    for (const t of await this.db.selectFrom('rollout_targets').select(['host_id', 'assigned_at']).where('state', '=', 'healthy').execute()) ok.set(t.host_id, Math.max(ok.get(t.host_id) ?? 0, t.assigned_at));
+    const now = this.now();
     return rows.map((h) => {
-      const facts = h.facts ? (JSON.parse(h.facts) as CheckinRequest['facts']) : null;
+      const facts = h.facts ? (JSON.parse(h.facts) as HostFacts) : null;
+      const f = failed.get(h.id);
+      const failure = f && !(ok.get(h.id)! > (f.at ?? 0)) ? f : undefined;
+      const st = hostState({ ...h, facts }, { now, silentMs: this.silentMs, builds, failure });
       return {
         id: h.id,
         name: h.name,
@@ -207,8 +235,55 @@ export class Fleet {
         healthOk: h.health_ok === null ? null : h.health_ok === 1,
         loaded: facts?.loaded.map((p) => p.name) ?? [],
         rolloutId: h.rollout_id ?? null,
+        state: st.state,
+        stateReason: st.reason,
+        installed: facts?.installed.map((p) => p.name) ?? [],
+        pin: h.pin ?? null,
+        lastTransition: facts?.lastTransition ?? null,
       };
     });
+  }
+
+  /** A host by id or by name (a name two hosts share is refused: give the id). */
+  private async findHost(ref: string): Promise<{ id: string; name: string }> {
+    const rows = await this.db.selectFrom('hosts').select(['id', 'name']).where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)])).execute();
+    const exact = rows.find((r) => r.id === ref);
+    if (exact) return exact;
+    if (rows.length === 0) throw new FleetError('not-found', `no enrolled host has the id or name ${ref}`, { type: 'host', id: ref });
+    if (rows.length > 1) throw new FleetError('conflict', `${rows.length} hosts are named ${ref} (${rows.map((r) => r.id).join(', ')}): give the host id`, { type: 'host', id: ref });
+    return rows[0]!;
+  }
+
+  /**
+   * Pin a host to a patch: rollouts of any other patch skip it (their reports say so); its
+   * running rollout, if of another patch, keeps it (an admin aborts or rolls that back).
+   */
+  async pin(by: Caller, ref: string, patch: string): Promise<{ hostId: string; name: string; pin: string | null }> {
+    const h = await this.findHost(ref);
+    const known = await this.db.selectFrom('bundles').select('id').where('name', '=', patch).executeTakeFirst();
+    if (!known) throw new FleetError('not-found', `no bundle named ${patch} is published: a host is pinned to a published patch`, { type: 'bundle', id: patch });
+    await this.db
+      .insertInto('host_pins')
+      .values({ host_id: h.id, patch, pinned_at: this.now(), pinned_by: by.id })
+      .onConflict((oc) => oc.column('host_id').doUpdateSet({ patch, pinned_at: this.now(), pinned_by: by.id }))
+      .execute();
+    return { hostId: h.id, name: h.name, pin: patch };
+  }
+
+  async unpin(ref: string): Promise<{ hostId: string; name: string; pin: string | null }> {
+    const h = await this.findHost(ref);
+    await this.db.deleteFrom('host_pins').where('host_id', '=', h.id).execute();
+    return { hostId: h.id, name: h.name, pin: null };
+  }
+
+  /** Per CVE of the published bundles: the hosts covered and not. */
+  async cves() {
+    const bundles = (await this.db.selectFrom('bundles').select(['id', 'name', 'build_id', 'release', 'manifest']).execute()).map((b) => {
+      const m = JSON.parse(b.manifest) as { patch: { cves: string[] }; module: { sha256: string } };
+      return { id: b.id, name: b.name, build_id: b.build_id, release: b.release, cves: m.patch.cves, moduleSha256: m.module.sha256 };
+    });
+    const hosts = (await this.db.selectFrom('hosts').select(['id', 'name', 'build_id', 'last_seen', 'reported_at', 'health_ok', 'facts']).orderBy('enrolled_at').orderBy('id').execute()).map((h) => ({ ...h, facts: h.facts ? (JSON.parse(h.facts) as HostFacts) : null }));
+    return { cves: cveReport(bundles, hosts) };
   }
 
   /**
@@ -222,7 +297,7 @@ export class Fleet {
     const now = this.now();
     await this.db
       .updateTable('hosts')
-      .set({ last_seen: now, release: f.release, build_id: f.buildId, boot_id: f.bootId, effective_version: f.effectiveVersion, health_ok: f.health.ok ? 1 : 0, facts: JSON.stringify(f) })
+      .set({ last_seen: now, release: f.release, build_id: f.buildId, boot_id: f.bootId, effective_version: f.effectiveVersion, health_ok: f.health.ok ? 1 : 0, facts: JSON.stringify(f), reported_at: caller.time ?? now })
       .where('id', '=', caller.id)
       .execute();
     const active = await this.db.selectFrom('host_active').select('rollout_id').where('host_id', '=', caller.id).executeTakeFirst();
@@ -245,6 +320,17 @@ export class Fleet {
         const present = loaded || f.installed.some((p) => p.name === bundle.name);
         if (loaded) events.push({ type: 'host-applied', hostId: caller.id, now });
         if (!present) events.push({ type: 'host-rolled-back', hostId: caller.id, now });
+        // the host's transition to this patch, kept with the target for the rollout's report
+        const lt = f.lastTransition;
+        if (lt && lt.patch === bundle.name) {
+          await tx
+            .updateTable('rollout_targets')
+            .set({ transition_sec: lt.seconds, transition_at: lt.at, transition_blockers: JSON.stringify(lt.blockers) })
+            .where('rollout_id', '=', rid)
+            .where('host_id', '=', caller.id)
+            .where((eb) => eb.or([eb('transition_at', 'is', null), eb('transition_at', '!=', lt.at)]))
+            .execute();
+        }
         events.push({ type: 'host-report', hostId: caller.id, now, healthy: f.health.ok, reasons: f.health.reasons });
         return events;
       });
@@ -269,7 +355,7 @@ export class Fleet {
 
   // ---------- rollouts ----------
 
-  async createRollout(by: Caller, req: { name: string; channel: string; stages: string; soakSec: number; maxFailures: number; delaySec: number }): Promise<RolloutInfo> {
+  async createRollout(by: Caller, req: { name: string; channel: string; stages: string; soakSec: number; maxFailures: number; delaySec: number }): Promise<RolloutShow> {
     let stages: StageSpec[];
     try {
       stages = parseStages(req.stages);
@@ -291,7 +377,7 @@ export class Fleet {
     return this.showRollout(id);
   }
 
-  async act(by: Caller, id: string, action: AdminAction): Promise<RolloutInfo> {
+  async act(by: Caller, id: string, action: AdminAction): Promise<RolloutShow> {
     const found = await this.onRollout(id, async () => [{ type: 'admin', action, now: this.now(), by: by.id }]);
     if (!found) throw new FleetError('not-found', `rollout ${id} does not exist`, { type: 'rollout', id });
     await this.tick();
@@ -343,10 +429,14 @@ export class Fleet {
     await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
     const existing = new Set((await tx.selectFrom('rollout_targets').select('host_id').where('rollout_id', '=', r.id).execute()).map((x) => x.host_id));
     for (const t of changed) {
-      const row: TargetTable = { rollout_id: r.id, host_id: t.hostId, stage: t.stage, state: t.state, failure: t.failure, assigned_at: t.assignedAt, applied_at: t.appliedAt };
-      if (existing.has(t.hostId)) await tx.updateTable('rollout_targets').set(row).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).execute();
-      else {
-        await tx.insertInto('rollout_targets').values(row).execute();
+      const row = { rollout_id: r.id, host_id: t.hostId, stage: t.stage, state: t.state, failure: t.failure, assigned_at: t.assignedAt, applied_at: t.appliedAt };
+      if (existing.has(t.hostId)) {
+        await tx.updateTable('rollout_targets').set(row).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).execute();
+        // the first time a target is healthy, or failed: the report's progress series
+        if (t.state === 'healthy') await tx.updateTable('rollout_targets').set({ healthy_at: now }).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).where('healthy_at', 'is', null).execute();
+        if (t.failure !== null) await tx.updateTable('rollout_targets').set({ failed_at: now }).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).where('failed_at', 'is', null).execute();
+      } else {
+        await tx.insertInto('rollout_targets').values({ ...row, healthy_at: null, failed_at: null, transition_sec: null, transition_at: null, transition_blockers: null }).execute();
         // The primary key on host_id refuses a second rollout for one host: the whole transaction rolls back.
         if (holdsHost(core.status, t)) await tx.insertInto('host_active').values({ host_id: t.hostId, rollout_id: r.id }).execute();
       }
@@ -372,6 +462,8 @@ export class Fleet {
             .where('channel', '=', r.channel)
             .where((eb) => eb.not(eb.exists(eb.selectFrom('host_active').select('host_id').whereRef('host_active.host_id', '=', 'hosts.id'))))
             .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_targets').select('host_id').whereRef('rollout_targets.host_id', '=', 'hosts.id').where('rollout_targets.rollout_id', '=', r.id))))
+            // a host pinned to another patch is skipped (the rollout's report names it)
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('host_pins').select('host_id').whereRef('host_pins.host_id', '=', 'hosts.id').where('host_pins.patch', '!=', r.name))))
             .orderBy('enrolled_at')
             .orderBy('id')
             .execute();
@@ -390,10 +482,27 @@ export class Fleet {
     return out;
   }
 
-  async showRollout(id: string): Promise<RolloutInfo> {
+  async showRollout(id: string): Promise<RolloutShow> {
     const r = await this.db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
     if (!r) throw new FleetError('not-found', `rollout ${id} does not exist`, { type: 'rollout', id });
-    return this.rolloutInfo(r, true);
+    const targets = (
+      await this.db
+        .selectFrom('rollout_targets')
+        .innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id')
+        .select(['rollout_targets.host_id', 'hosts.name', 'rollout_targets.state', 'rollout_targets.failure', 'rollout_targets.assigned_at', 'rollout_targets.applied_at', 'rollout_targets.healthy_at', 'rollout_targets.failed_at', 'rollout_targets.transition_sec', 'rollout_targets.transition_blockers'])
+        .where('rollout_targets.rollout_id', '=', id)
+        .execute()
+    ).map((t) => ({ ...t, transition: t.transition_sec === null ? null : { seconds: Number(t.transition_sec), blockers: JSON.parse(t.transition_blockers ?? '[]') as Blocker[] } }));
+    const pinned = await this.db
+      .selectFrom('host_pins')
+      .innerJoin('hosts', 'hosts.id', 'host_pins.host_id')
+      .select(['hosts.id as hostId', 'hosts.name', 'host_pins.patch'])
+      .where('hosts.build_id', '=', r.build_id)
+      .where('hosts.channel', '=', r.channel)
+      .where('host_pins.patch', '!=', r.name)
+      .orderBy('hosts.id')
+      .execute();
+    return { ...(await this.rolloutInfo(r, true)), report: rolloutReport(targets, pinned) };
   }
 
   private async rolloutInfo(r: RolloutTable, full: boolean): Promise<RolloutInfo> {

@@ -14,13 +14,13 @@ import { buildFakePatches } from '../livepatch/fake-kernel.js';
 export const BOUND = 'eb4fbcd037e7253717950bf2b93bd5566f47c56f';
 export const OTHER = '00112233445566778899aabbccddeeff00112233';
 
-/** Signed bundles of the gcc-built fake livepatch modules: fake_bound (build BOUND) and fake_rebuild (build OTHER). */
-export function makeBundles(): { bound: Buffer; rebuild: Buffer; dir: string } {
+/** Signed bundles of the gcc-built fake livepatch modules: fake_bound (build BOUND), fake_rebuild (build OTHER), fake_cumulative (BOUND, a second patch); each carries CVE-0000-0010/11/12. */
+export function makeBundles(): { bound: Buffer; rebuild: Buffer; cumulative: Buffer; dir: string } {
   const ko = buildFakePatches();
   const dir = mkdtempSync(join(tmpdir(), 'suture-fleet-test-'));
   const k = generateKeyFiles(join(dir, 'builder'));
-  const sign = (n: string) => signBundle({ module: readPatchFile(ko(n)), key: readSecretKey(k.key), builderVersion: '0.1.0', now: new Date('2026-05-01T12:00:00Z') }).bytes;
-  return { bound: sign('fake_bound'), rebuild: sign('fake_rebuild'), dir };
+  const sign = (n: string, buildId?: string) => signBundle({ module: readPatchFile(ko(n)), key: readSecretKey(k.key), buildId, builderVersion: '0.1.0', now: new Date('2026-05-01T12:00:00Z') }).bytes;
+  return { bound: sign('fake_bound'), rebuild: sign('fake_rebuild'), cumulative: sign('fake_cumulative', BOUND), dir };
 }
 
 export class Clock {
@@ -85,7 +85,7 @@ export async function enrollHost(app: FastifyInstance, clock: Clock, admin: Iden
 /** Every table but the nonces (which a refused but well-signed request does record, by design), as sorted rows. */
 export async function snapshot(d: Database): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
-  for (const t of ['admins', 'enroll_tokens', 'hosts', 'bundles', 'rollouts', 'rollout_targets', 'host_active', 'rollout_events'] as const) {
+  for (const t of ['admins', 'enroll_tokens', 'hosts', 'bundles', 'rollouts', 'rollout_targets', 'host_active', 'rollout_events', 'host_pins'] as const) {
     const rows = (await d.db.selectFrom(t).selectAll().execute()) as Record<string, unknown>[];
     out[t] = rows.map((r) => JSON.stringify(r, (_k, v) => (v && typeof v === 'object' && v.type === 'Buffer' ? `bytes:${v.data.length}` : v))).sort();
   }
