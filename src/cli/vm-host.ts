@@ -7,8 +7,9 @@ import { DEBIAN_CODENAMES, parseKernelRef, type DebianCodename } from '../kernel
 import { requireWorkspace } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
-import { bootOk, runHost, HOST_DEFAULT_TIMEOUT_MS, type HostBoot, type HostResult } from '../vm/host.js';
+import { bootOk, checkNetPorts, runHost, HOST_DEFAULT_TIMEOUT_MS, type HostBoot, type HostResult } from '../vm/host.js';
 import { ensureHostImage } from '../vm/host-image.js';
+import { GUEST_NET } from '../vm/host-guest.js';
 import { EXIT } from './exit-codes.js';
 import { printJson } from './output.js';
 import { vmExitCode, vmResultJson } from './vm.js';
@@ -22,6 +23,7 @@ interface VmHostOptions {
   memory: number;
   cpus: number;
   append: string[];
+  netPort: number[];
   console?: boolean;
   json?: boolean;
 }
@@ -68,6 +70,12 @@ export function addVmHostCommand(vm: Command): void {
     .addOption(new Option('--accel <accel>', 'accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--memory <MiB>', 'guest memory', positiveInt('--memory'), 1024)
     .option('--cpus <n>', 'guest CPUs', positiveInt('--cpus'), 1)
+    .option(
+      '--net-port <port>',
+      `give every boot of this run a network on which it reaches only this loopback port of this machine, as ${GUEST_NET.gateway}:PORT (QEMU user networking, restrict=on; the guest is ${GUEST_NET.address}); repeatable. Without it the host has no network`,
+      (v: string, p: number[] = []) => [...p, positiveInt('--net-port')(v)],
+      [],
+    )
     .option('--append <words>', 'extra kernel command-line words; repeatable', (v: string, p: string[] = []) => [...p, v], [])
     .option('--console', 'also show the guest console (kernel and systemd messages) on stderr')
     .option('--json', 'print one JSON object: the image, and each boot\'s commands, dmesg and outcome');
@@ -88,6 +96,7 @@ export function addVmHostCommand(vm: Command): void {
     if (o.keepDisk && existsSync(o.keepDisk) && statSync(o.keepDisk).isDirectory()) {
       throw new SutureError('usage', `--keep-disk ${o.keepDisk} is a directory; name a file`);
     }
+    const netPorts = checkNetPorts(o.netPort);
     const home = sutureHome();
     const meta = requireWorkspace(home, ref);
     const live = !o.json;
@@ -105,6 +114,7 @@ export function addVmHostCommand(vm: Command): void {
       image,
       boots: plan,
       keepDisk: o.keepDisk,
+      netPorts,
       cmdline: o.append,
       timeoutMs: o.timeout * 1000,
       memoryMb: o.memory,
@@ -115,7 +125,7 @@ export function addVmHostCommand(vm: Command): void {
         ? (e, boot) => {
             const n = plan.length > 1 ? ` ${boot + 1}/${plan.length}` : '';
             if (e.type === 'output' && e.id.startsWith('cmd:')) process.stdout.write(e.data);
-            else if (e.type === 'booting') process.stderr.write(`booting Debian ${suite} with ${meta.release} (${e.accel})${n}\n`);
+            else if (e.type === 'booting') process.stderr.write(`booting Debian ${suite} with ${meta.release} (${e.accel})${n}${netPorts.length ? `, network to 127.0.0.1:${netPorts.join(',')} only` : ''}\n`);
             else if (e.type === 'ready') process.stderr.write(`host up${n} in ${(e.bootMs / 1000).toFixed(1)} s\n`);
             else if (e.type === 'console' && o.console) process.stderr.write(`console: ${e.line}\n`);
           }
@@ -127,6 +137,7 @@ export function addVmHostCommand(vm: Command): void {
         release: suite,
         image: { dir: image.dir, kernelPackage: `${image.kernelPackage.name} ${image.kernelPackage.version}`, node: image.nodeVersion, made, timings: image.timings },
         disk: r.disk,
+        network: netPorts.length ? { address: GUEST_NET.address, reaches: netPorts.map((p) => `${GUEST_NET.gateway}:${p} -> 127.0.0.1:${p}`) } : null,
         diskCreated: r.diskCreated,
         outcome: r.outcome,
         reason: r.reason,

@@ -9,6 +9,13 @@
  * do (guest-script.ts), then powers the machine off cleanly through systemd
  * (so units' ExecStop run and the disk is synced, as on a real host).
  * A boot without a payload disk runs nothing and stays up.
+ *
+ * Network: none, unless a boot asks for it (HostBootPlan.network). Then run.sh
+ * writes a runtime systemd-networkd config (/run/systemd/network, so the image
+ * itself carries none and a boot without it is as before), starts networkd and
+ * waits for the static address GUEST_NET.address; QEMU's restricted user-mode
+ * network (host.ts) lets the guest reach nothing but GUEST_NET.gateway on the
+ * forwarded ports, each one a loopback port of the build machine.
  */
 
 export const GUEST_UNIT_NAME = 'suture-vm-guest.service';
@@ -16,6 +23,28 @@ export const GUEST_RUNNER_PATH = 'usr/local/lib/suture-vm/guest';
 /** Where the payload is unpacked in the guest; files given with --file are under files/. */
 export const GUEST_PAYLOAD_DIR = '/run/suture-vm';
 export const PAYLOAD_SERIAL = 'suture-payload';
+
+/** The guest's side of the restricted network: its own address, and the one address it can reach. */
+export const GUEST_NET = {
+  address: '10.0.2.15',
+  prefix: 24,
+  /** Where the forwarded build-machine ports appear (10.0.2.100:PORT → 127.0.0.1:PORT). */
+  gateway: '10.0.2.100',
+  net: '10.0.2.0/24',
+} as const;
+
+/** The networkd config a boot with a network writes under /run/systemd/network (virtio NIC, static, nothing else). */
+export const GUEST_NETWORK_FILE = `[Match]
+Driver=virtio_net
+
+[Link]
+RequiredForOnline=routable
+
+[Network]
+Address=${GUEST_NET.address}/${GUEST_NET.prefix}
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+`;
 
 export const GUEST_UNIT = `[Unit]
 Description=suture vm host: run this boot's commands, report them on ttyS1, power off
@@ -56,6 +85,11 @@ export interface HostBootPlan {
   payloadDir?: string;
   /** The channel's device (/dev/ttyS1; a test writes to a file). */
   channel?: string;
+  /**
+   * Bring the network up first (frame \`net\`): systemd-networkd with GUEST_NETWORK_FILE, waited for
+   * (at most 60 s); the commands see SUTURE_VM_GATEWAY. Without it the boot has no network.
+   */
+  network?: boolean;
 }
 
 /** run.sh for one boot: the same frames as the initramfs guests' init (protocol.ts). */
@@ -83,7 +117,22 @@ export function hostBootScript(plan: HostBootPlan): string {
     '}',
     'printf \'%s ready %s\\n\' "$M" "$(cs)" >&3',
   ];
-  for (let i = 0; i < plan.commands; i++) lines.push(`frame cmd:${i} /bin/sh ${shQuote(`${d}/cmds/${i}.sh`)}`);
+  if (plan.network) {
+    lines.push(
+      `export SUTURE_VM_GATEWAY=${GUEST_NET.gateway}`,
+      'net_up() {',
+      '  mkdir -p /run/systemd/network || return 1',
+      `  printf '%s' ${shQuote(GUEST_NETWORK_FILE)} > /run/systemd/network/10-suture-vm.network || return 1`,
+      '  systemctl start systemd-networkd.service || return 1',
+      '  w=/usr/lib/systemd/systemd-networkd-wait-online; [ -x $w ] || w=/lib/systemd/systemd-networkd-wait-online',
+      '  $w --any --operational-state=routable --timeout=60 || { echo "no routable link within 60 s:"; networkctl --no-pager status 2>&1 | head -n 20; return 1; }',
+      `  echo "network up: ${GUEST_NET.address}/${GUEST_NET.prefix}, reaches ${GUEST_NET.gateway} only"`,
+      '}',
+      // no network, no commands: they would only wait for a server they cannot reach
+      'frame net net_up || NET_DOWN=1',
+    );
+  }
+  for (let i = 0; i < plan.commands; i++) lines.push(`${plan.network ? '[ -n "$NET_DOWN" ] || ' : ''}frame cmd:${i} /bin/sh ${shQuote(`${d}/cmds/${i}.sh`)}`);
   lines.push('frame dmesg dmesg', 'sync', 'printf \'%s done\\n\' "$M" >&3');
   if (plan.powerOff) lines.push('systemctl --no-block poweroff');
   return `${lines.join('\n')}\n`;

@@ -7,6 +7,15 @@
  * the end unless it is a kept disk, whose later boots — in this call or the
  * next — see what earlier ones wrote. A boot is one QEMU process: the guest
  * powers off cleanly through systemd and the next boot starts QEMU again.
+ *
+ * Network: none unless the spec names forwarded ports (`netPorts`). Then each
+ * boot gets a virtio NIC on QEMU's user-mode network with restrict=on (the
+ * guest is isolated: no route to the build machine or anywhere else) and one
+ * guestfwd rule per port: a connection from the guest to
+ * GUEST_NET.gateway:PORT is handed to a small forwarder (tcp-forward.mjs,
+ * written into the run's directory and run by QEMU once per connection on
+ * this machine's node) that connects to 127.0.0.1:PORT. That is all the guest
+ * can reach.
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -14,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { run, runChecked } from '../util/exec.js';
-import { GUEST_PAYLOAD_DIR, hostBootScript, PAYLOAD_SERIAL } from './host-guest.js';
+import { GUEST_NET, GUEST_PAYLOAD_DIR, hostBootScript, PAYLOAD_SERIAL } from './host-guest.js';
 import type { HostImage } from './host-image.js';
 import { classify } from './outcome.js';
 import { findQemu, markKvmBad, pickAccel, qemuArgv, type Accel, type AccelChoice } from './qemu.js';
@@ -44,6 +53,11 @@ export interface HostSpec {
   boots: HostBoot[];
   /** A qcow2 overlay kept across boots and runs (made if missing); without it each run starts from the clean image. */
   keepDisk?: string;
+  /**
+   * Loopback ports of this machine that every boot of the run may reach, as GUEST_NET.gateway:PORT
+   * (restricted user-mode network, nothing else reachable). Empty or absent: no network device.
+   */
+  netPorts?: readonly number[];
   cmdline?: string[];
   timeoutMs?: number;
   memoryMb?: number;
@@ -123,12 +137,12 @@ function readOverlayMark(file: string): string | undefined {
 }
 
 /** The payload disk of one boot: a plain tar of run.sh, cmds/<i>.sh and files/<basename>. */
-async function writePayload(dir: string, boot: HostBoot, marker: string): Promise<string> {
+async function writePayload(dir: string, boot: HostBoot, marker: string, network: boolean): Promise<string> {
   const stage = join(dir, 'payload');
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(join(stage, 'cmds'), { recursive: true });
   mkdirSync(join(stage, 'files'), { recursive: true });
-  writeFileSync(join(stage, 'run.sh'), hostBootScript({ marker, commands: boot.commands.length, powerOff: true }), { mode: 0o755 });
+  writeFileSync(join(stage, 'run.sh'), hostBootScript({ marker, commands: boot.commands.length, powerOff: true, network }), { mode: 0o755 });
   boot.commands.forEach((c, i) => writeFileSync(join(stage, 'cmds', `${i}.sh`), c.script, { mode: 0o755 }));
   for (const f of boot.files ?? []) copyFileSync(f, join(stage, 'files', basename(f)));
   const tar = join(dir, 'payload.tar');
@@ -136,24 +150,74 @@ async function writePayload(dir: string, boot: HostBoot, marker: string): Promis
   return tar;
 }
 
+/**
+ * Run by QEMU (guestfwd cmd:) for each connection the guest opens to a forwarded port: fd 0 is
+ * that connection (fds 1 and 2 too: nothing may be written to them but the stream). Connects to
+ * 127.0.0.1:PORT and copies both ways until either side closes.
+ */
+export const TCP_FORWARDER = `// suture vm host: one guest connection (fd 0) to 127.0.0.1:PORT (argv[2]); see src/vm/host.ts
+import { connect, Socket } from 'node:net';
+const guest = new Socket({ fd: 0, readable: true, writable: true });
+const up = connect({ host: '127.0.0.1', port: Number(process.argv[2]) });
+guest.pipe(up);
+up.pipe(guest);
+const end = () => {
+  guest.destroy();
+  up.destroy();
+  process.exit(0);
+};
+guest.on('error', end);
+up.on('error', end);
+guest.on('close', end);
+up.on('close', end);
+`;
+
+/** Check the ports of HostSpec.netPorts: whole numbers 1–65535, each once. */
+export function checkNetPorts(ports: readonly number[]): number[] {
+  const seen = new Set<number>();
+  for (const p of ports) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new SutureError('usage', `--net-port ${p}: give a TCP port from 1 to 65535 (a port of 127.0.0.1 on this machine)`);
+    if (seen.has(p)) throw new SutureError('usage', `--net-port ${p} is given twice`);
+    seen.add(p);
+  }
+  return [...seen];
+}
+
+/** QEMU's arguments for the restricted network of a boot: one NIC, one guestfwd per port. */
+export function netArgv(ports: readonly number[], forwarder: string, node: string = process.execPath): string[] {
+  // QEMU splits -netdev at commas; libslirp splits the command at blanks (no shell)
+  if (/[,\s'"\\]/.test(`${node}${forwarder}`)) {
+    throw new SutureError('environment', `the forwarder's path (${node} ${forwarder}) has a comma, blank or quote that QEMU's -netdev cannot carry`, { hint: 'set TMPDIR to a plain directory' });
+  }
+  const rules = ports.map((p) => `guestfwd=tcp:${GUEST_NET.gateway}:${p}-cmd:${node} --no-warnings ${forwarder} ${p}`);
+  return ['-netdev', ['user', 'id=n0', 'restrict=on', 'ipv6=off', `net=${GUEST_NET.net}`, ...rules].join(','), '-device', 'virtio-net-pci,netdev=n0'];
+}
+
 export async function runHost(spec: HostSpec): Promise<HostResult> {
   const t0 = performance.now();
+  const netPorts = checkNetPorts(spec.netPorts ?? []);
   const qemu = findQemu();
   const work = mkdtempSync(join(tmpdir(), 'suture-host-'));
   const boots: HostBootResult[] = [];
   try {
+    let net: string[] = [];
+    if (netPorts.length) {
+      const forwarder = join(work, 'tcp-forward.mjs');
+      writeFileSync(forwarder, TCP_FORWARDER, { mode: 0o644 });
+      net = netArgv(netPorts, forwarder);
+    }
     const disk = spec.keepDisk ? resolve(spec.keepDisk) : join(work, 'overlay.qcow2');
     const diskCreated = await ensureOverlay(disk, spec.image);
     let accel = pickAccel(spec.accel ?? 'auto', spec.stateDir);
     for (let i = 0; i < spec.boots.length; i++) {
-      let r = await bootOnce(spec, i, qemu, disk, accel, work);
+      let r = await bootOnce(spec, i, qemu, disk, accel, work, net);
       if ('kvmFailure' in r) {
         markKvmBad(spec.stateDir, r.kvmFailure);
         if ((spec.accel ?? 'auto') !== 'auto') {
           throw new SutureError('guest-timeout', `KVM does not run guests on this host: ${r.kvmFailure}`, { hint: 'use --accel tcg' });
         }
         accel = 'tcg';
-        r = await bootOnce(spec, i, qemu, disk, accel, work);
+        r = await bootOnce(spec, i, qemu, disk, accel, work, net);
         if ('kvmFailure' in r) throw new SutureError('internal', `a TCG guest was taken for a hanging KVM one: ${r.kvmFailure}`);
       }
       const b = judgeBoot(spec.boots[i]!, r);
@@ -189,13 +253,13 @@ export function judgeBoot(boot: HostBoot, r: VmResult): HostBootResult {
   return r;
 }
 
-async function bootOnce(spec: HostSpec, index: number, qemu: string, disk: string, accel: Accel, work: string): Promise<VmResult | { kvmFailure: string }> {
+async function bootOnce(spec: HostSpec, index: number, qemu: string, disk: string, accel: Accel, work: string, net: string[]): Promise<VmResult | { kvmFailure: string }> {
   const t0 = performance.now();
   const boot = spec.boots[index]!;
   const dir = join(work, `boot-${index}`);
   mkdirSync(dir, { recursive: true });
   const marker = `@@suture:${randomBytes(8).toString('hex')}@@`;
-  const payload = await writePayload(dir, boot, marker);
+  const payload = await writePayload(dir, boot, marker, net.length > 0);
   const labels = new Map<string, string>(boot.commands.map((c, i) => [`cmd:${i}`, c.label]));
   const consoleFile = join(dir, 'console.log');
   const channelFile = join(dir, 'channel.out');
@@ -214,6 +278,7 @@ async function bootOnce(spec: HostSpec, index: number, qemu: string, disk: strin
       '-device', 'virtio-blk-pci,drive=root,serial=suture-root',
       '-drive', `file=${payload},format=raw,if=none,id=payload,readonly=on`,
       '-device', `virtio-blk-pci,drive=payload,serial=${PAYLOAD_SERIAL}`,
+      ...net,
     ],
   });
   const timeoutMs = spec.timeoutMs ?? HOST_DEFAULT_TIMEOUT_MS;
@@ -236,6 +301,11 @@ async function bootOnce(spec: HostSpec, index: number, qemu: string, disk: strin
       ...r,
       reason: `the host never started suture's guest unit (systemd did not reach multi-user.target, or the machine stopped first; qemu exit ${s.qemu.code})`,
     };
+  }
+  const netEnd = s.ends.get('net');
+  if (net.length && netEnd && netEnd.status !== 0 && (r.outcome === 'ok' || r.outcome === 'command-failed')) {
+    const said = Buffer.concat([...(s.outputs.get('net') ?? [])]).toString('utf8').trim().split('\n').slice(-6).join(' | ');
+    return { ...r, outcome: 'boot-failure', reason: `the guest's network did not come up, so no command ran: ${said || `status ${netEnd.status}`}` };
   }
   if (r.outcome === 'timeout' && s.bootMs === null) {
     return { ...r, reason: `the host did not reach multi-user.target and start suture's guest unit within ${Math.round(timeoutMs / 1000)} s` };
