@@ -16,6 +16,7 @@ interface AgentCliOptions {
   healthCmd?: string;
   healthTimeout: number;
   loadTimeout: number;
+  interval?: number;
   dir?: string;
   json?: boolean;
 }
@@ -48,6 +49,7 @@ export function agentCommand(): Command {
     .option('--health-cmd <command>', 'the host\'s own health check, run by /bin/sh at each check-in: exit status 0 is healthy')
     .option('--health-timeout <seconds>', 'the health command is killed (unhealthy) after this long', seconds('--health-timeout'), 60)
     .option('--load-timeout <seconds>', 'a patching transition not complete after this long is reversed (and reported as failed)', seconds('--load-timeout'), 60)
+    .option('--interval <seconds>', 'check in at least this often, even when the server asks for less (default: as the server says)', seconds('--interval'))
     .option('--dir <dir>', 'the agent\'s identity and state (default /var/lib/suture/agent; SUTURE_AGENT_DIR)')
     .option('--json', 'with --once: print the cycle as JSON')
     .action(async (o: AgentCliOptions) => {
@@ -83,6 +85,7 @@ export function agentCommand(): Command {
       }
       log(`running as ${agent.readState().hostId} against ${agent.readState().server}`);
       await runAgent(agent, {
+        intervalSec: o.interval,
         onCycle: (c) => {
           for (const d of c.report?.did ?? []) log(d);
         },

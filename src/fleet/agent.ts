@@ -374,6 +374,8 @@ export function checkinDelay(nextCheckinSec: number, random: () => number = Math
 export interface RunOptions extends Partial<BackoffOptions> {
   /** Stop after this many cycles (tests; undefined: until the signal). */
   maxCycles?: number;
+  /** Check in at least this often (s), even when the server says to wait longer (--interval). */
+  intervalSec?: number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   onCycle?: (r: { ok: boolean; report?: CycleReport; error?: SutureError; delayMs: number }) => void;
 }
@@ -403,7 +405,7 @@ export async function runAgent(agent: Agent, o: RunOptions = {}): Promise<void> 
     try {
       const report = await agent.cycle();
       failures = 0;
-      delayMs = checkinDelay(report.nextCheckinSec, random);
+      delayMs = checkinDelay(Math.min(report.nextCheckinSec, o.intervalSec ?? Infinity), random);
       o.onCycle?.({ ok: true, report, delayMs });
     } catch (e) {
       if (!isSutureError(e) || e.kind === 'state-damaged') throw e;
