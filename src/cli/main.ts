@@ -37,8 +37,8 @@ export async function commandsFor(argv: readonly string[]): Promise<Command[]> {
   if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) return [];
   const first = args.find((a) => !a.startsWith('-'));
   if (first && HOST_COMMANDS.has(first)) return hostCommands();
-  const [kernel, vm, build, analyze, host, fleet] = await Promise.all([import('./kernel.js'), import('./vm.js'), import('./build.js'), import('./build-patch.js'), hostCommands(), fleetCommands()]);
-  return [kernel.kernelCommand(), vm.vmCommand(), ...host, build.buildCommand(), analyze.analyzeCommand(), ...fleet];
+  const [kernel, vm, build, analyze, catchUp, host, fleet] = await Promise.all([import('./kernel.js'), import('./vm.js'), import('./build.js'), import('./build-patch.js'), import('./catch-up.js'), hostCommands(), fleetCommands()]);
+  return [kernel.kernelCommand(), vm.vmCommand(), ...host, build.buildCommand(), analyze.analyzeCommand(), catchUp.catchUpCommand(), ...fleet];
 }
 
 export function program(commands: Command[]): Command {

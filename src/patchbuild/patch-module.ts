@@ -26,9 +26,11 @@ export interface PatchModuleInfo {
   readonly description: string;
   /** Where it came from, for the generated file's header comment. */
   readonly origin: string;
+  /** More modinfo lines (catch-up: each fix carried, each left out). */
+  readonly extra?: readonly { readonly key: string; readonly value: string }[] | undefined;
 }
 
-const quoted = (s: string) => s.replace(/"/g, '');
+const quoted = (s: string) => s.replace(/["\\\n]/g, ' ');
 
 /** klp.c's lines above the generated structures: suture's MODULE_INFO. */
 export function suturePrelude(meta: KernelMetadata, info: PatchModuleInfo): string {
@@ -39,6 +41,7 @@ export function suturePrelude(meta: KernelMetadata, info: PatchModuleInfo): stri
     ...(info.buildId ? [`MODULE_INFO(suture_build_id, "${info.buildId}");`] : []),
     ...info.cves.map((c) => `MODULE_INFO(suture_cve, "${quoted(c)}");`),
     ...(info.effectiveVersion ? [`MODULE_INFO(suture_effective_version, "${quoted(info.effectiveVersion)}");`] : []),
+    ...(info.extra ?? []).map((e) => `MODULE_INFO(${e.key}, "${quoted(e.value)}");`),
   ].join('\n');
 }
 

@@ -72,7 +72,18 @@ function callbacksByObject(units: readonly { object: string; callbacks: readonly
 }
 
 /** Layouts, diff, carry and the author's records for every unit (steps 'layouts' and 'diff'); refusals stop here. */
-export async function unitVerdicts(units: readonly CompiledUnit[], btf: BtfStructs, { step, warn }: Pick<TimedSteps, 'step' | 'warn'>): Promise<Verdicts> {
+export async function unitVerdicts(units: readonly CompiledUnit[], btf: BtfStructs, steps: Pick<TimedSteps, 'step' | 'warn'>): Promise<Verdicts> {
+  const { verdicts, refusals } = await judgeUnits(units, btf, steps);
+  refuse(refusals, 'see Documentation/livepatch/shadow-vars.rst and callbacks.rst for what to do instead');
+  return verdicts;
+}
+
+/**
+ * The same stages, every refusal returned instead of thrown (each names its
+ * unit in `file`): catch-up judges many fixes at once and leaves out only
+ * the ones refused.
+ */
+export async function judgeUnits(units: readonly CompiledUnit[], btf: BtfStructs, { step, warn }: Pick<TimedSteps, 'step' | 'warn'>): Promise<{ verdicts: Verdicts; refusals: Refusal[] }> {
   const layouts = await step('layouts', 'Comparing struct layouts (pahole over the debug info)', () => layoutRefusals(units));
   const compared = await step('diff', 'Comparing orig and patched objects', () =>
     units.map((u) => ({ u, diff: diffObjects(u.parse('orig'), u.parse('patched'), { unit: u.unit, structSize: (s) => btf.structSize(s) }) })),
@@ -85,6 +96,8 @@ export async function unitVerdicts(units: readonly CompiledUnit[], btf: BtfStruc
     return { compiled: u, object, diff: a.diff, callbacks: a.callbacks };
   });
   const callbacks = callbacksByObject(authored);
-  refuse([...layouts, ...authored.flatMap((d) => d.diff.refusals)], 'see Documentation/livepatch/shadow-vars.rst and callbacks.rst for what to do instead');
-  return { units: authored.map(({ compiled, object, diff }) => ({ compiled, object, diff })), callbacks };
+  return {
+    verdicts: { units: authored.map(({ compiled, object, diff }) => ({ compiled, object, diff })), callbacks },
+    refusals: [...layouts, ...authored.flatMap((d) => d.diff.refusals)],
+  };
 }

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `suture catch-up`: the fixes of a newer Debian kernel (or of a series) as
+ * one cumulative livepatch for the running one, with a verdict per fix. One
+ * call per stage, the stages of `suture build fix.patch` reused:
+ *
+ *   fixes              fixes.ts        (tree diff grouped, or the series; changelog matched)
+ *   prejudge           judge.ts        (files no build compiles, files a livepatch cannot carry, wide headers)
+ *   compile            compile.ts      (every unit once per side, in parallel; orig objects cached per workspace)
+ *   verdicts           verdicts.ts     (layouts, diff, notrace carry) → judge.ts (a verdict per fix; a fix with any refusal left out whole)
+ *   symbols, provenance, extract, link  (replaced.ts, extract-units.ts, patch-module.ts, as a build does)
+ *
+ * The proof in the VM and the report are the CLI's (cli/catch-up.ts), over this result.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve, basename } from 'node:path';
+import { workspaceBtf } from '../../kernel/btf.js';
+import type { KernelMetadata } from '../../kernel/workspace.js';
+import { SutureError } from '../../util/errors.js';
+import type { Reporter } from '../../util/progress.js';
+import { compileUnits, type CompiledUnit } from '../compile.js';
+import { extractUnits } from '../extract-units.js';
+import { checkModuleName } from '../generate.js';
+import { freshBuildDir } from '../link.js';
+import { linkPatchModule } from '../patch-module.js';
+import { functionReports, replacedFunctions, type FunctionReport } from '../reasons.js';
+import { checkReplaced, patchSymbols } from '../replaced.js';
+import { timedSteps, type Timings } from '../steps.js';
+import { judgeUnits, type Verdicts } from '../verdicts.js';
+import type { Unit } from '../units.js';
+import type { ChangelogEntry } from './changelog.js';
+import type { Fix, FormedFixes } from './fixes.js';
+import { fixVerdicts, prejudge, type FixReport } from './judge.js';
+import { createHash } from 'node:crypto';
+import { formatPatch } from '../patch/parse.js';
+
+export interface CatchUpOptions {
+  readonly meta: KernelMetadata;
+  readonly home: string;
+  readonly reporter: Reporter;
+  /** Forms the fixes inside the build directory (series mode locates its hunks there). */
+  readonly formFixes: (buildRoot: string, step: ReturnType<typeof timedSteps>['step']) => Promise<FormedFixes>;
+  /** What the fixes come from, for the module's description: "Debian linux 6.1.192-3", "series 0001…0018". */
+  readonly what: string;
+  readonly name: string;
+  readonly output?: string | undefined;
+  /** The version the patched kernel is equivalent to when every fix is carried (tree mode: the newer release's). */
+  readonly newerVersion?: string | undefined;
+  readonly maxUnits?: number | undefined;
+  /** Analyse only: no module. */
+  readonly analyzeOnly?: boolean | undefined;
+}
+
+export interface CatchUpResult {
+  readonly kernel: string;
+  readonly what: string;
+  readonly fixes: readonly FixReport[];
+  /** Changelog entries of the update no fix matches, with their CVEs. */
+  readonly unmatched: readonly { entry: ChangelogEntry; why: string }[];
+  /** CVEs the update names (changelog or series) and the patch does not carry. */
+  readonly cvesNotCarried: readonly { cve: string; title: string; why: string }[];
+  readonly cvesCarried: readonly string[];
+  readonly unitsCompiled: number;
+  readonly module?: {
+    readonly name: string;
+    readonly path: string;
+    readonly functions: readonly FunctionReport[];
+    readonly effectiveVersion: string | undefined;
+    /** The objects it patches: vmlinux and the kernel's own modules (those must be loaded for their part to apply). */
+    readonly objects: readonly string[];
+  };
+  readonly timings: Timings;
+  readonly warnings: readonly string[];
+}
+
+export function defaultCatchUpName(label: string): string {
+  const n = `livepatch_catchup_${label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '')}`;
+  return n.slice(0, 55);
+}
+
+export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
+  const { meta, home } = opts;
+  const { step, warn, timings, warnings } = timedSteps(opts.reporter);
+  checkModuleName(opts.name, 'module name');
+  const buildRoot = freshBuildDir(home, opts.name);
+  try {
+    const formed = await opts.formFixes(buildRoot, step);
+    if (!formed.fixes.length) throw new SutureError('no-change', `${opts.what} changes nothing in the source`, { hint: 'is --to the same source version as the running kernel?' });
+    const pre = await step('prejudge', `Judging ${formed.fixes.length} fixes before compiling (what no build compiles, what a livepatch cannot carry)`, (update) =>
+      prejudge(meta, formed.fixes, opts.maxUnits ?? 64, update),
+    );
+    let compiled: CompiledUnit[] = [];
+    const failedUnits = new Map<string, string>();
+    if (pre.units.length) {
+      compiled = await compileAll(meta, home, buildRoot, pre, step, failedUnits);
+    }
+    const btf = await workspaceBtf(meta);
+    const judged = compiled.length ? await judgeUnits(compiled, btf, { step, warn }) : { verdicts: { units: [], callbacks: new Map() } as Verdicts, refusals: [] };
+    const appliedFiles = pre.applied.flatMap((f) => f.files);
+    const allFunctions = functionReports(judged.verdicts, meta.paths.source, appliedFiles, pre.viaHeader);
+    let reports = fixVerdicts(formed.fixes, pre, judged.refusals, allFunctions, failedUnits);
+
+    const included = () => reports.filter((r) => r.verdict === 'included');
+    const unitsOf = (rs: readonly FixReport[]) => new Set(rs.flatMap((r) => r.units.map((u) => u.unit)));
+    let module: CatchUpResult['module'];
+    if (included().length && !opts.analyzeOnly) {
+      let verdicts = restrict(judged.verdicts, unitsOf(included()));
+      let syms = await patchSymbols(meta, verdicts, step);
+      let functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
+      // The orig build must reproduce the shipped bytes; a fix whose functions do not is left out (refused), the rest go on.
+      let replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: true, step, warn: () => undefined });
+      const differs = replaced.provenance.filter((p) => p.verdict === 'differs');
+      if (differs.length) {
+        reports = reports.map((r) => {
+          const bad = differs.filter((p) => r.functions.some((f) => f.object === p.object && f.name === p.function));
+          if (r.verdict !== 'included' || !bad.length) return r;
+          return {
+            ...r,
+            verdict: 'refused' as const,
+            why: `the orig build of ${bad.map((b) => b.function).join(', ')} does not reproduce the shipped kernel`,
+            refusals: bad.map((b) => ({ rule: 'provenance' as const, file: r.units.find((u) => u.object === b.object)?.unit ?? b.object, symbol: b.function, reason: b.detail, instead: 'build this fix on its own with --skip-provenance after checking why the bytes differ' })),
+          };
+        });
+        verdicts = restrict(judged.verdicts, unitsOf(included()));
+        functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
+        if (included().length) {
+          syms = await patchSymbols(meta, verdicts, step);
+          replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: false, step, warn });
+        }
+      }
+      if (included().length) {
+        const moduleDir = join(buildRoot, 'module');
+        mkdirSync(moduleDir, { recursive: true });
+        const extracted = await step('extract', 'Extracting the changed functions and their special-section entries', () => extractUnits(verdicts, replaced.functions, syms, btf, moduleDir, warn));
+        const output = resolve(opts.output ?? `${opts.name}.ko`);
+        const everyFixCarried = reports.every((r) => r.verdict !== 'refused');
+        const effectiveVersion = everyFixCarried ? opts.newerVersion : undefined;
+        const carried = included();
+        const patchSha256 = createHash('sha256').update(carried.map((r) => formatPatch(formed.fixes.find((f) => f.id === r.id)!.files)).join('\n')).digest('hex');
+        await step('module', `Building ${basename(output)} (${carried.length} fix${carried.length === 1 ? '' : 'es'}, atomic replace)`, (update) => {
+          update('kbuild, then klp relocations');
+          return linkPatchModule({ meta, home, buildRoot, moduleDir, output }, extracted, syms, {
+            name: opts.name,
+            patchSha256,
+            buildId: syms.src.image?.image.gnuBuildId(),
+            cves: [...new Set(carried.flatMap((r) => r.cves))],
+            effectiveVersion,
+            replace: true,
+            description: `catch-up to ${opts.what}: ${carried.length} of ${reports.length} fixes carried`,
+            origin: `suture catch-up: ${opts.what} for ${meta.name}`,
+            extra: [
+              ...carried.map((r) => ({ key: 'suture_fix', value: `${r.id} ${r.title ?? r.label}` })),
+              ...reports.filter((r) => r.verdict === 'refused').map((r) => ({ key: 'suture_fix_not_carried', value: `${r.id} ${r.title ?? r.label}: ${r.why}` })),
+            ],
+          });
+        });
+        module = {
+          name: opts.name,
+          path: output,
+          functions: replacedFunctions(replaced.functions),
+          effectiveVersion,
+          objects: [...new Set(verdicts.units.map((u) => u.object))].sort((a, b) => (a === 'vmlinux' ? -1 : b === 'vmlinux' ? 1 : a.localeCompare(b))),
+        };
+      }
+    }
+    const carriedCves = new Set(reports.filter((r) => r.verdict === 'included').flatMap((r) => r.cves));
+    const notCarried: { cve: string; title: string; why: string }[] = [];
+    for (const r of reports) {
+      if (r.verdict === 'included') continue;
+      for (const c of r.cves) if (!carriedCves.has(c)) notCarried.push({ cve: c, title: r.title ?? r.label, why: `${r.id}: ${r.verdict}${r.verdict === 'refused' ? ` (${r.why})` : ''}` });
+    }
+    for (const u of formed.unmatched) for (const c of u.entry.cves) if (!carriedCves.has(c) && !notCarried.some((n) => n.cve === c)) notCarried.push({ cve: c, title: u.entry.title, why: `no fix matched: ${u.why}` });
+    return {
+      kernel: meta.name,
+      what: opts.what,
+      fixes: reports,
+      unmatched: formed.unmatched,
+      cvesNotCarried: notCarried,
+      cvesCarried: [...carriedCves].sort(),
+      unitsCompiled: compiled.length,
+      ...(module ? { module } : {}),
+      timings,
+      warnings,
+    };
+  } finally {
+    rmSync(buildRoot, { recursive: true, force: true });
+  }
+}
+
+/** The verdicts of some units only (the included fixes'); callbacks do not occur in catch-up. */
+function restrict(v: Verdicts, units: ReadonlySet<string>): Verdicts {
+  return { units: v.units.filter((u) => units.has(u.compiled.unit)), callbacks: v.callbacks };
+}
+
+/**
+ * Compile every unit once per side with every applied fix in the patched
+ * tree. When the patched side does not compile, each unit is compiled alone
+ * to find the ones that fail (their fixes are refused), and the rest again.
+ */
+async function compileAll(
+  meta: KernelMetadata,
+  home: string,
+  buildRoot: string,
+  pre: Awaited<ReturnType<typeof prejudge>>,
+  step: ReturnType<typeof timedSteps>['step'],
+  failed: Map<string, string>,
+): Promise<CompiledUnit[]> {
+  const files = pre.applied.flatMap((f) => f.files);
+  const attempt = (units: readonly Unit[], tag?: string) => {
+    if (!tag) return compileUnits(meta, home, buildRoot, units, files, { keep: false, step });
+    const dir = `${buildRoot}-${tag}`;
+    mkdirSync(dir, { recursive: true });
+    return compileUnits(meta, home, dir, units, files, { keep: false, step }).finally(() => rmSync(dir, { recursive: true, force: true }));
+  };
+  try {
+    return await attempt(pre.units);
+  } catch (e) {
+    if (!(e instanceof SutureError) || e.kind !== 'build') throw e;
+    const ok: Unit[] = [];
+    for (const u of pre.units) {
+      try {
+        await attempt([u], 'one');
+        ok.push(u);
+      } catch (err) {
+        if (!(err instanceof SutureError) || err.kind !== 'build') throw err;
+        failed.set(u.unit, (err.details ?? err.message).split('\n').slice(0, 4).join('\n'));
+      }
+    }
+    return ok.length ? attempt(ok) : [];
+  }
+}

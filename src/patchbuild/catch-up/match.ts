@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Fixes matched to the changelog's entries, where the names allow: an
+ * entry's subsystem prefixes ("nfsd:", "HID: sony:") against the words of a
+ * fix's paths (fs/nfsd/nfs4state.c, drivers/hid/hid-sony.c), and the
+ * identifiers of its title (coalesce_t2, mballoc) against the fix's paths,
+ * hunk headers and changed lines. An entry goes to the fix it matches best;
+ * a tie, or no match, leaves it unmatched, and its CVEs are listed as not
+ * covered by any fix. Pure.
+ */
+import type { FilePatch } from '../patch/parse.js';
+import { otherArchOnly, titleKeys, type ChangelogEntry } from './changelog.js';
+
+export interface MatchInput {
+  readonly id: string;
+  readonly files: readonly FilePatch[];
+}
+
+export interface Matching {
+  /** Fix id → the entries matched to it. */
+  readonly byFix: ReadonlyMap<string, ChangelogEntry[]>;
+  /** Entries no fix matches (with why, when it is clear). */
+  readonly unmatched: readonly { entry: ChangelogEntry; why: string }[];
+}
+
+function pathWords(path: string): Set<string> {
+  return new Set(path.toLowerCase().replace(/\.[ch]$/, '').split(/[^a-z0-9]+/).filter(Boolean));
+}
+
+function normal(w: string): string {
+  return w.toLowerCase().replace(/[^a-z0-9]+/g, '');
+}
+
+/** How well an entry names a fix: 0 for not at all. */
+export function matchScore(entry: ChangelogEntry, fix: MatchInput): number {
+  const { prefixes, words } = titleKeys(entry.title);
+  const pw = new Set(fix.files.flatMap((f) => [...pathWords(f.path)].map(normal)));
+  const pathText = fix.files.map((f) => f.path.toLowerCase()).join(' ');
+  const prefixHits = prefixes.filter((p) => pw.has(normal(p)) || p.split(/\s+/).every((x) => pw.has(normal(x))) || pathText.includes(`/${p.replace(/\s+/g, '')}`)).length;
+  if (!prefixHits) return 0;
+  const text = fix.files.flatMap((f) => f.hunks.flatMap((h) => h.lines)).join('\n');
+  const wordHits = words.filter((w) => new RegExp(`\\b${w.replace(/\(\)$/, '')}\\b`).test(text)).length;
+  // Plain words of the title that are path words (mballoc → fs/ext4/mballoc.c).
+  const plain = (entry.title.slice(entry.title.lastIndexOf(': ') + 2).match(/[A-Za-z][A-Za-z0-9_]{3,}/g) ?? []).filter((w) => pw.has(normal(w))).length;
+  return prefixHits * 10 + (prefixHits === prefixes.length ? 5 : 0) + wordHits * 20 + plain * 3;
+}
+
+export function matchChangelog(fixes: readonly MatchInput[], entries: readonly ChangelogEntry[]): Matching {
+  const byFix = new Map<string, ChangelogEntry[]>();
+  const unmatched: { entry: ChangelogEntry; why: string }[] = [];
+  for (const e of entries) {
+    const scored = fixes.map((f) => ({ f, s: matchScore(e, f) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s);
+    if (!scored.length) {
+      unmatched.push({ entry: e, why: otherArchOnly(e) ? `for ${e.arches.join(', ')} only` : 'no changed file carries its subsystem' });
+      continue;
+    }
+    if (scored.length > 1 && scored[0]!.s === scored[1]!.s) {
+      unmatched.push({ entry: e, why: `the names match ${scored.filter((x) => x.s === scored[0]!.s).length} fixes equally (${scored.slice(0, 3).map((x) => x.f.id).join(', ')})` });
+      continue;
+    }
+    const id = scored[0]!.f.id;
+    byFix.set(id, [...(byFix.get(id) ?? []), e]);
+  }
+  return { byFix, unmatched };
+}
