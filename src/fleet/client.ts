@@ -79,8 +79,10 @@ export interface ClientOptions {
    * Default: $SUTURE_FLEET_CA, else Node's roots and the system store.
    */
   caFile?: string;
-  /** Keep connections open between requests (the load bench; an agent makes one request a minute). */
+  /** Keep connections open between requests (an agent makes one request a minute: it does not). */
   keepAlive?: boolean;
+  /** A connection pool shared by many clients (the load bench's simulated agents); http only. */
+  httpAgent?: http.Agent;
 }
 
 function readCa(caFile: string | undefined): { ca: (string | Buffer)[]; from: string } {
@@ -117,7 +119,7 @@ export class FleetClient {
       const { ca, from } = readCa(opts.caFile ?? (process.env.SUTURE_FLEET_CA || undefined));
       this.transport = { mod: https, agent: new https.Agent({ ca, keepAlive, maxSockets: keepAlive ? 64 : Infinity }), trust: from };
     } else {
-      this.transport = { mod: http, agent: new http.Agent({ keepAlive, maxSockets: keepAlive ? 64 : Infinity }), trust: '' };
+      this.transport = { mod: http, agent: opts.httpAgent ?? new http.Agent({ keepAlive, maxSockets: keepAlive ? 64 : Infinity }), trust: '' };
     }
   }
 

@@ -18,7 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { openBundle } from '../bundle/bundle.js';
 import { isSutureError } from '../util/errors.js';
-import { forUpdate, type Database, type RolloutTable, type Tx } from './db.js';
+import { forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
 import { FleetError } from './errors.js';
 import {
   keyIdOf,
@@ -303,39 +303,35 @@ export class Fleet {
     const active = await this.db.selectFrom('host_active').select('rollout_id').where('host_id', '=', caller.id).executeTakeFirst();
     const rolloutIds = new Set(req.results.map((r) => r.rolloutId));
     if (active) rolloutIds.add(active.rollout_id);
+    let changed = false;
     for (const rid of [...rolloutIds].sort()) {
-      await this.onRollout(rid, async (r, targets, tx) => {
-        const t = targets.find((x) => x.hostId === caller.id);
-        if (!t) return [];
-        const bundle = await tx.selectFrom('bundles').select(['name', 'manifest']).where('id', '=', r.bundle_id).executeTakeFirstOrThrow();
-        const moduleSha = (JSON.parse(bundle.manifest) as { module: { sha256: string } }).module.sha256;
-        const events: RolloutEvent[] = [];
-        for (const res of req.results.filter((x) => x.rolloutId === rid)) {
-          if (res.action === 'install' && res.outcome === 'applied') events.push({ type: 'host-applied', hostId: caller.id, now });
-          else if (res.action === 'install' && res.outcome === 'failed') events.push({ type: 'host-failed', hostId: caller.id, now, reason: res.reason ?? 'the host reported a failure' });
-          else if (res.action === 'rollback' && res.outcome === 'rolled-back') events.push({ type: 'host-rolled-back', hostId: caller.id, now });
-        }
-        // The facts say the same, for an agent whose result was lost.
-        const loaded = f.loaded.some((p) => p.name === bundle.name && (p.sha256 === null || p.sha256 === moduleSha));
-        const present = loaded || f.installed.some((p) => p.name === bundle.name);
-        if (loaded) events.push({ type: 'host-applied', hostId: caller.id, now });
-        if (!present) events.push({ type: 'host-rolled-back', hostId: caller.id, now });
-        // the host's transition to this patch, kept with the target for the rollout's report
-        const lt = f.lastTransition;
-        if (lt && lt.patch === bundle.name) {
-          await tx
-            .updateTable('rollout_targets')
-            .set({ transition_sec: lt.seconds, transition_at: lt.at, transition_blockers: JSON.stringify(lt.blockers) })
-            .where('rollout_id', '=', rid)
-            .where('host_id', '=', caller.id)
-            .where((eb) => eb.or([eb('transition_at', 'is', null), eb('transition_at', '!=', lt.at)]))
-            .execute();
-        }
-        events.push({ type: 'host-report', hostId: caller.id, now, healthy: f.health.ok, reasons: f.health.reasons });
-        return events;
-      });
+      // Without a lock first: this host's target only. Host events touch only their own target (a failure that
+      // halts the rollout is a change of it too), so events that change nothing here change nothing at all, and
+      // the check-in need not lock the rollout nor load its other targets: the common case of a fleet's minute.
+      const r = await this.db.selectFrom('rollouts').selectAll().where('id', '=', rid).executeTakeFirst();
+      const row = r && (await this.targetRows(this.db, rid, caller.id).executeTakeFirst());
+      if (!r || !row) continue;
+      const bundle = await this.bundleMeta(r.bundle_id);
+      const events = hostEvents(caller.id, rid, bundle, req, now);
+      let core = coreOf(r);
+      let mine = [toTarget(row)];
+      let moves = false;
+      for (const e of events) {
+        const step = transition(core, mine, e);
+        if (step.changed.length || step.log.length || step.rollout.status !== core.status) moves = true;
+        core = step.rollout;
+        mine = step.changed.length ? step.changed : mine;
+      }
+      // the host's transition to this patch, kept with the target for the rollout's report
+      const lt = f.lastTransition;
+      if (lt && lt.patch === bundle.name && row.transition_at !== lt.at) {
+        await this.db.updateTable('rollout_targets').set({ transition_sec: lt.seconds, transition_at: lt.at, transition_blockers: JSON.stringify(lt.blockers) }).where('rollout_id', '=', rid).where('host_id', '=', caller.id).execute();
+      }
+      if (!moves) continue;
+      changed = true;
+      await this.onRollout(rid, async (_r, targets) => (targets.some((x) => x.hostId === caller.id) ? events : []));
     }
-    if (rolloutIds.size) await this.tick();
+    if (changed) await this.tick();
     return { hostId: caller.id, assignment: await this.assignment(caller.id), nextCheckinSec: this.checkinSec };
   }
 
@@ -419,9 +415,27 @@ export class Fleet {
     });
   }
 
+  /** A rollout's targets with their hosts' last check-in (one host's, given hostId). */
+  private targetRows(q: Tx | Database['db'], id: string, hostId?: string) {
+    let sel = q.selectFrom('rollout_targets').innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id').selectAll('rollout_targets').select('hosts.last_seen').where('rollout_id', '=', id);
+    if (hostId !== undefined) sel = sel.where('rollout_targets.host_id', '=', hostId);
+    return sel.orderBy('rollout_targets.assigned_at').orderBy('rollout_targets.host_id');
+  }
+
   private async loadTargets(tx: Tx, id: string): Promise<Target[]> {
-    const rows = await tx.selectFrom('rollout_targets').innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id').selectAll('rollout_targets').select('hosts.last_seen').where('rollout_id', '=', id).orderBy('rollout_targets.assigned_at').orderBy('rollout_targets.host_id').execute();
-    return rows.map((t) => ({ hostId: t.host_id, stage: t.stage, state: t.state as TargetState, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at, lastSeen: t.last_seen ?? t.assigned_at }));
+    return (await this.targetRows(tx, id).execute()).map(toTarget);
+  }
+
+  /** A bundle's name and module sha256 (bundle rows never change: kept once read). */
+  private readonly bundles = new Map<string, BundleMeta>();
+  private async bundleMeta(id: string): Promise<BundleMeta> {
+    let m = this.bundles.get(id);
+    if (!m) {
+      const b = await this.db.selectFrom('bundles').select(['name', 'manifest']).where('id', '=', id).executeTakeFirstOrThrow();
+      m = { name: b.name, moduleSha256: (JSON.parse(b.manifest) as { module: { sha256: string } }).module.sha256 };
+      this.bundles.set(id, m);
+    }
+    return m;
   }
 
   private async store(tx: Tx, r: RolloutTable, core: RolloutCore, changed: Target[], all: Target[], log: string[]): Promise<void> {
@@ -529,6 +543,32 @@ export class Fleet {
     }
     return info;
   }
+}
+
+interface BundleMeta {
+  name: string;
+  moduleSha256: string;
+}
+
+function toTarget(t: TargetTable & { last_seen: number | null }): Target {
+  return { hostId: t.host_id, stage: t.stage, state: t.state as TargetState, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at, lastSeen: t.last_seen ?? t.assigned_at };
+}
+
+/** What one check-in says about one rollout the host is in: its results, and its facts (for an agent whose result was lost). */
+function hostEvents(hostId: string, rid: string, bundle: BundleMeta, req: CheckinRequest, now: number): RolloutEvent[] {
+  const f = req.facts;
+  const events: RolloutEvent[] = [];
+  for (const res of req.results.filter((x) => x.rolloutId === rid)) {
+    if (res.action === 'install' && res.outcome === 'applied') events.push({ type: 'host-applied', hostId, now });
+    else if (res.action === 'install' && res.outcome === 'failed') events.push({ type: 'host-failed', hostId, now, reason: res.reason ?? 'the host reported a failure' });
+    else if (res.action === 'rollback' && res.outcome === 'rolled-back') events.push({ type: 'host-rolled-back', hostId, now });
+  }
+  const loaded = f.loaded.some((p) => p.name === bundle.name && (p.sha256 === null || p.sha256 === bundle.moduleSha256));
+  const present = loaded || f.installed.some((p) => p.name === bundle.name);
+  if (loaded) events.push({ type: 'host-applied', hostId, now });
+  if (!present) events.push({ type: 'host-rolled-back', hostId, now });
+  events.push({ type: 'host-report', hostId, now, healthy: f.health.ok, reasons: f.health.reasons });
+  return events;
 }
 
 function coreOf(r: RolloutTable): RolloutCore {

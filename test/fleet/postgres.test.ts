@@ -9,7 +9,7 @@
  * host healthy exactly once.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,12 +17,8 @@ import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
 import { openDatabase, type Database } from '../../src/fleet/db.js';
 import { newIdentity, type CheckinReply } from '../../src/fleet/protocol.js';
 import { BOUND, facts, makeBundles } from './helpers.js';
+import { startPostgres, type PgCluster } from './pg-cluster.js';
 
-/** The newest PostgreSQL Debian installed (15 on Debian 12, 17 on Debian 13). */
-const PGBIN = (() => {
-  const v = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((x) => /^\d+$/.test(x)).sort((a, b) => Number(b) - Number(a))[0] : undefined;
-  return `/usr/lib/postgresql/${v ?? 'missing'}/bin`;
-})();
 const ROOT = join(import.meta.dirname, '..', '..');
 const PORT = 25432 + (process.pid % 1000);
 
@@ -30,12 +26,7 @@ let dir: string;
 let url: string;
 let servers: { p: ChildProcess; base: string }[] = [];
 let d: Database;
-
-function asPostgres(cmd: string, args: string[]) {
-  const r = spawnSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
+let pg: PgCluster | undefined;
 
 function cli(args: string[]) {
   return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fleet/serve.ts'), ...args], { encoding: 'utf8', timeout: 120_000, cwd: ROOT, env: { ...process.env, SUTURE_HOME: dir } });
@@ -60,17 +51,9 @@ function startServer(): Promise<{ p: ChildProcess; base: string }> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(PGBIN, 'initdb'))) throw new Error('these tests need PostgreSQL: apt-get install postgresql (scripts/setup.sh installs it)');
   dir = mkdtempSync(join(tmpdir(), 'suture-fleet-pg-'));
-  chmodSync(dir, 0o755);
-  const data = join(dir, 'pg');
-  mkdirSync(data, { mode: 0o700 });
-  const ids = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout.trim();
-  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim();
-  chownSync(data, Number(ids), Number(gid));
-  asPostgres(join(PGBIN, 'initdb'), ['-D', join(data, 'db'), '-U', 'suture', '--auth=trust', '-E', 'UTF8', '--no-sync']);
-  asPostgres(join(PGBIN, 'pg_ctl'), ['-D', join(data, 'db'), '-l', join(data, 'log'), '-w', '-t', '60', '-o', `-p ${PORT} -k ${data} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
-  url = `postgres://suture@127.0.0.1:${PORT}/postgres`;
+  pg = startPostgres(dir, PORT, ['fsync=off']);
+  url = pg.url;
   const init = cli(['server', 'init', '--database', url, '--json']);
   expect(init.status, init.stderr).toBe(0);
   servers = await Promise.all([startServer(), startServer()]);
@@ -80,7 +63,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of servers) s.p.kill('SIGTERM');
   await d?.db.destroy();
-  if (dir) spawnSync('runuser', ['-u', 'postgres', '--', join(PGBIN, 'pg_ctl'), '-D', join(dir, 'pg', 'db'), '-m', 'fast', '-w', 'stop'], { timeout: 60_000 });
+  pg?.stop();
 });
 
 describe('two server processes on one PostgreSQL', () => {
