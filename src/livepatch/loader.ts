@@ -70,7 +70,8 @@ export function signatureRefusal(file: string, toolMessage: string, kernelLines:
         : lockdown
           ? 'the module is not signed and the kernel is locked down (Secure Boot)'
           : 'its signature was not accepted';
-  const said = kernelLines.filter((l) => /Loading of .* is rejected|Lockdown:|module verification/.test(l));
+  // one line each: a loader that tries finit_module and then init_module makes the kernel say it twice
+  const said = [...new Set(kernelLines.filter((l) => /Loading of .* is rejected|Lockdown:|module verification/.test(l)))];
   return new SutureError(
     'kernel-refused',
     `the kernel refused ${file}: this kernel enforces module signatures (module.sig_enforce=1 or Secure Boot lockdown) and ${why}; nothing was loaded`,

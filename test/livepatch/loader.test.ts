@@ -15,7 +15,7 @@ const BUSYBOX = "insmod: can't insert '/run/suture/stage/lp.ko': Key was rejecte
 
 describe('signatureRefusal', () => {
   it('an unsigned module under module.sig_enforce=1 (EKEYREJECTED)', () => {
-    const e = signatureRefusal('lp.suture', KMOD, ['Loading of unsigned module is rejected'])!;
+    const e = signatureRefusal('lp.suture', KMOD, ['Loading of unsigned module is rejected', 'Loading of unsigned module is rejected'])!;
     expect(e.kind).toBe('kernel-refused');
     expect(e.message).toBe('the kernel refused lp.suture: this kernel enforces module signatures (module.sig_enforce=1 or Secure Boot lockdown) and the module is not signed; nothing was loaded');
     expect(e.hint).toMatch(/--module-sign-key KEY\.pem --module-sign-cert CERT\.der, with a key enrolled in MOK/);
