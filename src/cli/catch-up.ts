@@ -2,13 +2,14 @@
 /** `suture catch-up`: a newer Debian kernel's fixes (or a series) as one cumulative, proven livepatch. */
 import { Command, InvalidArgumentError } from 'commander';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { findMirrors, openApt } from '../kernel/apt.js';
 import { readModuleIndex, resolveModules } from '../kernel/modules.js';
 import { formatKernelRef, parseKernelRef, type KernelRef } from '../kernel/ref.js';
 import { fetchSourceRelease, sourceVersionOfRelease } from '../kernel/source-release.js';
 import { requireWorkspace, type KernelMetadata } from '../kernel/workspace.js';
 import { catchUp, defaultCatchUpName, type CatchUpResult } from '../patchbuild/catch-up/catch-up.js';
+import { checkModuleName } from '../patchbuild/generate.js';
 import { fixesFromSeries, fixesFromTree, seriesFiles } from '../patchbuild/catch-up/fixes.js';
 import { renderCatchUpHtml } from '../patchbuild/catch-up/report.js';
 import { treeChanges } from '../patchbuild/catch-up/tree-diff.js';
@@ -86,6 +87,9 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
   const series = o.series ? seriesFiles(resolve(o.series)) : undefined;
   for (const c of o.check) if (!existsSync(c) || !statSync(c).isFile()) throw new SutureError('not-found', `--check ${c}: no such file`);
   if (o.sign) readSecretKey(o.sign);
+  const name = o.name ?? (o.output ? basename(o.output).replace(/\.ko$/, '') : defaultCatchUpName(toRef ? toRef.abi : `series_${basename(resolve(o.series!))}`));
+  checkModuleName(name, o.name ? '--name' : o.output ? 'module name (from -o; choose one with --name)' : 'module name');
+  if (o.output && !o.output.endsWith('.ko')) throw new SutureError('usage', `-o ${o.output}: a kernel module file must end in .ko`);
   const home = sutureHome();
   const meta = requireWorkspace(home, ref);
   const reporter = reporterFor(o);
@@ -121,7 +125,6 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
     what = `series ${o.series} (${series!.length} fix${series!.length === 1 ? '' : 'es'})`;
     formFixes = (buildRoot, step) => step('fixes', `Reading ${series!.length} series files and checking that they apply in order`, () => fixesFromSeries(dir, meta.paths.source, buildRoot));
   }
-  const name = o.name ?? (o.output ? undefined : defaultCatchUpName(newer ? newer.version : `series_${resolve(o.series!).split('/').pop()}`)) ?? o.output!.split('/').pop()!.replace(/\.ko$/, '');
   const t0 = performance.now();
   const result = await catchUp({ meta, home, reporter, formFixes, what, name, output: o.output, newerVersion: newer?.version, maxUnits: o.maxUnits });
   const proof = result.module && o.prove ? await prove(meta, home, result, o, reporter) : undefined;
