@@ -68,8 +68,9 @@ export function parseChangelog(text: string): ChangelogEntry[] {
     }
     const cont = /^ {4,}(\S.*)$/.exec(line);
     if (cont) {
-      const url = /ChangeLog-([\d.]+)\s*$/.exec(cont[1]!);
-      if (inStable && !cur && url) {
+      const url = /^https?:\S*ChangeLog-([\d.]+)\s*$/.exec(cont[1]!);
+      if (inStable && url) {
+        flush();
         stable = `ChangeLog-${url[1]}`;
         continue;
       }

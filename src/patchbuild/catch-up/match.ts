@@ -23,9 +23,14 @@ export interface Matching {
   readonly unmatched: readonly { entry: ChangelogEntry; why: string }[];
 }
 
+/** A path's words: each component whole (io_uring, hid-sony) and split at punctuation (hid, sony). */
 function pathWords(path: string): Set<string> {
-  return new Set(path.toLowerCase().replace(/\.[ch]$/, '').split(/[^a-z0-9]+/).filter(Boolean));
+  const p = path.toLowerCase().replace(/\.[chS]$/, '');
+  return new Set([...p.split('/'), ...p.split(/[^a-z0-9]+/)].filter(Boolean));
 }
+
+/** Prefixes that name no subsystem of their own ("clocksource/drivers/timer-sun4i:"). */
+const GENERIC = new Set(['drivers', 'driver', 'fs', 'kernel', 'include', 'lib', 'arch', 'misc', 'core', 'linux', 'common']);
 
 function normal(w: string): string {
   return w.toLowerCase().replace(/[^a-z0-9]+/g, '');
@@ -33,7 +38,8 @@ function normal(w: string): string {
 
 /** How well an entry names a fix: 0 for not at all. */
 export function matchScore(entry: ChangelogEntry, fix: MatchInput): number {
-  const { prefixes, words } = titleKeys(entry.title);
+  const { prefixes: all, words } = titleKeys(entry.title);
+  const prefixes = all.filter((p) => !GENERIC.has(p));
   const pw = new Set(fix.files.flatMap((f) => [...pathWords(f.path)].map(normal)));
   const pathText = fix.files.map((f) => f.path.toLowerCase()).join(' ');
   const prefixHits = prefixes.filter((p) => pw.has(normal(p)) || p.split(/\s+/).every((x) => pw.has(normal(x))) || pathText.includes(`/${p.replace(/\s+/g, '')}`)).length;
@@ -42,6 +48,8 @@ export function matchScore(entry: ChangelogEntry, fix: MatchInput): number {
   const wordHits = words.filter((w) => new RegExp(`\\b${w.replace(/\(\)$/, '')}\\b`).test(text)).length;
   // Plain words of the title that are path words (mballoc → fs/ext4/mballoc.c).
   const plain = (entry.title.slice(entry.title.lastIndexOf(': ') + 2).match(/[A-Za-z][A-Za-z0-9_]{3,}/g) ?? []).filter((w) => pw.has(normal(w))).length;
+  // Part of the prefixes alone ("net:" of "net: sched:") is no match without a word of the title in the change.
+  if (prefixHits < prefixes.length && !wordHits && !plain) return 0;
   return prefixHits * 10 + (prefixHits === prefixes.length ? 5 : 0) + wordHits * 20 + plain * 3;
 }
 
