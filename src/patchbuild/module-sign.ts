@@ -14,7 +14,7 @@
  * else compiled here from the tree's scripts/sign-file.c (needs libssl-dev).
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { moduleSignatureTrailer, PKEY_ID_PKCS7 } from '../bundle/module-signature.js';
 import { parseKconfig } from '../kernel/config.js';
@@ -69,14 +69,7 @@ function readSmall(path: string, what: string, secret: boolean): Buffer {
         hint: `chmod 600 ${path} (and consider the key exposed if others did read it)`,
       });
     }
-    const b = Buffer.alloc(st.size);
-    let off = 0;
-    while (off < b.length) {
-      const n = readSync(fd, b, off, b.length - off, off);
-      if (n <= 0) break;
-      off += n;
-    }
-    return b.subarray(0, off);
+    return readFileSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -148,6 +148,20 @@ describe('the manifest', () => {
   });
 });
 
+/** A fresh host's trust: keys.d with the builder's key, where revoked.json goes, and its remembered serial. */
+function trustDir(prefix: string) {
+  const d = mkdtempSync(join(dir, prefix));
+  chmodSync(d, 0o755);
+  const k = join(d, 'keys.d');
+  mkdirSync(k, { mode: 0o755 });
+  writeFileSync(join(k, 'builder.pub'), readFileSync(builder.pub));
+  const put = (r: { json: Buffer; sig: string }) => {
+    writeFileSync(join(d, 'revoked.json'), r.json);
+    writeFileSync(join(d, 'revoked.json.minisig'), r.sig);
+  };
+  return { d, k, put, serialFile: join(d, 'state', 'revocation-serial.json') };
+}
+
 describe('the host side', () => {
   const fk = () => new FakeKernel({ buildId: BOUND });
 
@@ -206,18 +220,9 @@ describe('the host side', () => {
 
   it('the signed revocation list: a revoked key, a revoked module; an unsigned or forged list fails closed', () => {
     const fs = fk().fs;
-    const d = mkdtempSync(join(dir, 'r-'));
-    chmodSync(d, 0o755);
-    const k = join(d, 'keys.d');
-    mkdirSync(k, { mode: 0o755 });
-    const serialFile = join(d, 'state', 'revocation-serial.json');
-    writeFileSync(join(k, 'builder.pub'), readFileSync(builder.pub));
+    const { d, k, put, serialFile } = trustDir('r-');
     const b = write('r.suture', sign().bytes);
     const sk = readSecretKey(builder.key);
-    const put = (r: { json: Buffer; sig: string }) => {
-      writeFileSync(join(d, 'revoked.json'), r.json);
-      writeFileSync(join(d, 'revoked.json.minisig'), r.sig);
-    };
     put(makeRevocations(sk, [], [{ sha256: readPatchFile(ko('fake_bound')).sha256, reason: 'CVE fix was wrong' }]));
     expect(() => admitPatch(b, { fs, keysDir: k, serialFile })).toThrow(/r\.suture: its module \(sha256 [0-9a-f]{16}…\) is revoked by .*revoked\.json \(CVE fix was wrong\)/);
     // ... a revoked bare module too, with --allow-unsigned
@@ -237,19 +242,10 @@ describe('the host side', () => {
 
   it('the revocation serial: a host remembers the highest it accepted and refuses an older list (rollback) or none, naming both serials', () => {
     const fs = fk().fs;
-    const d = mkdtempSync(join(dir, 's-'));
-    chmodSync(d, 0o755);
-    const k = join(d, 'keys.d');
-    mkdirSync(k, { mode: 0o755 });
-    writeFileSync(join(k, 'builder.pub'), readFileSync(builder.pub));
-    const serialFile = join(d, 'state', 'revocation-serial.json');
+    const { d, k, put, serialFile } = trustDir('s-');
     const b = write('s.suture', sign().bytes);
     const sk = readSecretKey(builder.key);
     const when = new Date('2026-11-01T00:00:00Z');
-    const put = (r: { json: Buffer; sig: string }) => {
-      writeFileSync(join(d, 'revoked.json'), r.json);
-      writeFileSync(join(d, 'revoked.json.minisig'), r.sig);
-    };
     const admit = () => admitPatch(b, { fs, keysDir: k, serialFile });
     // a fresh host takes any good list and remembers its serial
     const five = makeRevocations(sk, [], [], when, 5);
