@@ -96,8 +96,22 @@ function postgresPids(dataDir: string): number[] {
   return out;
 }
 
+/** The server's own time per request (Fastify's "request completed" log line, ms), apart from the time queued for a CPU. */
+const serverTimes: number[] = [];
+let recordServer = false;
+
 function startServer(env: NodeJS.ProcessEnv, database: string): Promise<{ p: ChildProcess; base: string }> {
-  const p = spawn(process.execPath, [join(ROOT, 'bin/suture.js'), 'server', '--listen', '127.0.0.1:0', '--database', database], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = spawn(process.execPath, [join(ROOT, 'bin/suture.js'), 'server', '--listen', '127.0.0.1:0', '--database', database, '--log'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let partial = '';
+  p.stdout!.on('data', (b: Buffer) => {
+    const lines = (partial + b.toString()).split('\n');
+    partial = lines.pop()!;
+    if (!recordServer) return;
+    for (const l of lines) {
+      const m = /"responseTime":([0-9.]+)/.exec(l);
+      if (m) serverTimes.push(Number(m[1]));
+    }
+  });
   return new Promise((resolve, reject) => {
     let err = '';
     const t = setTimeout(() => reject(new Error(`server did not start in 60 s: ${err}`)), 60_000);
@@ -205,6 +219,7 @@ async function main(): Promise<void> {
       }
     };
     const start = Date.now();
+    recordServer = true;
     const end = start + DURATION * 1000;
     let stopped = false;
     const timers: NodeJS.Timeout[] = [];
@@ -249,6 +264,7 @@ async function main(): Promise<void> {
     }, ROLLOUT_AFTER * 1000);
     await new Promise((r) => setTimeout(r, DURATION * 1000));
     stopped = true;
+    recordServer = false;
     for (const t of timers) clearTimeout(t);
     clearInterval(progress);
     await new Promise((r) => setTimeout(r, 2000)); // requests in flight finish
@@ -269,6 +285,8 @@ async function main(): Promise<void> {
       requests: stats(all),
       byKind: Object.fromEntries(Object.entries(lat).map(([k, xs]) => [k, stats(xs)])),
       requestsPerSec: round(all.length / DURATION),
+      /** Inside the server, from the request read to the reply written (Fastify's responseTime; admin reads included). */
+      serverSide: stats(serverTimes),
       errors: errors.length,
       firstErrors: errors.slice(0, 5),
       server: { cpuPercentAvg: round(((u1.server.ticks - u0.server.ticks) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.serverCpu), rssMiBPeak: round(peaks.serverRssKiB / 1024), rssMiBEnd: round(u1.server.rssKiB / 1024) },
@@ -280,6 +298,7 @@ async function main(): Promise<void> {
     else {
       process.stdout.write(
         `${AGENTS} agents, every ${INTERVAL} s ±10%, ${DURATION} s on ${v.db}: ${result.requests.n} requests (${result.requestsPerSec}/s), p50 ${result.requests.p50} ms, p99 ${result.requests.p99} ms, max ${result.requests.max} ms; errors ${result.errors}\n` +
+          `  inside the server: p50 ${result.serverSide.p50} ms, p99 ${result.serverSide.p99} ms, max ${result.serverSide.max} ms\n` +
           `  check-in p50 ${result.byKind.checkin!.p50} / p99 ${result.byKind.checkin!.p99} ms; bundle p50 ${result.byKind.bundle!.p50} / p99 ${result.byKind.bundle!.p99} ms; applied-result p50 ${result.byKind.result!.p50} / p99 ${result.byKind.result!.p99} ms\n` +
           `  server CPU ${result.server.cpuPercentAvg}% of a core on average (peak 10 s: ${result.server.cpuPercentPeak10s}%), RSS peak ${result.server.rssMiBPeak} MiB` +
           (result.postgres ? `; postgres CPU ${result.postgres.cpuPercentAvg}% (peak ${result.postgres.cpuPercentPeak10s}%), RSS ${result.postgres.rssMiBPeak} MiB` : '') +

@@ -120,5 +120,36 @@ export function serverCommand(): Command {
         await d.db.destroy();
       }
     });
+  c.command('dashboard-user')
+    .description('add a dashboard login (or set its password): the password is read from standard input, its first line')
+    .argument('<name>', 'user name')
+    .option('--json', 'print JSON')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals<{ database: string; json?: boolean }>();
+      const password = (await readStdin()).split('\n')[0]!.replace(/\r$/, '');
+      const { MIN_PASSWORD, Sessions, UserName } = await import('../fleet/sessions.js');
+      if (!UserName.test(name)) throw new SutureError('usage', `dashboard user name ${JSON.stringify(name)}: use 1 to 64 of A-Z a-z 0-9 _ . -`);
+      if (password.length < MIN_PASSWORD) throw new SutureError('usage', `the password on standard input has ${password.length} characters: give at least ${MIN_PASSWORD}`, { hint: `e.g. head -c 18 /dev/urandom | base64 | tee pw | suture server dashboard-user ${name}` });
+      const d = await openMigrated(o.database);
+      try {
+        await new Sessions(d).setUser(name, password);
+      } finally {
+        await d.db.destroy();
+      }
+      if (o.json) printJson({ database: d.where, user: name });
+      else out(`dashboard user ${name} can log in at /dashboard (database ${d.where})`);
+    });
   return c;
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new SutureError('usage', 'give the password on standard input (a pipe or a file), not a terminal', { hint: 'suture server dashboard-user NAME < password-file' });
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    n += (c as Buffer).length;
+    if (n > 4096) throw new SutureError('usage', 'standard input holds more than 4096 bytes: give the password alone');
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -16,10 +16,12 @@
  *   POST /v1/admin/rollouts/:id/:action  pause | resume | abort | rollback
  *   POST /v1/admin/hosts/:host/pin       {patch}: rollouts of other patches skip the host
  *   POST /v1/admin/hosts/:host/unpin
+ *   /dashboard…                          the dashboard (dashboard.ts): its own login, session cookie and CSRF tokens
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z, type ZodType } from 'zod';
 import { MAX_PATCH_FILE_BYTES } from '../livepatch/patch-file.js';
+import { registerDashboard } from './dashboard.js';
 import { FleetError } from './errors.js';
 import {
   BundleInfo,
@@ -78,6 +80,8 @@ export interface AppOptions {
   logger?: boolean;
   /** Serve https with this certificate chain and key (PEM). */
   tls?: { cert: Buffer; key: Buffer };
+  /** Serve the dashboard under /dashboard (default: yes). */
+  dashboard?: boolean;
 }
 
 export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
@@ -142,6 +146,7 @@ export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
   });
 
   const caller = (req: FastifyRequest): Caller => req.caller!;
+  if (o.dashboard ?? true) registerDashboard(app, fleet, { secure: !!o.tls });
 
   app.post('/v1/enroll', { config: { auth: 'enroll' }, schema: { body: EnrollRequest, querystring: NoQuery, response: { 200: EnrollReply } } }, async (req) => {
     const b = req.body as z.infer<typeof EnrollRequest>;

@@ -128,6 +128,22 @@ export interface LockTable {
   id: number;
 }
 
+/** A dashboard login: a name and its scrypt password hash. */
+export interface DashboardUserTable {
+  name: string;
+  /** scrypt$N$r$p$salt-base64$hash-base64 */
+  password: string;
+  created_at: number;
+}
+/** A dashboard session: the sha256 of its cookie (the cookie itself is never stored) and its CSRF token. */
+export interface SessionTable {
+  hash: string;
+  user: string;
+  csrf: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface DB {
   admins: AdminTable;
   enroll_tokens: TokenTable;
@@ -140,6 +156,8 @@ export interface DB {
   rollout_events: EventTable;
   fleet_lock: LockTable;
   host_pins: PinTable;
+  dashboard_users: DashboardUserTable;
+  sessions: SessionTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -308,6 +326,19 @@ function migrations(d: Dialect): Record<string, Migration> {
         // a check-in looks up its host's targets; the reports read a rollout's by state
         await db.schema.createIndex('rollout_targets_host').on('rollout_targets').column('host_id').execute();
         await db.schema.createIndex('hosts_name').on('hosts').column('name').execute();
+      },
+    },
+    '0003-dashboard': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.createTable('dashboard_users').addColumn('name', 'text', (c) => c.primaryKey()).addColumn('password', 'text', (c) => c.notNull()).addColumn('created_at', bigint, (c) => c.notNull()).execute();
+        await db.schema
+          .createTable('sessions')
+          .addColumn('hash', 'text', (c) => c.primaryKey())
+          .addColumn('user', 'text', (c) => c.notNull())
+          .addColumn('csrf', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .execute();
       },
     },
   };

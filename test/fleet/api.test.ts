@@ -29,7 +29,7 @@ let boundId: string;
 beforeAll(async () => {
   bundles = makeBundles();
   d = openDatabase(`sqlite:${join(mkdtempSync(join(tmpdir(), 'suture-fleet-db-')), 'fleet.db')}`);
-  expect(await migrate(d)).toEqual(['0001-fleet', '0002-reports-pins']);
+  expect(await migrate(d)).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard']);
   expect(await migrate(d)).toEqual([]); // a second migration does nothing
   clock = new Clock();
   const fleet = new Fleet(d, { now: clock.now, checkinSec: 60 });
