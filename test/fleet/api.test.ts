@@ -173,6 +173,9 @@ describe('bad requests: refused, nothing changed', () => {
       ['POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: '1', soakSec: 0, maxFailures: 1, delaySec: 0 }, admin],
       ['GET', `/v1/admin/rollouts/${rid}`, undefined, admin],
       ['POST', `/v1/admin/rollouts/${rid}/rollback`, {}, admin],
+      ['GET', '/v1/admin/cves', undefined, admin],
+      ['POST', `/v1/admin/hosts/${h.hostId}/pin`, { patch: 'fake_bound' }, admin],
+      ['POST', `/v1/admin/hosts/${h.hostId}/unpin`, {}, admin],
     ];
     const expectRefused = (r: { status: number; json: any }, status: number, code: string, what: string) => {
       expect(r.status, `${what}: ${JSON.stringify(r.json)}`).toBe(status);
@@ -241,6 +244,19 @@ describe('bad requests: refused, nothing changed', () => {
     expectRefused(await call(app, clock, k, 'POST', '/v1/enroll', { token: `st_${'A'.repeat(43)}`, publicKey: k.publicKey, name: 'x' }), 401, 'unauthenticated', 'unknown token');
     expectRefused(await call(app, clock, h, 'POST', '/v1/enroll', { token: tok, publicKey: h.publicKey, name: 'x' }), 409, 'conflict', 'key enrolled already');
     expectRefused(await call(app, clock, newIdentity(), 'POST', '/v1/enroll', { token: tok, publicKey: k.publicKey, name: 'x' }), 401, 'unauthenticated', 'not signed by the enrolled key');
+    // pins: an unknown host, an unpublished patch
+    expectRefused(await call(app, clock, admin, 'POST', '/v1/admin/hosts/h-00000000000000000000000000000000/pin', { patch: 'fake_bound' }), 404, 'not-found', 'pin: no host');
+    expectRefused(await call(app, clock, admin, 'POST', `/v1/admin/hosts/${h.hostId}/pin`, { patch: 'never_published' }), 404, 'not-found', 'pin: no bundle');
+    // the dashboard: pages without a session go to the login page; forms without a session, or with a bad login, change nothing
+    const page = await app.inject({ method: 'GET', url: '/dashboard/hosts' });
+    expect([page.statusCode, page.headers.location]).toEqual([303, '/dashboard/login']);
+    const form = (url: string, payload: string, headers: Record<string, string> = {}) => app.inject({ method: 'POST', url, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, payload });
+    expect((await form(`/dashboard/rollouts/${rid}/abort`, 'csrf=x')).statusCode).toBe(403);
+    expect((await form('/dashboard/logout', 'csrf=x')).statusCode).toBe(403);
+    expect((await form('/dashboard/login', 'user=admin&password=wrong-password-here')).statusCode).toBe(401);
+    expect((await form('/dashboard/login', 'user=admin&password=x', { origin: 'http://evil.example' })).statusCode).toBe(403);
+    expect((await form('/dashboard/login', `user=${'x'.repeat(9000)}`)).statusCode).toBe(413);
+    expect((await form('/v1/checkin', 'facts=1')).statusCode).toBe(400); // a form body on an API route
     expect(await snapshot(d)).toEqual(before);
     // the token is still good for one enrolment, and only one
     expect((await call(app, clock, k, 'POST', '/v1/enroll', { token: tok, publicKey: k.publicKey, name: 'x' })).status).toBe(200);

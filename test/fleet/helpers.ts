@@ -85,7 +85,7 @@ export async function enrollHost(app: FastifyInstance, clock: Clock, admin: Iden
 /** Every table but the nonces (which a refused but well-signed request does record, by design), as sorted rows. */
 export async function snapshot(d: Database): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
-  for (const t of ['admins', 'enroll_tokens', 'hosts', 'bundles', 'rollouts', 'rollout_targets', 'host_active', 'rollout_events', 'host_pins'] as const) {
+  for (const t of ['admins', 'enroll_tokens', 'hosts', 'bundles', 'rollouts', 'rollout_targets', 'host_active', 'rollout_events', 'host_pins', 'dashboard_users', 'sessions'] as const) {
     const rows = (await d.db.selectFrom(t).selectAll().execute()) as Record<string, unknown>[];
     out[t] = rows.map((r) => JSON.stringify(r, (_k, v) => (v && typeof v === 'object' && v.type === 'Buffer' ? `bytes:${v.data.length}` : v))).sort();
   }
