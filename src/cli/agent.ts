@@ -83,13 +83,9 @@ export function agentCommand(): Command {
         for (const d of r.did) out(d);
         return;
       }
-      log(`running as ${agent.readState().hostId} against ${agent.readState().server}`);
-      await runAgent(agent, {
-        intervalSec: o.interval,
-        onCycle: (c) => {
-          for (const d of c.report?.did ?? []) log(d);
-        },
-      });
+      log(`running as ${agent.readState().hostId} against ${agent.readState().server}${o.interval ? `, checking in at least every ${o.interval} s` : ''}`);
+      // what each cycle did is logged by the agent as it happens (once: journald showed every line twice)
+      await runAgent(agent, { intervalSec: o.interval });
       log(`stopped (${String(interruptSignal.reason ?? 'signal')})`);
     });
 }

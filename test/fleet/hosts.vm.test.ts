@@ -489,6 +489,8 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     // the agents felt the server go away and came back by themselves
     const logs = await Promise.all(HOSTS.map((h) => control.must(h, 'journalctl -u suture-agent.service --no-pager -o cat')));
     expect(logs.some((l) => /check-in failed/.test(l))).toBe(true);
+    // what the agent did, said once in its journal
+    for (const l of logs) expect(l.match(/applied lp_cmdline \(rollout /g) ?? []).toHaveLength(1);
   }, 900_000);
 
   it('(b) a bundle whose patch logs a WARNING halts at the canary, which rolls it back; the other two never get it', async () => {
