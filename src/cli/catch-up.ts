@@ -34,6 +34,7 @@ interface CatchUpFlags {
   sign?: string;
   json?: boolean;
   report?: string;
+  jsonFile?: string;
   prove: boolean;
   check: string[];
   maxUnits?: number;
@@ -73,6 +74,7 @@ export function catchUpCommand(): Command {
       return n;
     }, 600)
     .option('--json', 'print one JSON object: every fix with its verdict, the module, the proof')
+    .option('--json-file <file>', 'write that JSON object to a file too, and show progress and the table as without --json')
     .action(async (o: CatchUpFlags) => {
       process.exitCode = await runCatchUp(o);
     });
@@ -132,8 +134,10 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
   const totalMs = Math.round(performance.now() - t0);
   if (o.report) writeFileSync(o.report, renderCatchUpHtml(result, proof, { totalMs, generatedAt: new Date().toISOString() }));
   const exit = !result.module ? (result.fixes.some((f) => f.verdict === 'refused') ? EXIT.unsupportedChange : EXIT.noChange) : proof && !proof.proven ? proofExit(proof) : EXIT.ok;
+  const json = { ...result, proof: proof ? proofJson(proof) : o.prove ? null : 'skipped (--no-prove)', bundle: bundle ? { path: bundle.path, sha256: bundle.sha256, keyId: bundle.keyId } : undefined, report: o.report, totalMs, exitCode: exit };
+  if (o.jsonFile) writeFileSync(o.jsonFile, `${JSON.stringify(json, null, 2)}\n`);
   if (o.json) {
-    printJson({ ...result, proof: proof ? proofJson(proof) : o.prove ? null : 'skipped (--no-prove)', bundle: bundle ? { path: bundle.path, sha256: bundle.sha256, keyId: bundle.keyId } : undefined, report: o.report, totalMs, exitCode: exit });
+    printJson(json);
   } else {
     printText(result, proof, o);
     if (bundle) out(`signed ${show(bundle.path)} (key ${bundle.keyId}, sha256 ${bundle.sha256})`);

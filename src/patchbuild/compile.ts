@@ -72,8 +72,8 @@ export async function compileUnits(
     const stable = formatPatch(stabilizeLines(files));
     await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
     const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
-      update(units.map((u) => u.object).join(' '));
-      const c = await compileBoth(meta, home, trees, units.map((u) => u.object));
+      update(units.length <= 8 ? units.map((u) => u.object).join(' ') : `${units.length} objects`);
+      const c = await compileBoth(meta, home, trees, units.map((u) => u.object), units.length > 8 ? compileProgress(units.length, update) : undefined);
       if (c.ms.orig === 0) update('orig objects from the workspace cache');
       return c;
     });
@@ -112,7 +112,26 @@ export function origCacheDir(meta: KernelMetadata): string {
  * and data sections), orig and patched side by side. Orig objects come from
  * the workspace's cache when an earlier build compiled them.
  */
-export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTrees, objects: readonly string[]): Promise<CompiledObjects> {
+/** Progress of a long compile: objects done per side (kbuild's `CC` lines) and the time left at the rate so far. */
+export function compileProgress(total: number, update: (detail: string) => void): (side: Side, line: string) => void {
+  const t0 = performance.now();
+  const done: Record<Side, number> = { orig: 0, patched: 0 };
+  let sides = 0;
+  let last = 0;
+  return (side, line) => {
+    if (!/^\s+CC(\s+\[M\])?\s+\S+\.o$/.test(line)) return;
+    if (done[side]++ === 0) sides++;
+    const now = performance.now();
+    if (now - last < 1000) return;
+    last = now;
+    const all = done.orig + done.patched;
+    const want = total * sides;
+    const left = all ? ((now - t0) / all) * Math.max(0, want - all) : 0;
+    update(`orig ${done.orig}/${total}, patched ${done.patched}/${total}${all > 4 ? `, about ${left >= 60_000 ? `${Math.ceil(left / 60_000)} min` : `${Math.ceil(left / 1000)} s`} left` : ''}`);
+  };
+}
+
+export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTrees, objects: readonly string[], onLine?: (side: Side, line: string) => void): Promise<CompiledObjects> {
   const cache = origCacheDir(meta);
   const cached = (obj: string) => join(cache, obj);
   const origToBuild = objects.filter((o) => !existsSync(cached(o)));
@@ -122,7 +141,7 @@ export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTr
   const side = async (name: 'orig' | 'patched', o: Overlay, objects: readonly string[]) => {
     const t0 = performance.now();
     if (!objects.length) return { files: new Map<string, string>(), ms: 0 };
-    const r = await tc.run([...make, ...objects], o.merged, { overlay: o });
+    const r = await tc.run([...make, ...objects], o.merged, { overlay: o, ...(onLine ? { onLine: (l: string) => onLine(name, l) } : {}) });
     if (r.code !== 0) {
       const log = (r.stdout + '\n' + r.stderr).split('\n');
       const errors = log.filter((l) => /\berror\b|warning: .*\[-Werror/.test(l)).slice(0, 12);

@@ -28,11 +28,12 @@ import { objectName } from '../units.js';
 import type { ChangelogEntry } from './changelog.js';
 import type { Fix } from './fixes.js';
 import { outsideBuild } from './group.js';
+import { SutureError } from '../../util/errors.js';
 
 export type FixVerdict = 'included' | 'no-functional-change' | 'not-built' | 'refused';
 
 /** The diff engine's rules, and catch-up's own: a header past the unit limit, a unit that does not compile, a fix judged with another, provenance. */
-export type CatchUpRule = RuleId | 'header-reach' | 'does-not-compile' | 'entangled' | 'provenance';
+export type CatchUpRule = RuleId | 'header-reach' | 'does-not-compile' | 'entangled' | 'provenance' | 'kbuild-unknown';
 
 export interface FixRefusal {
   readonly rule: CatchUpRule;
@@ -92,11 +93,29 @@ export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxU
   const byFix = new Map<string, FixPlan>();
   const viaHeader = new Map<string, string[]>();
   const homes = new Map<string, Awaited<ReturnType<KbuildObjects['home']>>>();
+  // A Makefile kbuild cannot evaluate alone (it needs its parent's variables, as amdgpu's do) leaves the object unknown.
+  const unknown = new Map<string, string>();
   const home = async (p: string) => {
     let h = homes.get(p);
-    if (!h) homes.set(p, (h = await kb.home(p)));
+    if (!h) {
+      try {
+        h = await kb.home(p);
+      } catch (e) {
+        if (!(e instanceof SutureError)) throw e;
+        unknown.set(p, `${e.message}: ${(e.details ?? '').split('\n')[0]}`);
+        h = { kind: 'not-built', object: p.replace(/\.[cS]$/, '.o'), why: 'unknown' };
+      }
+      homes.set(p, h);
+    }
     return h;
   };
+  const unknownRefusal = (p: string): FixRefusal => ({
+    rule: 'kbuild-unknown',
+    file: p,
+    symbol: p,
+    reason: `kbuild cannot say which object ${p} is built into: ${unknown.get(p)}`,
+    instead: `build this fix on its own from a source patch (suture build), after checking that ${p} is built in this config`,
+  });
   try {
     let n = 0;
     for (const fix of fixes) {
@@ -125,6 +144,10 @@ export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxU
         }
         if (f.kind === 'asm' || f.kind === 'c') {
           const h = await home(f.path);
+          if (unknown.has(f.path)) {
+            plan.refusals.push(unknownRefusal(f.path));
+            continue;
+          }
           if (h.kind === 'not-built') {
             plan.notBuilt.push({ file: f.path, why: h.why });
             continue;
@@ -147,9 +170,15 @@ export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxU
           continue;
         }
         const built: Unit[] = [];
+        const unsure: string[] = [];
         for (const u of r.all) {
           const h = await home(u);
-          if (h.kind !== 'not-built') built.push({ unit: u, object: h.object, home: h });
+          if (unknown.has(u)) unsure.push(u);
+          else if (h.kind !== 'not-built') built.push({ unit: u, object: h.object, home: h });
+        }
+        if (unsure.length) {
+          plan.refusals.push({ ...unknownRefusal(unsure[0]!), file: f.path, symbol: f.path, reason: `it reaches ${unsure.length} source file${unsure.length === 1 ? '' : 's'} kbuild cannot place (${unsure.slice(0, 3).join(', ')}): ${unknown.get(unsure[0]!)}` });
+          continue;
         }
         if (built.length > maxUnits) {
           plan.refusals.push(headerReach(f.path, `${built.length} units built in this kernel`, maxUnits));
