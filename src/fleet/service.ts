@@ -18,6 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { openBundle } from '../bundle/bundle.js';
 import { isSutureError } from '../util/errors.js';
+import { sql } from 'kysely';
 import { forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
 import { FleetError } from './errors.js';
 import {
@@ -329,7 +330,7 @@ export class Fleet {
       }
       if (!moves) continue;
       changed = true;
-      await this.onRollout(rid, async (_r, targets) => (targets.some((x) => x.hostId === caller.id) ? events : []));
+      await this.onHost(rid, caller.id, events);
     }
     if (changed) await this.tick();
     return { hostId: caller.id, assignment: await this.assignment(caller.id), nextCheckinSec: this.checkinSec };
@@ -389,12 +390,46 @@ export class Fleet {
       if (lockFleet) await forUpdate(this.d.dialect, tx.selectFrom('fleet_lock').select('id').where('id', '=', 1)).execute();
       const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', id)).executeTakeFirst();
       if (!r) return false;
+      const targets = await this.loadTargets(tx, id);
+      await this.apply(tx, r, targets, await eventsFor(r, targets, tx));
+      return true;
+    });
+  }
+
+  /**
+   * One host's events on one rollout, under the rollout's row lock. Host events change only their own
+   * target, except a new failure (which may halt the rollout and so touch every target): only then are
+   * the other targets loaded. A fleet's check-ins cost one row each, not the whole rollout.
+   */
+  private async onHost(id: string, hostId: string, events: RolloutEvent[]): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', id)).executeTakeFirst();
+      if (!r) return;
+      const mine = (await this.targetRows(tx, id, hostId).execute()).map(toTarget);
+      if (!mine.length) return;
       let core = coreOf(r);
-      let targets = await this.loadTargets(tx, id);
+      let t = mine;
+      let fails = false;
+      for (const e of events) {
+        const step = transition(core, t, e);
+        if (step.changed.some((c) => c.failure !== null && t[0]!.failure === null)) fails = true;
+        core = step.rollout;
+        t = step.changed.length ? step.changed : t;
+      }
+      await this.apply(tx, r, fails ? await this.loadTargets(tx, id) : mine, events);
+    });
+  }
+
+  /** Run events over a rollout and the targets given (all of them, or the only ones the events can touch), and store the result. */
+  private async apply(tx: Tx, r: RolloutTable, initial: Target[], events: RolloutEvent[]): Promise<void> {
+    const id = r.id;
+    {
+      let core = coreOf(r);
+      let targets = initial;
       const before = core.status;
       const changed = new Map<string, Target>();
       const log: string[] = [];
-      for (const e of await eventsFor(r, targets, tx)) {
+      for (const e of events) {
         let step;
         try {
           step = transition(core, targets, e);
@@ -409,10 +444,9 @@ export class Fleet {
         targets = [...byHost.values()];
         log.push(...step.log);
       }
-      if (!changed.size && !log.length && core.status === before && core.stage === r.stage) return true;
-      await this.store(tx, r, core, [...changed.values()], targets, log);
-      return true;
-    });
+      if (!changed.size && !log.length && core.status === before && core.stage === r.stage) return;
+      await this.store(tx, r, core, initial, [...changed.values()], targets, log);
+    }
   }
 
   /** A rollout's targets with their hosts' last check-in (one host's, given hostId). */
@@ -438,24 +472,46 @@ export class Fleet {
     return m;
   }
 
-  private async store(tx: Tx, r: RolloutTable, core: RolloutCore, changed: Target[], all: Target[], log: string[]): Promise<void> {
+  /** Write a step: the rollout row, changed targets (new ones in batches), hosts taken and let go, the log. */
+  private async store(tx: Tx, r: RolloutTable, core: RolloutCore, before: Target[], changed: Target[], all: Target[], log: string[]): Promise<void> {
     const now = this.now();
     await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
-    const existing = new Set((await tx.selectFrom('rollout_targets').select('host_id').where('rollout_id', '=', r.id).execute()).map((x) => x.host_id));
+    const prev = new Map(before.map((t) => [t.hostId, t]));
+    const fresh: Target[] = [];
     for (const t of changed) {
-      const row = { rollout_id: r.id, host_id: t.hostId, stage: t.stage, state: t.state, failure: t.failure, assigned_at: t.assignedAt, applied_at: t.appliedAt };
-      if (existing.has(t.hostId)) {
-        await tx.updateTable('rollout_targets').set(row).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).execute();
-        // the first time a target is healthy, or failed: the report's progress series
-        if (t.state === 'healthy') await tx.updateTable('rollout_targets').set({ healthy_at: now }).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).where('healthy_at', 'is', null).execute();
-        if (t.failure !== null) await tx.updateTable('rollout_targets').set({ failed_at: now }).where('rollout_id', '=', r.id).where('host_id', '=', t.hostId).where('failed_at', 'is', null).execute();
-      } else {
-        await tx.insertInto('rollout_targets').values({ ...row, healthy_at: null, failed_at: null, transition_sec: null, transition_at: null, transition_blockers: null }).execute();
-        // The primary key on host_id refuses a second rollout for one host: the whole transaction rolls back.
-        if (holdsHost(core.status, t)) await tx.insertInto('host_active').values({ host_id: t.hostId, rollout_id: r.id }).execute();
+      if (!prev.has(t.hostId)) {
+        fresh.push(t);
+        continue;
       }
+      await tx
+        .updateTable('rollout_targets')
+        .set({
+          stage: t.stage,
+          state: t.state,
+          failure: t.failure,
+          assigned_at: t.assignedAt,
+          applied_at: t.appliedAt,
+          // the first time a target is healthy, or failed: the report's progress series
+          healthy_at: t.state === 'healthy' ? sql<number>`coalesce(healthy_at, ${now})` : sql<number>`healthy_at`,
+          failed_at: t.failure !== null ? sql<number>`coalesce(failed_at, ${now})` : sql<number>`failed_at`,
+        })
+        .where('rollout_id', '=', r.id)
+        .where('host_id', '=', t.hostId)
+        .execute();
     }
-    const release = all.filter((t) => !holdsHost(core.status, t)).map((t) => t.hostId);
+    for (let i = 0; i < fresh.length; i += 500) {
+      const chunk = fresh.slice(i, i + 500);
+      await tx
+        .insertInto('rollout_targets')
+        .values(chunk.map((t) => ({ rollout_id: r.id, host_id: t.hostId, stage: t.stage, state: t.state, failure: t.failure, assigned_at: t.assignedAt, applied_at: t.appliedAt, healthy_at: null, failed_at: null, transition_sec: null, transition_at: null, transition_blockers: null })))
+        .execute();
+      // The primary key on host_id refuses a second rollout for one host: the whole transaction rolls back.
+      const held = chunk.filter((t) => holdsHost(core.status, t));
+      if (held.length) await tx.insertInto('host_active').values(held.map((t) => ({ host_id: t.hostId, rollout_id: r.id }))).execute();
+    }
+    // hosts this step lets go (held before, not now)
+    const was = r.status as RolloutStatus;
+    const release = all.filter((t) => !holdsHost(core.status, t) && prev.has(t.hostId) && holdsHost(was, prev.get(t.hostId)!)).map((t) => t.hostId);
     for (let i = 0; i < release.length; i += 500) await tx.deleteFrom('host_active').where('rollout_id', '=', r.id).where('host_id', 'in', release.slice(i, i + 500)).execute();
     if (log.length) await tx.insertInto('rollout_events').values(log.map((text) => ({ rollout_id: r.id, at: now, text }))).execute();
   }
