@@ -15,13 +15,13 @@ import { resolve } from 'node:path';
 
 const outdir = process.argv[2] ?? 'dist/host';
 const stub = resolve('packaging/host/builder-commands.ts');
-const BUILDER_COMMANDS = /^\.\/(kernel|vm|build|build-patch|server|fleet)\.js$/;
+const BUILDER_COMMANDS = /^\.\/(kernel|vm|build|build-patch|catch-up|server|fleet)\.js$/;
 
 /**
  * What a host bundle must never hold (DESIGN.md, Layout): of src/kernel/ only the readers a host
  * needs (a module file's modinfo, a kernel's build ID), nothing that fetches or prepares kernels.
  */
-export const FORBIDDEN = [/^src\/patchbuild\//, /^src\/vm\//, /^src\/fleet\/(?!(agent|agent-facts|protocol|client|errors)\.ts$)/, /^src\/kernel\/(?!(build-id|module-file)\.ts$)/, /^src\/cli\/(kernel|vm|build|build-patch|server|fleet)\.ts$/, /^node_modules\/(?!(commander|zod)\/)/];
+export const FORBIDDEN = [/^src\/patchbuild\//, /^src\/vm\//, /^src\/fleet\/(?!(agent|agent-facts|protocol|client|errors)\.ts$)/, /^src\/kernel\/(?!(build-id|module-file)\.ts$)/, /^src\/cli\/(kernel|vm|build|build-patch|catch-up|server|fleet)\.ts$/, /^node_modules\/(?!(commander|zod)\/)/];
 
 const hostOnly = {
   name: 'suture-host-only',

@@ -2,7 +2,7 @@
 /**
  * The builder's and the fleet server's command groups as the host package sees them
  * (scripts/bundle-host.mjs puts this module where src/cli/main.ts imports kernel.js, vm.js,
- * build.js, build-patch.js, server.js and fleet.js): hidden from --help and the man page, and each
+ * build.js, build-patch.js, catch-up.js, server.js and fleet.js): hidden from --help and the man page, and each
  * one says plainly where it belongs. So the host bundle carries no kernel fetching, VM runner,
  * build pipeline, fleet server or database, and `suture build` on a host is a clear refusal, not a
  * crash over a missing module.
@@ -33,5 +33,6 @@ export const kernelCommand = (): Command => builderOnly('kernel');
 export const vmCommand = (): Command => builderOnly('vm');
 export const buildCommand = (): Command => builderOnly('build');
 export const analyzeCommand = (): Command => builderOnly('analyze');
+export const catchUpCommand = (): Command => builderOnly('catch-up');
 export const serverCommand = (): Command => builderOnly('server', 'the fleet server', FLEET_HINT);
 export const fleetCommand = (): Command => builderOnly('fleet', 'a fleet admin command', FLEET_HINT);
