@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FleetClient, readIdentityFile } from '../src/fleet/client.js';
 import { newIdentity, type CheckinReply, type HostFacts } from '../src/fleet/protocol.js';
-import { BOUND, facts, makeBundles } from '../test/fleet/helpers.js';
+import { BOUND, facts, listening, makeBundles } from '../test/fleet/helpers.js';
 import { startPostgres, type PgCluster } from '../test/fleet/pg-cluster.js';
 import { positiveInt } from './args.js';
 
@@ -112,19 +112,7 @@ function startServer(env: NodeJS.ProcessEnv, database: string): Promise<{ p: Chi
       if (m) serverTimes.push(Number(m[1]));
     }
   });
-  return new Promise((resolve, reject) => {
-    let err = '';
-    const t = setTimeout(() => reject(new Error(`server did not start in 60 s: ${err}`)), 60_000);
-    p.stderr!.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve({ p, base: m[1]! });
-      }
-    });
-    p.on('exit', (c) => reject(new Error(`server exited ${c}: ${err}`)));
-  });
+  return listening(p).then((base) => ({ p, base }));
 }
 
 /** Run fn over items with at most n at once. */

@@ -21,6 +21,7 @@
  * - Per CVE: the bundles that carry it, the hosts covered (a bundle carrying it loaded, for
  *   their own kernel build) and the hosts not covered, each with why.
  */
+import type { TargetTable } from './db.js';
 import type { HostFacts } from './protocol.js';
 
 export const STALLED_SEC = 30;
@@ -96,18 +97,11 @@ export function distribution(values: readonly number[]): Distribution {
 
 // ---------- rollouts ----------
 
-export interface TargetRow {
-  host_id: string;
+export type TargetRow = Pick<TargetTable, 'host_id' | 'state' | 'failure' | 'assigned_at' | 'applied_at' | 'healthy_at' | 'failed_at'> & {
   name: string;
-  state: string;
-  failure: string | null;
-  assigned_at: number;
-  applied_at: number | null;
-  healthy_at: number | null;
-  failed_at: number | null;
   /** The host's transition to the rollout's patch, as it reported it. */
   transition: { seconds: number; blockers: Blocker[] } | null;
-}
+};
 
 export type Blocker = NonNullable<HostFacts['lastTransition']>['blockers'][number];
 

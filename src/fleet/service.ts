@@ -329,9 +329,9 @@ export class Fleet {
         await this.db.updateTable('rollout_targets').set({ transition_sec: lt.seconds, transition_at: lt.at, transition_blockers: JSON.stringify(lt.blockers) }).where('rollout_id', '=', rid).where('host_id', '=', caller.id).execute();
       }
       if (!moves) continue;
-      changed = true;
-      await this.onHost(rid, caller.id, events);
+      if (await this.onHost(rid, caller.id, events)) changed = true;
     }
+    // the ticker does the rest (new candidates, silent hosts); a rollout a check-in can move is ticked now
     if (changed) await this.tick();
     return { hostId: caller.id, assignment: await this.assignment(caller.id), nextCheckinSec: this.checkinSec };
   }
@@ -401,12 +401,12 @@ export class Fleet {
    * target, except a new failure (which may halt the rollout and so touch every target): only then are
    * the other targets loaded. A fleet's check-ins cost one row each, not the whole rollout.
    */
-  private async onHost(id: string, hostId: string, events: RolloutEvent[]): Promise<void> {
-    await this.db.transaction().execute(async (tx) => {
+  private async onHost(id: string, hostId: string, events: RolloutEvent[]): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
       const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', id)).executeTakeFirst();
-      if (!r) return;
+      if (!r) return false;
       const mine = (await this.targetRows(tx, id, hostId).execute()).map(toTarget);
-      if (!mine.length) return;
+      if (!mine.length) return false;
       let core = coreOf(r);
       let t = mine;
       let fails = false;
@@ -417,6 +417,11 @@ export class Fleet {
         t = step.changed.length ? step.changed : t;
       }
       await this.apply(tx, r, fails ? await this.loadTargets(tx, id) : mine, events);
+      // A tick may move the rollout now only if this ended a stage's last unsettled target, or the status changed (a halt).
+      if (fails || core.status !== r.status) return true;
+      if (t[0]!.state === 'assigned' || t[0]!.state === 'applied') return false;
+      const open = await tx.selectFrom('rollout_targets').select('host_id').where('rollout_id', '=', id).where('state', 'in', ['assigned', 'applied']).limit(1).executeTakeFirst();
+      return open === undefined;
     });
   }
 

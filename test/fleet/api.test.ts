@@ -5,16 +5,11 @@
  * publish, check-ins, a staged rollout to done, a canary that halts and rolls
  * back; then bad requests on every endpoint, each refused with nothing changed.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/fleet/app.js';
-import { migrate, openDatabase, type Database } from '../../src/fleet/db.js';
+import { migrate, type Database } from '../../src/fleet/db.js';
 import { newIdentity, signRequest, type Identity } from '../../src/fleet/protocol.js';
-import { Fleet } from '../../src/fleet/service.js';
-import { BOUND, call, Clock, enrollHost, facts, makeBundles, OTHER, send, snapshot } from './helpers.js';
+import { apiOnSqlite, BOUND, call, type Clock, enrollHost, facts, makeBundles, OTHER, send, snapshot } from './helpers.js';
 
 const MIN = 60_000;
 let d: Database;
@@ -28,14 +23,10 @@ let boundId: string;
 
 beforeAll(async () => {
   bundles = makeBundles();
-  d = openDatabase(`sqlite:${join(mkdtempSync(join(tmpdir(), 'suture-fleet-db-')), 'fleet.db')}`);
-  expect(await migrate(d)).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard']);
+  let migrated: string[];
+  ({ d, app, clock, admin, migrated } = await apiOnSqlite('suture-fleet-db-'));
+  expect(migrated).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard']);
   expect(await migrate(d)).toEqual([]); // a second migration does nothing
-  clock = new Clock();
-  const fleet = new Fleet(d, { now: clock.now, checkinSec: 60 });
-  app = buildApp(fleet);
-  admin = newIdentity();
-  await fleet.addAdmin(admin.publicKey, 'admin');
 });
 afterAll(async () => {
   await app?.close();

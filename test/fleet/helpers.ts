@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { signBundle } from '../../src/bundle/bundle.js';
 import { generateKeyFiles, readSecretKey } from '../../src/bundle/keys.js';
-import type { Database } from '../../src/fleet/db.js';
+import type { ChildProcess } from 'node:child_process';
+import { buildApp } from '../../src/fleet/app.js';
+import { migrate, openDatabase, type Database } from '../../src/fleet/db.js';
+import { Fleet } from '../../src/fleet/service.js';
 import { newIdentity, signRequest, type HostFacts, type Identity } from '../../src/fleet/protocol.js';
 import { readPatchFile } from '../../src/livepatch/patch-file.js';
 import { buildFakePatches } from '../livepatch/fake-kernel.js';
@@ -80,6 +83,34 @@ export async function enrollHost(app: FastifyInstance, clock: Clock, admin: Iden
   const r = await call(app, clock, id, 'POST', '/v1/enroll', { token: t.json.token, publicKey: id.publicKey, name });
   if (r.status !== 200) throw new Error(JSON.stringify(r.json));
   return { ...id, hostId: r.json.hostId };
+}
+
+/** A fleet server on a fresh SQLite file through inject, on a test clock, with one admin. `migrated`: the migrations it ran. */
+export async function apiOnSqlite(prefix: string): Promise<{ d: Database; app: FastifyInstance; clock: Clock; admin: Identity; migrated: string[] }> {
+  const d = openDatabase(`sqlite:${join(mkdtempSync(join(tmpdir(), prefix)), 'fleet.db')}`);
+  const migrated = await migrate(d);
+  const clock = new Clock();
+  const fleet = new Fleet(d, { now: clock.now, checkinSec: 60 });
+  const admin = newIdentity();
+  await fleet.addAdmin(admin.publicKey, 'admin');
+  return { d, app: buildApp(fleet), clock, admin, migrated };
+}
+
+/** Wait for `suture server` (a child process) to say where it listens; its URL (bounded). */
+export function listening(p: ChildProcess, timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let err = '';
+    const t = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs / 1000} s: ${err}`)), timeoutMs);
+    p.stderr!.on('data', (b: Buffer) => {
+      err += b.toString();
+      const m = /listening on (https?:\/\/127\.0\.0\.1:\d+)/.exec(err);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    p.on('exit', (c) => reject(new Error(`server exited ${c}: ${err}`)));
+  });
 }
 
 /** Every table but the nonces (which a refused but well-signed request does record, by design), as sorted rows. */

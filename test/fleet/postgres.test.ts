@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
 import { openDatabase, type Database } from '../../src/fleet/db.js';
 import { newIdentity, type CheckinReply } from '../../src/fleet/protocol.js';
-import { BOUND, facts, makeBundles } from './helpers.js';
+import { BOUND, facts, listening, makeBundles } from './helpers.js';
 import { startPostgres, type PgCluster } from './pg-cluster.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -35,19 +35,7 @@ function cli(args: string[]) {
 /** Start `suture server` on a free port; resolve with its URL once it listens (bounded). */
 function startServer(): Promise<{ p: ChildProcess; base: string }> {
   const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fleet/serve.ts'), 'server', '--listen', '127.0.0.1:0', '--database', url, '--tick', '100'], { cwd: ROOT, env: { ...process.env, SUTURE_HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let err = '';
-    const t = setTimeout(() => reject(new Error(`server did not start in 60 s: ${err}`)), 60_000);
-    p.stderr!.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve({ p, base: m[1]! });
-      }
-    });
-    p.on('exit', (c) => reject(new Error(`server exited ${c}: ${err}`)));
-  });
+  return listening(p).then((base) => ({ p, base }));
 }
 
 beforeAll(async () => {

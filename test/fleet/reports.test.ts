@@ -6,17 +6,12 @@
  * transition times, the blocking task across hosts with its stack, the
  * progress series), per-CVE coverage; pin and unpin refusals change nothing.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/fleet/app.js';
-import { migrate, openDatabase, type Database } from '../../src/fleet/db.js';
-import { newIdentity, type Identity } from '../../src/fleet/protocol.js';
+import type { Database } from '../../src/fleet/db.js';
+import type { Identity } from '../../src/fleet/protocol.js';
 import { distribution, STALLED_SEC } from '../../src/fleet/reports.js';
-import { Fleet } from '../../src/fleet/service.js';
-import { BOUND, call, Clock, enrollHost, facts, makeBundles, OTHER, snapshot } from './helpers.js';
+import { apiOnSqlite, BOUND, call, type Clock, enrollHost, facts, makeBundles, OTHER, snapshot } from './helpers.js';
 
 const MIN = 60_000;
 let d: Database;
@@ -31,13 +26,7 @@ const loadedBound = { loaded: [{ name: 'fake_bound', sha256: null }], installed:
 
 beforeAll(async () => {
   bundles = makeBundles();
-  d = openDatabase(`sqlite:${join(mkdtempSync(join(tmpdir(), 'suture-fleet-reports-')), 'fleet.db')}`);
-  await migrate(d);
-  clock = new Clock();
-  const fleet = new Fleet(d, { now: clock.now, checkinSec: 60 });
-  app = buildApp(fleet);
-  admin = newIdentity();
-  await fleet.addAdmin(admin.publicKey, 'admin');
+  ({ d, app, clock, admin } = await apiOnSqlite('suture-fleet-reports-'));
   for (const n of ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf']) h[n] = await enrollHost(app, clock, admin, n);
   for (const b of [bundles.bound, bundles.cumulative]) expect((await call(app, clock, admin, 'POST', '/v1/admin/bundles?channel=stable', b)).status).toBe(200);
 });

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
 import { ROOT, suture } from '../helpers/cli.js';
+import { listening } from './helpers.js';
 
 const OPENSSL = '/usr/bin/openssl';
 let dir: string;
@@ -35,19 +36,7 @@ function makeCa(name: string): void {
 function startServer(args: string[]): Promise<string> {
   const p = spawn(process.execPath, [join(ROOT, 'bin/suture.js'), 'server', '--listen', '127.0.0.1:0', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   server = p;
-  return new Promise<string>((resolve, reject) => {
-    let err = '';
-    const t = setTimeout(() => reject(new Error(`server did not start in 30 s: ${err}`)), 30_000);
-    p.stderr!.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /listening on (https?:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    p.on('exit', (c) => reject(new Error(`server exited ${c}: ${err}`)));
-  });
+  return listening(p, 30_000);
 }
 
 beforeAll(async () => {
