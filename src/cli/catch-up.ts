@@ -192,6 +192,7 @@ function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags
     for (const c of r.cvesNotCarried) out(`  ${c.cve}  ${trim(c.title, 70)}  (${c.why})`);
   }
   if (r.cvesCarried.length) out(`\nCVEs carried: ${r.cvesCarried.join(', ')}`);
+  if (r.cvesNeedNoPatch.length) out(`CVEs that need no patch here: ${r.cvesNeedNoPatch.length} (not built, no functional change, or another architecture's: see --json or --report)`);
   out('');
   if (!r.module) {
     out('no livepatch: no fix changes code this kernel runs' + (refused.length ? ' that a livepatch can carry' : ''));

@@ -110,6 +110,9 @@ export class KbuildObjects {
   async home(source: string): Promise<ObjectHome> {
     const object = source.replace(/\.[cS]$/, '.o');
     if (!existsSync(join(this.tree, source))) return { kind: 'not-built', object, why: `${source} does not exist in this tree` };
+    // The tree is prepared for x86 (ARCH=x86, SRCARCH x86): another architecture's Makefiles evaluated here say nothing true.
+    const arch = /^arch\/([^/]+)\//.exec(source);
+    if (arch && arch[1] !== 'x86') return { kind: 'not-built', object, why: `another architecture (arch/${arch[1]}); this kernel is x86` };
     const dir = posix.dirname(source);
     const base = posix.basename(object);
     const d = await this.dir(dir);

@@ -5,6 +5,7 @@
  * overlay.ts, never a kernel build; orig objects are cached per workspace.
  * Also the one-object compile of a kbuild directory (`suture build --source`).
  */
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -66,26 +67,55 @@ export async function compileUnits(
   files: readonly FilePatch[],
   opts: { keep: boolean; step: TimedSteps['step'] },
 ): Promise<CompiledUnit[]> {
+  return (await compileUnitsReport(meta, home, buildRoot, units, files, opts)).compiled;
+}
+
+/**
+ * compileUnits for many units at once (catch-up): with `keepGoing`, a unit
+ * whose patched side does not compile is returned in `failed` (unit → the
+ * compiler's lines about it) and the others are compiled all the same, in
+ * one kbuild run (make -k); with `cachePatched`, patched objects are kept in
+ * the workspace under the hash of the applied patch, so the same update
+ * compiles once.
+ */
+export async function compileUnitsReport(
+  meta: KernelMetadata,
+  home: string,
+  buildRoot: string,
+  units: readonly Unit[],
+  files: readonly FilePatch[],
+  opts: { keep: boolean; step: TimedSteps['step']; keepGoing?: boolean; cachePatched?: boolean },
+): Promise<{ compiled: CompiledUnit[]; failed: Map<string, string> }> {
   const { step } = opts;
   const trees = makeBuildTrees(home, meta, `${basename(buildRoot)}/trees`);
   try {
     const stable = formatPatch(stabilizeLines(files));
     await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
+    const patchedCache = opts.cachePatched ? join(meta.paths.root, 'patched-objects', createHash('sha256').update(stable).digest('hex').slice(0, 24)) : undefined;
     const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
       update(units.length <= 8 ? units.map((u) => u.object).join(' ') : `${units.length} objects`);
-      const c = await compileBoth(meta, home, trees, units.map((u) => u.object), units.length > 8 ? compileProgress(units.length, update) : undefined);
+      const c = await compileBoth(meta, home, trees, units.map((u) => u.object), units.length > 8 ? compileProgress(units.length, update) : undefined, { keepGoing: opts.keepGoing ?? false, patchedCache });
       if (c.ms.orig === 0) update('orig objects from the workspace cache');
+      if (c.ms.patched === 0 && patchedCache) update('patched objects from the workspace cache (the same changes compiled before)');
       return c;
     });
-    return units.map((u) => {
+    const failed = new Map<string, string>();
+    const out: CompiledUnit[] = [];
+    for (const u of units) {
+      const err = compiled.failed.get(u.object);
+      if (err !== undefined) {
+        failed.set(u.unit, err);
+        continue;
+      }
       const bytes = { orig: readFileSync(compiled.orig.get(u.object)!), patched: readFileSync(compiled.patched.get(u.object)!) };
       const copy = (side: Side) => {
         const file = join(buildRoot, `${side}-${u.object.replace(/\//g, '_')}`);
         writeFileSync(file, bytes[side]);
         return file;
       };
-      return new CompiledUnit(u, bytes, { orig: copy('orig'), patched: copy('patched') });
-    });
+      out.push(new CompiledUnit(u, bytes, { orig: copy('orig'), patched: copy('patched') }));
+    }
+    return { compiled: out, failed };
   } finally {
     if (!opts.keep) removeBuildTrees(trees);
   }
@@ -95,6 +125,8 @@ export interface CompiledObjects {
   /** object path (relative to the tree) → the compiled file */
   orig: Map<string, string>;
   patched: Map<string, string>;
+  /** Objects whose patched side did not compile (keepGoing only) → the compiler's lines about them. */
+  failed: Map<string, string>;
   /** Milliseconds each side took (0: nothing compiled on that side, as for orig objects from the cache). */
   ms: { orig: number; patched: number };
 }
@@ -107,11 +139,20 @@ export function origCacheDir(meta: KernelMetadata): string {
   return join(meta.paths.root, 'orig-objects');
 }
 
-/**
- * Compile the objects in both trees with kbuild's exact flags (plus function
- * and data sections), orig and patched side by side. Orig objects come from
- * the workspace's cache when an earlier build compiled them.
- */
+/** Copy a compiled object into a cache atomically: a half-copied object must never be taken for a compiled one. */
+function intoCache(file: string, cached: string): void {
+  mkdirSync(dirname(cached), { recursive: true });
+  copyFileSync(file, `${cached}.tmp`);
+  renameSync(`${cached}.tmp`, cached);
+}
+
+/** The compiler's lines about one object's source, from a kbuild log. */
+function linesAbout(log: readonly string[], object: string): string {
+  const src = object.replace(/\.o$/, '.');
+  const mine = log.filter((l) => l.startsWith(src) && /\b(error|warning)\b/.test(l));
+  return (mine.length ? mine : log.filter((l) => l.includes(object))).slice(0, 6).join('\n') || 'no object was written (see the kbuild log)';
+}
+
 /** Progress of a long compile: objects done per side (kbuild's `CC` lines) and the time left at the rate so far. */
 export function compileProgress(total: number, update: (detail: string) => void): (side: Side, line: string) => void {
   const t0 = performance.now();
@@ -131,19 +172,44 @@ export function compileProgress(total: number, update: (detail: string) => void)
   };
 }
 
-export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTrees, objects: readonly string[], onLine?: (side: Side, line: string) => void): Promise<CompiledObjects> {
+/**
+ * Compile the objects in both trees with kbuild's exact flags (plus function
+ * and data sections), orig and patched side by side. Orig objects come from
+ * the workspace's cache when an earlier build compiled them; patched ones
+ * from `patchedCache` when given.
+ */
+export async function compileBoth(
+  meta: KernelMetadata,
+  home: string,
+  t: BuildTrees,
+  objects: readonly string[],
+  onLine?: (side: Side, line: string) => void,
+  opts: { keepGoing: boolean; patchedCache?: string | undefined } = { keepGoing: false },
+): Promise<CompiledObjects> {
   const cache = origCacheDir(meta);
   const cached = (obj: string) => join(cache, obj);
   const origToBuild = objects.filter((o) => !existsSync(cached(o)));
+  const pcache = opts.patchedCache;
+  const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !existsSync(join(pcache, `${o}.failed`))) : objects;
   const tc = toolchainFor(meta, home);
   const jobs = Math.max(1, Math.floor(cpus().length / 2));
   const make = treeMakeArgs(meta.compiler.command, meta.release, jobs);
-  const side = async (name: 'orig' | 'patched', o: Overlay, objects: readonly string[]) => {
+  const failed = new Map<string, string>();
+  const side = async (name: Side, o: Overlay, objects: readonly string[]) => {
     const t0 = performance.now();
     if (!objects.length) return { files: new Map<string, string>(), ms: 0 };
-    const r = await tc.run([...make, ...objects], o.merged, { overlay: o, ...(onLine ? { onLine: (l: string) => onLine(name, l) } : {}) });
+    const keepGoing = opts.keepGoing && name === 'patched';
+    const r = await tc.run([...make, ...(keepGoing ? ['-k'] : []), ...objects], o.merged, { overlay: o, ...(onLine ? { onLine: (l: string) => onLine(name, l) } : {}) });
+    const log = (r.stdout + '\n' + r.stderr).split('\n');
+    if (r.code !== 0 && keepGoing) {
+      const made = objects.filter((obj) => existsSync(join(o.upper, obj)));
+      const missing = objects.filter((obj) => !made.includes(obj));
+      if (missing.length) {
+        for (const obj of missing) failed.set(obj, linesAbout(log, obj));
+        return { files: new Map(made.map((obj) => [obj, join(o.upper, obj)])), ms: Math.round(performance.now() - t0) };
+      }
+    }
     if (r.code !== 0) {
-      const log = (r.stdout + '\n' + r.stderr).split('\n');
       const errors = log.filter((l) => /\berror\b|warning: .*\[-Werror/.test(l)).slice(0, 12);
       throw new SutureError('build', `compiling the ${name} ${objects.length === 1 ? objects[0] : `objects (${objects.join(', ')})`} failed`, {
         details: (errors.length ? errors : log.slice(-12)).join('\n'),
@@ -152,14 +218,21 @@ export async function compileBoth(meta: KernelMetadata, home: string, t: BuildTr
     }
     return { files: new Map(objects.map((obj) => [obj, join(o.upper, obj)])), ms: Math.round(performance.now() - t0) };
   };
-  const [a, b] = await Promise.all([side('orig', t.orig, origToBuild), side('patched', t.patched, objects)]);
-  for (const [obj, file] of a.files) {
-    // Into the cache atomically: a half-copied object must never be taken for a compiled one.
-    mkdirSync(dirname(cached(obj)), { recursive: true });
-    copyFileSync(file, `${cached(obj)}.tmp`);
-    renameSync(`${cached(obj)}.tmp`, cached(obj));
+  const [a, b] = await Promise.all([side('orig', t.orig, origToBuild), side('patched', t.patched, patchedToBuild)]);
+  for (const [obj, file] of a.files) intoCache(file, cached(obj));
+  if (pcache) {
+    for (const [obj, file] of b.files) intoCache(file, join(pcache, obj));
+    for (const [obj, why] of failed) {
+      mkdirSync(dirname(join(pcache, obj)), { recursive: true });
+      writeFileSync(join(pcache, `${obj}.failed`), why);
+    }
+    for (const obj of objects) {
+      const f = join(pcache, `${obj}.failed`);
+      if (!failed.has(obj) && existsSync(f)) failed.set(obj, readFileSync(f, 'utf8'));
+    }
   }
-  return { orig: new Map(objects.map((o) => [o, cached(o)])), patched: b.files, ms: { orig: a.ms, patched: b.ms } };
+  const patched = new Map(objects.filter((o) => !failed.has(o)).map((o) => [o, pcache ? join(pcache, o) : b.files.get(o)!]));
+  return { orig: new Map(objects.map((o) => [o, cached(o)])), patched, failed, ms: { orig: a.ms, patched: b.ms } };
 }
 
 /** Compile one object of a kbuild directory (`make M=<dir> <target>`), with the kernel's own compiler. */

@@ -116,15 +116,26 @@ export interface Includers {
   everyUnit: boolean;
 }
 
+const reversed = new WeakMap<IncludeGraph, { index: Map<string, number>; rev: number[][] }>();
+
+/** The graph's file index and who includes each file, made once per graph (catch-up asks for hundreds of headers). */
+function reverseOf(g: IncludeGraph): { index: Map<string, number>; rev: number[][] } {
+  let r = reversed.get(g);
+  if (!r) {
+    const rev: number[][] = g.files.map(() => []);
+    g.includes.forEach((tos, from) => {
+      for (const to of tos) rev[to]!.push(from);
+    });
+    reversed.set(g, (r = { index: new Map(g.files.map((f, i) => [f, i])), rev }));
+  }
+  return r;
+}
+
 /** The .c files that include `header` directly or transitively. */
 export function includersOf(g: IncludeGraph, header: string): Includers {
-  const index = new Map(g.files.map((f, i) => [f, i]));
+  const { index, rev } = reverseOf(g);
   const target = index.get(header);
   if (target === undefined) return { direct: [], all: [], everyUnit: false };
-  const rev: number[][] = g.files.map(() => []);
-  g.includes.forEach((tos, from) => {
-    for (const to of tos) rev[to]!.push(from);
-  });
   const seen = new Set<number>([target]);
   const queue = [target];
   while (queue.length) {

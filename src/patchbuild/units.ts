@@ -71,6 +71,20 @@ async function unitsOf(
   return { units: [...units].sort(), viaHeader, notes };
 }
 
+/** The built units that #include a .c file (directly or through headers), when no Makefile names it itself. */
+export async function includingUnits(meta: KernelMetadata, kb: KbuildObjects, file: string): Promise<Unit[]> {
+  const graph = await treeIncludeGraph(meta.paths.source, join(meta.paths.root, 'include-graph.json'));
+  const r = includersOf(graph, file);
+  if (r.everyUnit) return [];
+  const out: Unit[] = [];
+  for (const u of r.all) {
+    if (u === file) continue;
+    const h = await kb.home(u);
+    if (h.kind !== 'not-built') out.push({ unit: u, object: h.object, home: h });
+  }
+  return out;
+}
+
 /** Refuse what a livepatch cannot be built from, before compiling anything. */
 export function refuseFiles(files: readonly FilePatch[]): void {
   const bad = files.flatMap((f) =>
@@ -109,11 +123,19 @@ export async function findUnits(
     for (const u of us) {
       const h = await kb.home(u);
       if (h.kind === 'not-built') {
-        if (files.some((f) => f.path === u)) say.warn(`${u} is not built in this kernel's configuration (${h.why}): its changes cannot matter here`);
+        const changed = files.some((f) => f.path === u);
+        // kernel/sched/build_utility.c #includes cpufreq_schedutil.c: a .c file no Makefile names is built inside its includers.
+        const inside = changed ? await includingUnits(meta, kb, u) : [];
+        for (const x of inside) {
+          if (!units.some((y) => y.unit === x.unit)) units.push(x);
+          viaHeader.set(x.unit, [...(viaHeader.get(x.unit) ?? []), u]);
+        }
+        if (inside.length) say.update(`${u} is built inside ${inside.map((x) => x.unit).join(', ')} (#include of a .c file)`);
+        else if (changed) say.warn(`${u} is not built in this kernel's configuration (${h.why}): its changes cannot matter here`);
         notBuilt++;
         continue;
       }
-      units.push({ unit: u, object: h.object, home: h });
+      if (!units.some((y) => y.unit === u)) units.push({ unit: u, object: h.object, home: h });
     }
     if (viaHeader.size) say.update(`${notBuilt} of ${us.length} source files are not built with this configuration`);
     if (units.length > maxUnits) {

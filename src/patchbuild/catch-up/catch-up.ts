@@ -18,7 +18,7 @@ import { workspaceBtf } from '../../kernel/btf.js';
 import type { KernelMetadata } from '../../kernel/workspace.js';
 import { SutureError } from '../../util/errors.js';
 import type { Reporter } from '../../util/progress.js';
-import { compileUnits, type CompiledUnit } from '../compile.js';
+import { compileUnitsReport, type CompiledUnit } from '../compile.js';
 import { extractUnits } from '../extract-units.js';
 import { checkModuleName } from '../generate.js';
 import { freshBuildDir } from '../link.js';
@@ -27,8 +27,7 @@ import { functionReports, replacedFunctions, type FunctionReport } from '../reas
 import { checkReplaced, patchSymbols } from '../replaced.js';
 import { timedSteps, type Timings } from '../steps.js';
 import { judgeUnits, type Verdicts } from '../verdicts.js';
-import type { Unit } from '../units.js';
-import type { ChangelogEntry } from './changelog.js';
+import { otherArchOnly, type ChangelogEntry } from './changelog.js';
 import type { Fix, FormedFixes } from './fixes.js';
 import { fixVerdicts, prejudge, type FixReport } from './judge.js';
 import { createHash } from 'node:crypto';
@@ -60,6 +59,8 @@ export interface CatchUpResult {
   /** CVEs the update names (changelog or series) and the patch does not carry. */
   readonly cvesNotCarried: readonly { cve: string; title: string; why: string }[];
   readonly cvesCarried: readonly string[];
+  /** CVEs of fixes that change nothing this kernel runs (not built, no functional change, another architecture's). */
+  readonly cvesNeedNoPatch: readonly { cve: string; title: string; why: string }[];
   readonly unitsCompiled: number;
   readonly module?: {
     readonly name: string;
@@ -165,17 +166,26 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
     }
     const carriedCves = new Set(reports.filter((r) => r.verdict === 'included').flatMap((r) => r.cves));
     const notCarried: { cve: string; title: string; why: string }[] = [];
-    for (const r of reports) {
-      if (r.verdict === 'included') continue;
-      for (const c of r.cves) if (!carriedCves.has(c)) notCarried.push({ cve: c, title: r.title ?? r.label, why: `${r.id}: ${r.verdict}${r.verdict === 'refused' ? ` (${r.why})` : ''}` });
+    const needNoPatch: { cve: string; title: string; why: string }[] = [];
+    const seen = (c: string) => carriedCves.has(c) || notCarried.some((n) => n.cve === c) || needNoPatch.some((n) => n.cve === c);
+    for (const r of reports.filter((x) => x.verdict === 'refused')) for (const c of r.cves) if (!seen(c)) notCarried.push({ cve: c, title: r.title ?? r.label, why: `${r.id}: refused (${r.why})` });
+    for (const r of reports.filter((x) => x.verdict === 'no-functional-change' || x.verdict === 'not-built')) {
+      for (const c of r.cves) if (!seen(c)) needNoPatch.push({ cve: c, title: r.title ?? r.label, why: `${r.id}: ${r.verdict === 'not-built' ? 'not built in this config' : 'the running code already compiles to the fixed code in this config'}` });
     }
-    for (const u of formed.unmatched) for (const c of u.entry.cves) if (!carriedCves.has(c) && !notCarried.some((n) => n.cve === c)) notCarried.push({ cve: c, title: u.entry.title, why: `no fix matched: ${u.why}` });
+    for (const u of formed.unmatched) {
+      for (const c of u.entry.cves) {
+        if (seen(c)) continue;
+        if (otherArchOnly(u.entry)) needNoPatch.push({ cve: c, title: u.entry.title, why: `for ${u.entry.arches.join(', ')} only` });
+        else notCarried.push({ cve: c, title: u.entry.title, why: `no fix matched: ${u.why}` });
+      }
+    }
     return {
       kernel: meta.name,
       what: opts.what,
       fixes: reports,
       unmatched: formed.unmatched,
       cvesNotCarried: notCarried,
+      cvesNeedNoPatch: needNoPatch,
       cvesCarried: [...carriedCves].sort(),
       unitsCompiled: compiled.length,
       ...(module ? { module } : {}),
@@ -194,8 +204,9 @@ function restrict(v: Verdicts, units: ReadonlySet<string>): Verdicts {
 
 /**
  * Compile every unit once per side with every applied fix in the patched
- * tree. When the patched side does not compile, each unit is compiled alone
- * to find the ones that fail (their fixes are refused), and the rest again.
+ * tree, in one kbuild run that keeps going past a unit that does not compile
+ * (its fixes are refused); patched objects cached under the hash of the
+ * applied changes, so the same catch-up compiles once.
  */
 async function compileAll(
   meta: KernelMetadata,
@@ -206,26 +217,7 @@ async function compileAll(
   failed: Map<string, string>,
 ): Promise<CompiledUnit[]> {
   const files = pre.applied.flatMap((f) => f.files);
-  const attempt = (units: readonly Unit[], tag?: string) => {
-    if (!tag) return compileUnits(meta, home, buildRoot, units, files, { keep: false, step });
-    const dir = `${buildRoot}-${tag}`;
-    mkdirSync(dir, { recursive: true });
-    return compileUnits(meta, home, dir, units, files, { keep: false, step }).finally(() => rmSync(dir, { recursive: true, force: true }));
-  };
-  try {
-    return await attempt(pre.units);
-  } catch (e) {
-    if (!(e instanceof SutureError) || e.kind !== 'build') throw e;
-    const ok: Unit[] = [];
-    for (const u of pre.units) {
-      try {
-        await attempt([u], 'one');
-        ok.push(u);
-      } catch (err) {
-        if (!(err instanceof SutureError) || err.kind !== 'build') throw err;
-        failed.set(u.unit, (err.details ?? err.message).split('\n').slice(0, 4).join('\n'));
-      }
-    }
-    return ok.length ? attempt(ok) : [];
-  }
+  const r = await compileUnitsReport(meta, home, buildRoot, pre.units, files, { keep: false, step, keepGoing: true, cachePatched: true });
+  for (const [u, why] of r.failed) failed.set(u, why);
+  return r.compiled;
 }

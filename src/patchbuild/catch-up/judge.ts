@@ -24,7 +24,7 @@ import { includersOf, treeIncludeGraph } from '../include-graph.js';
 import type { FunctionReport } from '../reasons.js';
 import type { Refusal } from '../diff/rules.js';
 import type { Unit } from '../units.js';
-import { objectName } from '../units.js';
+import { includingUnits, objectName } from '../units.js';
 import type { ChangelogEntry } from './changelog.js';
 import type { Fix } from './fixes.js';
 import { outsideBuild } from './group.js';
@@ -149,7 +149,15 @@ export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxU
             continue;
           }
           if (h.kind === 'not-built') {
-            plan.notBuilt.push({ file: f.path, why: h.why });
+            const inside = f.kind === 'c' && !h.why.startsWith('another architecture') ? await includingUnits(meta, kb, f.path) : [];
+            if (!inside.length) {
+              plan.notBuilt.push({ file: f.path, why: h.why });
+              continue;
+            }
+            for (const u of inside) {
+              units.set(u.unit, u);
+              viaHeader.set(u.unit, [...new Set([...(viaHeader.get(u.unit) ?? []), f.path])]);
+            }
             continue;
           }
           if (f.kind === 'asm') {

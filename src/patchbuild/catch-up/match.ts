@@ -36,15 +36,27 @@ function normal(w: string): string {
   return w.toLowerCase().replace(/[^a-z0-9]+/g, '');
 }
 
+interface Prepared {
+  readonly pw: ReadonlySet<string>;
+  readonly pathText: string;
+  readonly text: string;
+}
+
+function prepare(fix: MatchInput): Prepared {
+  return {
+    pw: new Set(fix.files.flatMap((f) => [...pathWords(f.path)].map(normal))),
+    pathText: fix.files.map((f) => f.path.toLowerCase()).join(' '),
+    text: fix.files.flatMap((f) => f.hunks.flatMap((h) => h.lines)).join('\n'),
+  };
+}
+
 /** How well an entry names a fix: 0 for not at all. */
-export function matchScore(entry: ChangelogEntry, fix: MatchInput): number {
+export function matchScore(entry: ChangelogEntry, fix: MatchInput | Prepared): number {
+  const { pw, pathText, text } = 'files' in fix ? prepare(fix) : fix;
   const { prefixes: all, words } = titleKeys(entry.title);
   const prefixes = all.filter((p) => !GENERIC.has(p));
-  const pw = new Set(fix.files.flatMap((f) => [...pathWords(f.path)].map(normal)));
-  const pathText = fix.files.map((f) => f.path.toLowerCase()).join(' ');
   const prefixHits = prefixes.filter((p) => pw.has(normal(p)) || p.split(/\s+/).every((x) => pw.has(normal(x))) || pathText.includes(`/${p.replace(/\s+/g, '')}`)).length;
   if (!prefixHits) return 0;
-  const text = fix.files.flatMap((f) => f.hunks.flatMap((h) => h.lines)).join('\n');
   const wordHits = words.filter((w) => new RegExp(`\\b${w.replace(/\(\)$/, '')}\\b`).test(text)).length;
   // Plain words of the title that are path words (mballoc → fs/ext4/mballoc.c).
   const plain = (entry.title.slice(entry.title.lastIndexOf(': ') + 2).match(/[A-Za-z][A-Za-z0-9_]{3,}/g) ?? []).filter((w) => pw.has(normal(w))).length;
@@ -56,8 +68,9 @@ export function matchScore(entry: ChangelogEntry, fix: MatchInput): number {
 export function matchChangelog(fixes: readonly MatchInput[], entries: readonly ChangelogEntry[]): Matching {
   const byFix = new Map<string, ChangelogEntry[]>();
   const unmatched: { entry: ChangelogEntry; why: string }[] = [];
+  const prepared = fixes.map((f) => ({ f, p: prepare(f) }));
   for (const e of entries) {
-    const scored = fixes.map((f) => ({ f, s: matchScore(e, f) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s);
+    const scored = prepared.map(({ f, p }) => ({ f, s: matchScore(e, p) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s);
     if (!scored.length) {
       unmatched.push({ entry: e, why: otherArchOnly(e) ? `for ${e.arches.join(', ')} only` : 'no changed file carries its subsystem' });
       continue;

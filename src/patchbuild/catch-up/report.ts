@@ -52,6 +52,9 @@ ${rows}
   const cves = r.cvesNotCarried.length
     ? `<h2>CVEs not carried (${r.cvesNotCarried.length})</h2><table><thead><tr><th>CVE</th><th>title</th><th>why</th></tr></thead><tbody>${r.cvesNotCarried.map((c) => `<tr><td>${esc(c.cve)}</td><td>${esc(c.title)}</td><td>${esc(c.why)}</td></tr>`).join('')}</tbody></table>`
     : '<h2>CVEs not carried</h2><p>none</p>';
+  const noPatch = r.cvesNeedNoPatch.length
+    ? `<h2>CVEs that need no patch here (${r.cvesNeedNoPatch.length})</h2><table><thead><tr><th>CVE</th><th>title</th><th>why</th></tr></thead><tbody>${r.cvesNeedNoPatch.map((c) => `<tr><td>${esc(c.cve)}</td><td>${esc(c.title)}</td><td>${esc(c.why)}</td></tr>`).join('')}</tbody></table>`
+    : '';
   const mod = r.module
     ? `<p><b>${esc(r.module.name)}</b> at <code>${esc(r.module.path)}</code>: ${r.module.functions.length} functions in ${esc(r.module.objects.join(', '))}, atomic replace. Effective version: ${esc(r.module.effectiveVersion ?? 'not claimed (a fix is left out)')}.</p>`
     : '<p>No livepatch: nothing to carry.</p>';
@@ -69,6 +72,7 @@ ${proof.logProblems.length ? `<pre>${proof.logProblems.map(esc).join('\n')}</pre
 <h2>The livepatch</h2>${mod}
 <h2>Proof</h2>${pr}
 ${cves}
+${noPatch}
 ${sections}
 <h2>Time per stage</h2>${timingChart(r.timings)}
 </body></html>

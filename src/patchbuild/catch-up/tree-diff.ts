@@ -81,12 +81,19 @@ export async function filePatch(from: string, to: string, path: string, change: 
 /** Every change between the trees, with its hunks; `onFile` hears progress. */
 export async function treeChanges(from: string, to: string, label: string, onFile?: (done: number, total: number) => void): Promise<TreeChange[]> {
   const files = await changedFiles(from, to);
-  const out: TreeChange[] = [];
-  let i = 0;
-  for (const f of files) {
-    out.push({ ...f, patch: await filePatch(from, to, f.path, f.change, label) });
-    if (++i % 200 === 0) onFile?.(i, files.length);
-  }
+  const out: TreeChange[] = new Array(files.length);
+  let next = 0;
+  let done = 0;
+  // A few diff processes at once: each is short, and most of its time is starting up.
+  const worker = async () => {
+    while (next < files.length) {
+      const i = next++;
+      const f = files[i]!;
+      out[i] = { ...f, patch: await filePatch(from, to, f.path, f.change, label) };
+      if (++done % 200 === 0) onFile?.(done, files.length);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
   onFile?.(files.length, files.length);
   return out;
 }

@@ -59,7 +59,10 @@ export function carryUntraceable(diff: ObjectDiff, orig: ObjectIndex, patched: O
         addReason(f.name, `a piece of ${parent}, carried with it`);
         continue;
       }
-      const callers = callersOf(patched, f.name);
+      // Its own pieces (foo.cold jumps back into foo) are not callers: counting them carried foo through itself, and
+      // a changed notrace function with no other caller vanished from the patch without a refusal (6.1's
+      // register_ftrace_graph, whose only reference is its .cold piece).
+      const callers = callersOf(patched, f.name).filter((c) => parentOfPiece(c.name) !== f.name);
       if (!callers.length) refusals.push(notraceWithoutCallers(diff.unit, f.name));
       for (const c of callers) {
         const reason = `calls ${f.name}, which ftrace cannot patch`;

@@ -154,6 +154,7 @@ describe('the HTML report', () => {
       unmatched: [],
       cvesNotCarried: [{ cve: 'CVE-1', title: '<b>', why: 'F001: refused' }],
       cvesCarried: [],
+      cvesNeedNoPatch: [],
       unitsCompiled: 0,
       timings: { compile: 1200 },
       warnings: [],
