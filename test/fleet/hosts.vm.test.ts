@@ -321,6 +321,12 @@ const showRollout = (id: string) => async () => {
   return `${r.status} stage ${r.stage} ${JSON.stringify(r.targets.map((t) => [nameOf(t.hostId), t.state, t.failure]))}\n${r.log.map((l) => l.text).join('\n')}`;
 };
 
+/** Poll a rollout until `pick` finds what it waits for in it. */
+const untilRollout = <T>(id: string, what: string, timeoutMs: number, pick: (x: Rollout) => T | undefined) => waitFor(what, timeoutMs, async () => pick(await rollout(id)), showRollout(id));
+
+/** The rollout once it is done or halted. */
+const finished = (id: string) => untilRollout(id, 'the rollout to finish', 300_000, (x) => (x.status === 'done' || x.status === 'halted' ? x : undefined));
+
 // ---------- setup ----------
 
 beforeAll(async () => {
@@ -417,8 +423,8 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
 
     const tokens = await Promise.all(HOSTS.map(async () => ((await admin.request('POST', '/v1/admin/enroll-tokens', { expiresSec: 600 })) as { token: string }).token));
     const outs = await Promise.all(
-      HOSTS.map((h, i) =>
-        control.must(
+      HOSTS.map(async (h, i) => {
+        const out = await control.must(
           h,
           [
             'set -e',
@@ -433,8 +439,10 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
             'systemctl is-active suture-agent.service',
             'node --version',
           ].join('\n'),
-        ),
-      ),
+        );
+        mark(`${h} installed the package and enrolled`);
+        return out;
+      }),
     );
     mark('three hosts installed the package and enrolled');
     for (const [i, out] of outs.entries()) {
@@ -457,10 +465,7 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
   it('(a)+(c) a staged rollout completes on all three, though the server was stopped and started again mid-rollout', async () => {
     const start = performance.now();
     const r = await createRollout('lp_cmdline', 10);
-    const canary = await waitFor('the canary to apply lp_cmdline', 240_000, async () => {
-      const x = await rollout(r.id);
-      return x.targets.find((t) => t.state === 'applied' || t.state === 'healthy');
-    }, showRollout(r.id));
+    const canary = await untilRollout(r.id, 'the canary to apply lp_cmdline', 240_000, (x) => x.targets.find((t) => t.state === 'applied' || t.state === 'healthy'));
     mark(`lp_cmdline applied on the canary ${nameOf(canary.hostId)} in ${((performance.now() - start) / 1000).toFixed(1)} s`);
     const before = await rollout(r.id);
     expect(before.status).toBe('running');
@@ -470,10 +475,7 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     await new Promise((res) => setTimeout(res, 12_000));
     expect(await startServer(serverPort)).toBe(serverPort);
     mark('server started again on the same database');
-    const done = await waitFor('the rollout to finish', 300_000, async () => {
-      const x = await rollout(r.id);
-      return x.status === 'done' || x.status === 'halted' ? x : undefined;
-    }, showRollout(r.id));
+    const done = await finished(r.id);
     mark(`rollout lp_cmdline ${done.status} in ${((performance.now() - start) / 1000).toFixed(1)} s`);
     expect(done.status, done.log.map((l) => l.text).join('\n')).toBe('done');
     expect(done.targets.map((t) => t.state)).toEqual(['healthy', 'healthy', 'healthy']);
@@ -496,19 +498,13 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
   it('(b) a bundle whose patch logs a WARNING halts at the canary, which rolls it back; the other two never get it', async () => {
     const start = performance.now();
     const r = await createRollout('lp_version_warn', 60);
-    const halted = await waitFor('the rollout to halt', 300_000, async () => {
-      const x = await rollout(r.id);
-      return x.status !== 'running' && x.status !== 'pending' ? x : undefined;
-    }, showRollout(r.id));
+    const halted = await untilRollout(r.id, 'the rollout to halt', 300_000, (x) => (x.status !== 'running' && x.status !== 'pending' ? x : undefined));
     mark(`rollout lp_version_warn ${halted.status} in ${((performance.now() - start) / 1000).toFixed(1)} s: ${halted.reason}`);
     expect(halted.status, halted.log.map((l) => l.text).join('\n')).toBe('halted');
     expect(halted.targets).toHaveLength(1);
     const canary = halted.targets[0]!;
     expect(canary.failure).toMatch(/WARNING/);
-    const rolled = await waitFor('the canary to roll back', 120_000, async () => {
-      const x = await rollout(r.id);
-      return x.targets[0]!.state === 'rolled-back' ? x : undefined;
-    }, showRollout(r.id));
+    const rolled = await untilRollout(r.id, 'the canary to roll back', 120_000, (x) => (x.targets[0]!.state === 'rolled-back' ? x : undefined));
     mark(`canary ${nameOf(canary.hostId)} rolled lp_version_warn back in ${((performance.now() - start) / 1000).toFixed(1)} s`);
     expect(rolled.targets).toHaveLength(1);
     const c = nameOf(canary.hostId);
@@ -525,15 +521,15 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
 
   it('(d) a host offline during its stage is waited for; back, it applies and the rollout completes', async () => {
     const offline = 'host-3';
-    await control.must(offline, 'systemctl stop suture-agent.service; systemctl is-active suture-agent.service || true');
+    const stopped = await control.must(offline, 's=$(date +%s%N); systemctl stop suture-agent.service; echo "$(( ($(date +%s%N) - s) / 1000000 )) ms"; systemctl is-active suture-agent.service || true');
     const start = performance.now();
-    mark(`${offline}'s agent stopped`);
+    mark(`${offline}'s agent stopped (systemctl stop took ${stopped.split('\n')[0]})`);
+    expect(stopped).toMatch(/\ninactive\n$/);
     const r = await createRollout('lp_version_new', 10);
-    const stuck = await waitFor(`${offline} assigned and every other host of the rollout healthy`, 300_000, async () => {
-      const x = await rollout(r.id);
+    const stuck = await untilRollout(r.id, `${offline} assigned and every other host of the rollout healthy`, 300_000, (x) => {
       const mine = x.targets.find((t) => t.hostId === hostId.get(offline));
       return mine?.state === 'assigned' && x.targets.filter((t) => t !== mine).every((t) => t.state === 'healthy') ? x : undefined;
-    }, showRollout(r.id));
+    });
     mark(`lp_version_new waits for ${offline} (${stuck.targets.length - 1} other host(s) healthy, stage ${stuck.stage + 1})`);
     await new Promise((res) => setTimeout(res, 10_000));
     const still = await rollout(r.id);
@@ -542,10 +538,7 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     expect(still.failures).toBe(0);
     await control.must(offline, 'systemctl start suture-agent.service');
     mark(`${offline}'s agent started again after ${((performance.now() - start) / 1000).toFixed(1)} s offline`);
-    const done = await waitFor('the rollout to finish', 300_000, async () => {
-      const x = await rollout(r.id);
-      return x.status === 'done' || x.status === 'halted' ? x : undefined;
-    }, showRollout(r.id));
+    const done = await finished(r.id);
     mark(`rollout lp_version_new ${done.status} in ${((performance.now() - start) / 1000).toFixed(1)} s`);
     expect(done.status, done.log.map((l) => l.text).join('\n')).toBe('done');
     expect(done.targets.map((t) => t.state)).toEqual(['healthy', 'healthy', 'healthy']);
