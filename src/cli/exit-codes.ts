@@ -42,7 +42,7 @@ export const EXIT = {
   crashLoop: 35,
   /** One of suture's state files is damaged (not what suture wrote); the message names it and what to do. */
   stateDamaged: 36,
-  /** Not loaded: unsigned (without --allow-unsigned), signed by an untrusted or revoked key, revoked, or changed after signing. */
+  /** Not loaded: unsigned (without --allow-unsigned), signed by an untrusted or revoked key, revoked, or changed after signing; a revocation list older than the one accepted. */
   untrusted: 37,
   internal: 70,
   interrupted: 130,

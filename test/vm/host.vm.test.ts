@@ -9,8 +9,13 @@
  * suture.service has loaded it before multi-user.target and `suture status` shows it; a later call
  * boots the disk again, crashes the kernel inside the guard window (sysrq c), and the boot after it
  * finds the guard tripped, the patch blamed and not loaded; after `apt purge` the next boot loads
- * nothing and has no suture unit. Then a Debian 13 host from 6.12. The image is
- * made on first use (debootstrap, about 100 s here) and cached under $SUTURE_HOME/images.
+ * nothing and has no suture unit. Then the same path on a Debian 13 host from 6.12 (one call, three
+ * boots): the .deb with apt on Debian 13's node 20.19, a bundle that `suture build --sign` made for
+ * 6.12 from the example patch (its module also kernel-signed with --module-sign-key: a kernel that
+ * does not enforce signatures loads it all the same), installed, loaded by suture.service before
+ * multi-user.target at the next boot, shown by `suture status`; `apt purge`, and the boot after it
+ * loads nothing. The first two boots of both hosts are one parametrised sequence (firstBoots). The
+ * images are made on first use (debootstrap, about 100 s here) and cached under $SUTURE_HOME/images.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -86,74 +91,114 @@ interface HostJson {
 /** Exit status, then what is live-patched, of a command whose output is not the point. */
 const refused = (cmd: string) => `${cmd} >/tmp/out 2>&1; echo "rc=$?"; ls /sys/kernel/livepatch; cat /tmp/out`;
 
-describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
-  let disk = '';
+/** Ends the last boot of a host: clear the guard, apt purge; then a reboot must load nothing and have no suture unit. */
+const PURGE = 'suture boot --clear-guard >/dev/null && apt-get purge -y -q suture >/dev/null 2>&1; dpkg-query -W suture >/dev/null 2>&1; echo "dpkg $?"; ls -A /var/lib/suture /etc/suture 2>&1 | sed "s/^.*No such file.*$/gone/"';
+const AFTER_PURGE = 'ls -A /sys/kernel/livepatch; systemctl list-unit-files suture.service suture-guard.service --no-legend | wc -l; cat /proc/cmdline';
 
-  it('boots with systemd, installs the package and a signed bundle; the next boot loads it before multi-user.target', () => {
-    disk = join(dir, 'host.qcow2');
-    const boot1 = [
-      'cat /proc/1/comm',
-      'systemctl is-system-running --wait',
-      'uname -r',
-      'node --version',
-      `test ! -e /var/lib/suture-vm-test-mark && ! dpkg -s suture >/dev/null 2>&1 && echo clean && echo ${TOKEN} > /var/lib/suture-vm-test-mark`,
-      `apt-get install -y -q ${F}/suture_*_all.deb 2>&1 | tail -n 3 && dpkg -s suture | grep -E '^(Status|Version):'`,
-      `install -D -m 0644 -o root ${F}/builder.pub /etc/suture/keys.d/builder.pub && echo trusted`,
-      refused(`suture install ${F}/untrusted.suture`),
-      refused(`suture install ${F}/otherbuild.suture`),
-      refused(`suture install ${F}/tampered.suture`),
-      `suture install ${F}/good.suture && ls /sys/kernel/livepatch && cat /proc/cmdline`,
-      'systemctl is-enabled suture.service',
-    ];
-    const boot2 = [
-      'cat /var/lib/suture-vm-test-mark',
-      'systemctl is-system-running --wait',
-      'systemctl show -p ActiveState -p Result suture.service',
-      // suture.service finished loading before multi-user.target was reached (monotonic µs).
-      'a=$(systemctl show -P ExecMainExitTimestampMonotonic suture.service); b=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target); echo "$a $b"; [ "$a" -gt 0 ] && [ "$a" -lt "$b" ]',
-      'cat /proc/cmdline; cat /sys/kernel/livepatch/livepatch_cmdline/enabled',
-      'suture status',
-    ];
-    const args = ['vm', 'host', '--kernel', REFERENCE_KERNEL, '--keep-disk', disk];
-    for (const f of Object.values(files)) args.push('--file', f);
-    for (const c of boot1) args.push('--exec', c);
-    args.push('--reboot');
-    for (const c of boot2) args.push('--exec', c);
-    const { status, json, stderr } = sutureJson<HostJson>(args, { timeoutMs: 1_800_000 });
-    const b1 = json.boots[0]!;
-    const b2 = json.boots[1];
-    console.log(
-      `vm host: image ${json.image.made ? `made (${JSON.stringify(json.image.timings)})` : 'cached'}; boot 1 up in ${b1.bootMs} ms (run ${b1.totalMs} ms)` +
-        (b2 ? `; boot 2 up in ${b2.bootMs} ms (run ${b2.totalMs} ms)` : ''),
-    );
-    const why = `${json.reason ?? ''}\n${stderr}\n${JSON.stringify(json.boots.map((b) => b.commands.map((c) => [c.label, c.status, c.output])), null, 1)}\n${(b1.consoleTail ?? b2?.consoleTail ?? []).join('\n')}`;
-    expect(json.outcome, why).toBe('ok');
-    expect(status).toBe(0);
-    expect(json.diskCreated).toBe(true);
+/** One Debian host: its kernel, its OS, the bundle that goes on it (a --file of the run) and what shows it live. */
+interface HostCase {
+  kernel: string;
+  release: string;
+  /** Debian's nodejs of that release. */
+  node: RegExp;
+  /** Guest path of the good bundle. */
+  bundle: string;
+  patch: string;
+  /** What /proc/cmdline shows once the patch is live. */
+  marker: string;
+  /** Bundles refused before the install: guest path → exit status (37 untrusted, 30 another build). */
+  refusals: [string, number][];
+}
+
+/**
+ * The first two boots of a fresh kept disk: systemd up, the .deb installed with apt, the builder's key
+ * trusted, each refusal with nothing loaded, `suture install` of the good bundle (not loaded yet), then
+ * a reboot where suture.service loads it before multi-user.target and `suture status` shows it.
+ * Returns the arguments of those boots and the check of their results.
+ */
+function firstBoots(c: HostCase): { args: string[]; check: (json: HostJson) => void } {
+  const boot1 = [
+    'cat /proc/1/comm',
+    'systemctl is-system-running --wait',
+    'uname -r',
+    'node --version',
+    `test ! -e /var/lib/suture-vm-test-mark && ! dpkg -s suture >/dev/null 2>&1 && echo clean && echo ${TOKEN} > /var/lib/suture-vm-test-mark`,
+    `apt-get install -y -q ${F}/suture_*_all.deb 2>&1 | tail -n 3 && dpkg -s suture | grep -E '^(Status|Version):'`,
+    `install -D -m 0644 -o root ${F}/builder.pub /etc/suture/keys.d/builder.pub && echo trusted`,
+    ...c.refusals.map(([b]) => refused(`suture install ${b}`)),
+    `suture install ${c.bundle} && ls /sys/kernel/livepatch && cat /proc/cmdline`,
+    'systemctl is-enabled suture.service',
+  ];
+  const boot2 = [
+    'cat /var/lib/suture-vm-test-mark',
+    'systemctl is-system-running --wait',
+    'systemctl show -p ActiveState -p Result suture.service',
+    // suture.service finished loading before multi-user.target was reached (monotonic µs).
+    'a=$(systemctl show -P ExecMainExitTimestampMonotonic suture.service); b=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target); echo "$a $b"; [ "$a" -gt 0 ] && [ "$a" -lt "$b" ]',
+    `cat /proc/cmdline; cat /sys/kernel/livepatch/${c.patch}/enabled`,
+    'suture status',
+  ];
+  const args = [...boot1.flatMap((x) => ['--exec', x]), '--reboot', ...boot2.flatMap((x) => ['--exec', x])];
+  const check = (json: HostJson) => {
     const out = (b: number, i: number) => json.boots[b]!.commands[i]!.output;
     expect(out(0, 0).trim()).toBe('systemd');
     expect(out(0, 1).trim()).toBe('running');
-    expect(out(0, 2).trim()).toBe(release);
-    expect(out(0, 3).trim()).toMatch(/^v18\.(19|[2-9]\d)\./);
+    expect(out(0, 2).trim()).toBe(c.release);
+    expect(out(0, 3).trim()).toMatch(c.node);
     expect(out(0, 4).trim()).toBe('clean'); // a new kept disk starts from the untouched image
     expect(out(0, 5)).toContain('Status: install ok installed');
+    expect(out(0, 6).trim()).toBe('trusted');
     // untrusted key, another kernel build, a changed byte: refused (37 untrusted, 30 wrong build), nothing loaded
-    expect(out(0, 7)).toMatch(/^rc=37\n(?!livepatch_cmdline)/);
-    expect(out(0, 8)).toMatch(/^rc=30\n(?!livepatch_cmdline)/);
-    expect(out(0, 9)).toMatch(/^rc=37\n(?!livepatch_cmdline)/);
+    c.refusals.forEach(([, rc], i) => expect(out(0, 7 + i)).toMatch(new RegExp(`^rc=${rc}\\n(?!${c.patch})`)));
+    const n = 7 + c.refusals.length;
     // installed, not loaded: it goes live at the next boot
-    expect(out(0, 10)).toMatch(/^installed livepatch_cmdline for /);
-    expect(out(0, 10)).not.toContain(MARKER);
-    expect(out(0, 11).trim()).toBe('enabled');
+    expect(out(0, n)).toMatch(new RegExp(`^installed ${c.patch} for `));
+    expect(out(0, n)).not.toContain(c.marker);
+    expect(out(0, n + 1).trim()).toBe('enabled');
     // boot 2: the same disk, the patch loaded by suture.service at boot
     expect(out(1, 0).trim()).toBe(TOKEN);
     expect(out(1, 1).trim()).toBe('running');
     expect(out(1, 2)).toContain('ActiveState=active');
     expect(out(1, 2)).toContain('Result=success');
     expect(json.boots[1]!.commands[3]!.status).toBe(0);
-    expect(out(1, 4)).toContain(MARKER);
+    expect(out(1, 4)).toContain(c.marker);
     expect(out(1, 4).trim().endsWith('1')).toBe(true);
-    expect(out(1, 5)).toContain('livepatch_cmdline');
+    expect(out(1, 5)).toContain(c.patch);
+  };
+  return { args, check };
+}
+
+/** The reason a host run failed, with every command's output and the console's tail. */
+const why = (json: HostJson, stderr: string) =>
+  `${json.reason ?? ''}\n${stderr}\n${JSON.stringify(json.boots.map((b) => b.commands.map((c) => [c.label, c.status, c.output])), null, 1)}\n${json.boots.flatMap((b) => b.consoleTail ?? []).join('\n')}`;
+
+describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
+  let disk = '';
+
+  it('boots with systemd, installs the package and a signed bundle; the next boot loads it before multi-user.target', () => {
+    disk = join(dir, 'host.qcow2');
+    const host = firstBoots({
+      kernel: REFERENCE_KERNEL,
+      release,
+      node: /^v18\.(19|[2-9]\d)\./,
+      bundle: `${F}/good.suture`,
+      patch: 'livepatch_cmdline',
+      marker: MARKER,
+      refusals: [[`${F}/untrusted.suture`, 37], [`${F}/otherbuild.suture`, 30], [`${F}/tampered.suture`, 37]],
+    });
+    const args = ['vm', 'host', '--kernel', REFERENCE_KERNEL, '--keep-disk', disk];
+    for (const f of Object.values(files)) args.push('--file', f);
+    const { status, json, stderr } = sutureJson<HostJson>([...args, ...host.args], { timeoutMs: 1_800_000 });
+    const b1 = json.boots[0]!;
+    const b2 = json.boots[1];
+    console.log(
+      `vm host: image ${json.image.made ? `made (${JSON.stringify(json.image.timings)})` : 'cached'}; boot 1 up in ${b1.bootMs} ms (run ${b1.totalMs} ms)` +
+        (b2 ? `; boot 2 up in ${b2.bootMs} ms (run ${b2.totalMs} ms)` : ''),
+    );
+    expect(json.outcome, why(json, stderr)).toBe('ok');
+    expect(status).toBe(0);
+    expect(json.diskCreated).toBe(true);
+    host.check(json);
   }, 1_800_000);
 
   it('a later call boots the kept disk again; a crash inside the guard window trips the guard at the next boot; apt purge leaves nothing to load', () => {
@@ -168,9 +213,9 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
         '--exec', 'systemctl show -p Result -p ExecMainStatus suture.service; ls /sys/kernel/livepatch; echo listed',
         '--exec', 'suture status; echo "rc=$?"',
         // apt purge: the package, its state and keys go; nothing loads at the next boot
-        '--exec', 'suture boot --clear-guard >/dev/null && apt-get purge -y -q suture >/dev/null 2>&1; dpkg-query -W suture >/dev/null 2>&1; echo "dpkg $?"; ls -A /var/lib/suture /etc/suture 2>&1 | sed "s/^.*No such file.*$/gone/"',
+        '--exec', PURGE,
         '--reboot',
-        '--exec', 'ls -A /sys/kernel/livepatch; systemctl list-unit-files suture.service suture-guard.service --no-legend | wc -l; cat /proc/cmdline',
+        '--exec', AFTER_PURGE,
       ],
       { timeoutMs: 1_800_000 },
     );
@@ -194,22 +239,60 @@ describe.skipIf(!!skip)('a Debian 12 host in the VM', () => {
 });
 
 describe.skipIf(!!skip)('a Debian 13 host in the VM', () => {
-  it('boots the 6.12 kernel with systemd and Debian 13\'s node 20.19; apt installs the package and suture runs on it', async () => {
+  const EXAMPLE_MARKER = ' [live patched by suture]';
+  let bundle = '';
+
+  beforeAll(async () => {
+    await ensureKernel(TRIXIE_KERNEL);
+    // the builder's path for 6.12: suture build --sign from the example patch, its .ko also kernel-signed
+    const mok = spawnSync('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'mok.pem'), '-outform', 'DER', '-out', join(dir, 'mok.der'), '-subj', '/CN=suture test MOK/', '-days', '36500'], { encoding: 'utf8' });
+    if (mok.status !== 0) throw new Error(`openssl req (install the Debian package openssl): ${mok.stderr}`);
+    chmodSync(join(dir, 'mok.pem'), 0o600);
+    const b = sutureJson(
+      ['build', join(ROOT, 'examples', 'proc-cmdline.patch'), '--kernel', TRIXIE_KERNEL, '--sign', join(dir, 'builder.key'), '--module-sign-key', join(dir, 'mok.pem'), '--module-sign-cert', join(dir, 'mok.der'), '-o', join(dir, 'trixie.ko')],
+      { timeoutMs: 900_000 },
+    );
+    if (b.status !== 0) throw new Error(`suture build for ${TRIXIE_KERNEL}: ${b.status}\n${b.stderr}`);
+    expect(b.json.moduleSignature).toMatchObject({ signer: 'suture test MOK' });
+    bundle = b.json.bundle.path;
+    chmodSync(bundle, 0o644);
+  }, 1_800_000);
+
+  it("6.12 with systemd and Debian 13's node 20.19: apt installs the package, a bundle built for 6.12 is installed and loaded by suture.service at the next boot; apt purge, and the boot after loads nothing", async () => {
     const meta = await ensureKernel(TRIXIE_KERNEL);
-    const { json, stderr } = sutureJson<HostJson>(
+    const host = firstBoots({
+      kernel: TRIXIE_KERNEL,
+      release: meta.release,
+      node: /^v20\.(19|[2-9]\d)\./,
+      bundle: `${F}/trixie.suture`,
+      patch: 'livepatch_proc_cmdline',
+      marker: EXAMPLE_MARKER,
+      refusals: [],
+    });
+    const { status, json, stderr } = sutureJson<HostJson>(
       [
-        'vm', 'host', '--kernel', TRIXIE_KERNEL, '--file', files.deb!,
-        '--exec', 'cat /proc/1/comm; systemctl is-system-running --wait; uname -r; node --version; . /etc/os-release; echo "$VERSION_ID"',
-        '--exec', `apt-get install -y -q ${F}/suture_*_all.deb >/dev/null 2>&1; suture --version && systemctl is-enabled suture.service`,
+        'vm', 'host', '--kernel', TRIXIE_KERNEL, '--file', files.deb!, '--file', files.pub!, '--file', bundle,
+        '--exec', '. /etc/os-release; echo "$VERSION_ID"',
+        ...host.args,
+        '--exec', PURGE,
+        '--reboot',
+        '--exec', AFTER_PURGE,
       ],
       { timeoutMs: 1_800_000 },
     );
-    const b = json.boots[0]!;
-    console.log(`vm host (Debian 13): image ${json.image.made ? `made (${JSON.stringify(json.image.timings)})` : 'cached'}; up in ${b.bootMs} ms (run ${b.totalMs} ms)`);
-    expect(json.outcome, `${json.reason}\n${stderr}\n${JSON.stringify(b.commands)}`).toBe('ok');
-    const [init, state, rel, node, version] = b.commands[0]!.output.trim().split('\n');
-    expect([init, state, rel, version]).toEqual(['systemd', 'running', meta.release, '13']);
-    expect(node).toMatch(/^v20\.(19|[2-9]\d)\./);
-    expect(b.commands[1]!.output).toMatch(/enabled\n$/);
+    const [b1, b2, b3] = json.boots;
+    console.log(
+      `vm host (Debian 13): image ${json.image.made ? `made (${JSON.stringify(json.image.timings)})` : 'cached'}; boot 1 up in ${b1?.bootMs} ms (run ${b1?.totalMs} ms)` +
+        `; boot 2 up in ${b2?.bootMs} ms (run ${b2?.totalMs} ms); boot 3 up in ${b3?.bootMs} ms (run ${b3?.totalMs} ms)`,
+    );
+    expect(json.outcome, why(json, stderr)).toBe('ok');
+    expect(status).toBe(0);
+    expect(b1!.commands[0]!.output.trim()).toBe('13');
+    // the OS line first: the shared sequence's commands follow it
+    b1!.commands.shift();
+    host.check(json);
+    expect(b2!.commands.at(-1)!.output).toBe('dpkg 1\ngone\ngone\n');
+    expect(b3!.commands[0]!.output).toMatch(/^0\n/); // no livepatch, no suture unit
+    expect(b3!.commands[0]!.output).not.toContain(EXAMPLE_MARKER);
   }, 1_800_000);
 });
