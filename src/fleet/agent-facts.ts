@@ -93,13 +93,13 @@ export async function gatherFacts(host: Host, i: FactsInput): Promise<GatheredFa
   }
   if (!k.bootId) throw new SutureError('environment', 'the boot id cannot be read (/proc/sys/kernel/random/boot_id)', { hint: 'mount /proc' });
   const reasons: string[] = [];
+  // The health command first: what it makes the kernel log (a WARNING in the patched code it
+  // exercises) is in this check-in, not the next one (a real Debian host showed it a check-in late).
+  const unhealthy = i.health ? await runHealthCommand(i.health) : undefined;
   if (i.watching && i.watching.bootId === k.bootId) {
     for (const line of kernelReports(host.kmsg(), i.watching.sinceUsec)) reasons.push(`kernel log since ${i.watching.name} was loaded: ${line}`.slice(0, 512));
   }
-  if (i.health) {
-    const why = await runHealthCommand(i.health);
-    if (why) reasons.push(why);
-  }
+  if (unhealthy) reasons.push(unhealthy);
   // A transition still running: how long so far (since suture loaded it, when it did) and what holds it up now.
   const busy = s.transition ? s.patches.find((p) => p.name === s.transition!.patch) : undefined;
   const since = busy?.loadedAt ? Date.parse(busy.loadedAt) : NaN;

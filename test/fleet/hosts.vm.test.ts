@@ -504,6 +504,8 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     expect(halted.targets).toHaveLength(1);
     const canary = halted.targets[0]!;
     expect(canary.failure).toMatch(/WARNING/);
+    const at = (re: RegExp) => halted.log.find((l) => re.test(l.text))?.at ?? NaN;
+    mark(`the canary failed ${((at(/ failed: /) - at(/applied the bundle/)) / 1000).toFixed(1)} s after it applied lp_version_warn`);
     const rolled = await untilRollout(r.id, 'the canary to roll back', 120_000, (x) => (x.targets[0]!.state === 'rolled-back' ? x : undefined));
     mark(`canary ${nameOf(canary.hostId)} rolled lp_version_warn back in ${((performance.now() - start) / 1000).toFixed(1)} s`);
     expect(rolled.targets).toHaveLength(1);
