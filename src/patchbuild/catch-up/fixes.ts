@@ -100,7 +100,8 @@ export function seriesHeader(text: string): { title: string | undefined; cves: s
   const cut = text.search(/^(diff --git |--- |Index: )/m);
   const head = cut >= 0 ? text.slice(0, cut) : text;
   const subj = /^Subject:\s*(.*(?:\n[ \t]+.*)*)/m.exec(head);
-  const title = subj ? subj[1]!.replace(/\n[ \t]+/g, ' ').replace(/^\[[^\]]*PATCH[^\]]*\]\s*/i, '').trim() : undefined;
+  // Without [PATCH n/m], and without an architecture tag ([powerpc*] pseries/iommu: ...), as the changelog's titles are read.
+  const title = subj ? subj[1]!.replace(/\n[ \t]+/g, ' ').replace(/^\[[^\]]*PATCH[^\]]*\]\s*/i, '').replace(/^\[[^\]]+\]\s*/, '').trim() : undefined;
   return { title: title || undefined, cves: [...new Set(head.match(/CVE-\d{4}-\d{4,}/g) ?? [])] };
 }
 

@@ -142,6 +142,7 @@ describe('series files', () => {
   it('the subject without [PATCH n/m], folded lines joined, every CVE above the diff', () => {
     const text = 'From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH 03/18] nfsd: fix nfsd_file leak on inter-server\n COPY setup failure\n\nCVE: CVE-2026-89680\n---\ndiff --git a/fs/nfsd/a.c b/fs/nfsd/a.c\n+ CVE-2099-00001 in code\n';
     expect(seriesHeader(text)).toEqual({ title: 'nfsd: fix nfsd_file leak on inter-server COPY setup failure', cves: ['CVE-2026-89680'] });
+    expect(seriesHeader('Subject: [PATCH 02/24] [powerpc*] pseries/iommu: switch to Default DMA window during kdump\n\n---\n').title).toBe('pseries/iommu: switch to Default DMA window during kdump');
   });
 });
 
