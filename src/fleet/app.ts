@@ -194,8 +194,9 @@ export function startTicker(fleet: Fleet, tickMs = 2000, onError: (e: unknown) =
     if (busy) return;
     busy = true;
     n++;
+    // every fifth tick in full; the others skip a rollout that is mid-stage with no silent host (service.ts quiet)
     (n % 30 === 0 ? fleet.purgeNonces() : Promise.resolve())
-      .then(() => fleet.tick())
+      .then(() => fleet.tick({ full: n % 5 === 0 }))
       .catch(onError)
       .finally(() => {
         busy = false;

@@ -522,9 +522,10 @@ export class Fleet {
   }
 
   /** Advance every rollout that may move (start, silent hosts, settled stages). */
-  async tick(): Promise<void> {
-    const rows = await this.db.selectFrom('rollouts').select('id').where('status', 'in', ACTIVE as RolloutStatus[]).orderBy('created_at').orderBy('id').execute();
-    for (const { id } of rows) {
+  async tick(o: { full?: boolean } = {}): Promise<void> {
+    const rows = await this.db.selectFrom('rollouts').select(['id', 'status', 'start_at']).where('status', 'in', ACTIVE as RolloutStatus[]).orderBy('created_at').orderBy('id').execute();
+    for (const { id, status, start_at } of rows) {
+      if (!(o.full ?? true) && (await this.quiet(id, status as RolloutStatus, start_at))) continue;
       await this.onRollout(
         id,
         async (r, _targets, tx) => {
@@ -548,6 +549,24 @@ export class Fleet {
         true,
       );
     }
+  }
+
+  /**
+   * Whether a rollout cannot move now except by taking hosts that came back or enrolled: not yet
+   * due, or mid-stage (a target still assigned or in its soak, none of them silent). Two queries
+   * that stop at the first row, instead of loading every host and target (80 ms at 5,000 targets).
+   */
+  private async quiet(id: string, status: RolloutStatus, startAt: number): Promise<boolean> {
+    const now = this.now();
+    if (status === 'pending') return now < startAt;
+    const open = this.db.selectFrom('rollout_targets').select('rollout_targets.host_id').where('rollout_targets.rollout_id', '=', id).where('rollout_targets.state', 'in', ['assigned', 'applied']);
+    if (!(await open.limit(1).executeTakeFirst())) return false;
+    const silent = await open
+      .innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id')
+      .where((eb) => eb.or([eb('hosts.last_seen', 'is', null), eb('hosts.last_seen', '<', now - this.silentMs)]))
+      .limit(1)
+      .executeTakeFirst();
+    return silent === undefined;
   }
 
   async listRollouts(): Promise<RolloutInfo[]> {
