@@ -198,14 +198,14 @@ export async function compileBoth(
   const side = async (name: Side, o: Overlay, objects: readonly string[]) => {
     const t0 = performance.now();
     if (!objects.length) return { files: new Map<string, string>(), ms: 0 };
-    const keepGoing = opts.keepGoing && name === 'patched';
+    const keepGoing = opts.keepGoing;
     const r = await tc.run([...make, ...(keepGoing ? ['-k'] : []), ...objects], o.merged, { overlay: o, ...(onLine ? { onLine: (l: string) => onLine(name, l) } : {}) });
     const log = (r.stdout + '\n' + r.stderr).split('\n');
     if (r.code !== 0 && keepGoing) {
       const made = objects.filter((obj) => existsSync(join(o.upper, obj)));
       const missing = objects.filter((obj) => !made.includes(obj));
       if (missing.length) {
-        for (const obj of missing) failed.set(obj, linesAbout(log, obj));
+        for (const obj of missing) failed.set(obj, `${name === 'orig' ? 'the unpatched tree does not compile it either: ' : ''}${linesAbout(log, obj)}`);
         return { files: new Map(made.map((obj) => [obj, join(o.upper, obj)])), ms: Math.round(performance.now() - t0) };
       }
     }
@@ -232,7 +232,7 @@ export async function compileBoth(
     }
   }
   const patched = new Map(objects.filter((o) => !failed.has(o)).map((o) => [o, pcache ? join(pcache, o) : b.files.get(o)!]));
-  return { orig: new Map(objects.map((o) => [o, cached(o)])), patched, failed, ms: { orig: a.ms, patched: b.ms } };
+  return { orig: new Map(objects.filter((o) => !failed.has(o)).map((o) => [o, cached(o)])), patched, failed, ms: { orig: a.ms, patched: b.ms } };
 }
 
 /** Compile one object of a kbuild directory (`make M=<dir> <target>`), with the kernel's own compiler. */
