@@ -490,7 +490,9 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     }
     // the agents felt the server go away and came back by themselves
     const logs = await Promise.all(HOSTS.map((h) => control.must(h, 'journalctl -u suture-agent.service --no-pager -o cat')));
-    expect(logs.some((l) => /check-in failed/.test(l))).toBe(true);
+    const failed = logs.join('\n').split('\n').find((l) => /check-in failed/.test(l));
+    expect(failed).toBeDefined();
+    mark(`while the server was away, an agent said: ${failed}`);
     // what the agent did, said once in its journal
     for (const l of logs) expect(l.match(/applied lp_cmdline \(rollout /g) ?? []).toHaveLength(1);
   }, 900_000);
@@ -546,6 +548,19 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     expect(done.targets.map((t) => t.state)).toEqual(['healthy', 'healthy', 'healthy']);
     for (const h of HOSTS) expect(await control.must(h, 'cat /proc/version'), h).toContain('suture: new function');
   }, 900_000);
+
+  it('vm host --net-port refuses a port that is no port, or one given twice, before anything boots', () => {
+    for (const [ports, says] of [
+      [['0'], /--net-port must be a positive whole number/],
+      [['70000'], /--net-port 70000: give a TCP port from 1 to 65535/],
+      [['4000', '4000'], /--net-port 4000 is given twice/],
+    ] as const) {
+      const r = suture(['vm', 'host', '--kernel', REFERENCE_KERNEL, ...ports.flatMap((p) => ['--net-port', p]), '--exec', 'true'], { timeoutMs: 60_000 });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(says);
+      expect(r.stderr).not.toMatch(/booting/);
+    }
+  });
 
   it('the three boots end cleanly: the control loop exits and each host powers off', async () => {
     for (const h of HOSTS) control.end(h);
