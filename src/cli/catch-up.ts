@@ -152,11 +152,14 @@ function proofExit(p: ProofResult): number {
 
 async function prove(meta: KernelMetadata, home: string, r: CatchUpResult, o: CatchUpFlags, reporter: Reporter): Promise<ProofResult> {
   const m = r.module!;
-  const { loads } = resolveModules(readModuleIndex(meta.paths.modules), meta.paths.modules, [...DISK_KMODS, ...m.objects.filter((x) => x !== 'vmlinux')]);
+  const index = readModuleIndex(meta.paths.modules);
+  const disk = resolveModules(index, meta.paths.modules, DISK_KMODS).loads;
+  const patched = resolveModules(index, meta.paths.modules, m.objects.filter((x) => x !== 'vmlinux')).loads.filter((x) => !disk.some((d) => d.name === x.name));
   return reporter.step(`Proving ${m.name} in ${meta.name} (load, transition, smoke workload${o.check.length ? ', your checks' : ''}, kernel log, unload)`, async (s) => {
     const p = await provePatch({
       kernelImage: meta.paths.vmlinuz,
-      kmods: loads,
+      kmods: disk,
+      modules: patched,
       patch: m.path,
       patchName: m.name,
       checks: o.check.map((c) => ({ label: c, script: readFileSync(c, 'utf8') })),
@@ -173,7 +176,7 @@ async function prove(meta: KernelMetadata, home: string, r: CatchUpResult, o: Ca
 }
 
 function proofJson(p: ProofResult) {
-  return { proven: p.proven, reason: p.reason, transitionMs: p.transitionMs, accel: p.vm.accel, bootMs: p.vm.bootMs, totalMs: Math.round(p.vm.totalMs), steps: p.steps.map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs })), logProblems: p.logProblems };
+  return { proven: p.proven, reason: p.reason, transitionMs: p.transitionMs, accel: p.vm.accel, bootMs: p.vm.bootMs, totalMs: Math.round(p.vm.totalMs), steps: p.steps.map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs })), modules: p.modules, logProblems: p.logProblems };
 }
 
 function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags): void {
@@ -198,9 +201,11 @@ function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags
     out('no livepatch: no fix changes code this kernel runs' + (refused.length ? ' that a livepatch can carry' : ''));
     return;
   }
-  out(`${show(r.module.path)}: ${r.module.functions.length} function${r.module.functions.length === 1 ? "" : "s"} in ${r.module.objects.join(', ')}, atomic replace; effective version ${r.module.effectiveVersion ?? 'not claimed (a fix is left out)'}`);
+  out(`${show(r.module.path)}: ${r.module.functions.length} function${r.module.functions.length === 1 ? '' : 's'} in ${r.module.objects.join(', ')}, atomic replace; effective version ${r.module.effectiveVersion ?? 'not claimed (a fix is left out)'}`);
+  const notLoaded = p?.modules.filter((x) => !x.loaded) ?? [];
+  if (notLoaded.length) out(`patched modules that do not load in the VM (their part waits for them on a host): ${notLoaded.map((x) => `${x.name} (${x.why})`).join(', ')}`);
   if (!o.prove) out('not proven (--no-prove)');
-  else if (p) out(p.proven ? `proven in the VM: transition ${p.transitionMs === undefined ? "?" : p.transitionMs.toFixed(1)} ms, smoke workload ok, kernel log clean, disabled and unloaded` : `NOT proven: ${p.reason}`);
+  else if (p) out(p.proven ? `proven in the VM: transition ${p.transitionMs === undefined ? '?' : p.transitionMs.toFixed(1)} ms, smoke workload ok, kernel log clean, disabled and unloaded` : `NOT proven: ${p.reason}`);
 }
 
 function trim(s: string, n: number): string {

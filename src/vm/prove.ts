@@ -10,7 +10,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { ModuleLoad } from '../kernel/modules.js';
 import { DISK_KMODS, ensureDiskImage } from './disk.js';
 import { runVm, type VmCommand, type VmEvent, type VmResult } from './run.js';
@@ -60,6 +60,30 @@ echo "${patch}: disabled and unloaded"
 `;
 }
 
+/**
+ * Load the patched modules (and their dependencies) after the livepatch, as a
+ * host would load a module later: the livepatch core patches each as it
+ * comes. A module that cannot load in this guest (hardware it needs, VMX
+ * under TCG) is said, not failed: its part of the patch waits for it.
+ */
+export function loadModulesScript(mods: readonly ModuleLoad[]): string {
+  return mods
+    .map((m) => `n=${m.name}; if grep -q "^$n " /proc/modules; then echo "already loaded $n"; elif out=$(insmod /modules/${basename(m.path)} 2>&1); then echo "loaded $n"; else echo "not loadable here $n: $out"; fi`)
+    .join('\n') + '\n';
+}
+
+/** What the module-loading step said, module by module. */
+export function parseModuleLoads(output: string): { name: string; loaded: boolean; why?: string }[] {
+  const out: { name: string; loaded: boolean; why?: string }[] = [];
+  for (const l of output.split('\n')) {
+    const ok = /^(?:already )?loaded (\S+)$/.exec(l);
+    if (ok) out.push({ name: ok[1]!, loaded: true });
+    const no = /^not loadable here (\S+): (.*)$/.exec(l);
+    if (no) out.push({ name: no[1]!, loaded: false, why: no[2]! });
+  }
+  return out;
+}
+
 /** Kernel log lines that fail a proof. */
 export function logProblems(dmesg: readonly string[]): string[] {
   return dmesg.filter((l) => /\bBUG[: ]|\bOops\b|\bWARNING:|INFO: task .* blocked for more than|\bgeneral protection fault\b|\bKernel panic\b|\bRIP: /.test(l));
@@ -67,8 +91,10 @@ export function logProblems(dmesg: readonly string[]): string[] {
 
 export interface ProofRequest {
   readonly kernelImage: string;
-  /** The kernel's own modules to load first (the patched ones, the disk's), resolved with their dependencies. */
+  /** The kernel's own modules to load first (the disk's), resolved with their dependencies; any failure fails the proof. */
   readonly kmods: readonly ModuleLoad[];
+  /** The patched modules with their dependencies, loaded after the livepatch (loadModulesScript). */
+  readonly modules: readonly ModuleLoad[];
   readonly patch: string;
   /** The livepatch's name in /sys/kernel/livepatch. */
   readonly patchName: string;
@@ -85,6 +111,8 @@ export interface ProofResult {
   readonly transitionMs: number | undefined;
   readonly steps: readonly { label: string; status: number | null; durationMs: number | null; output: string }[];
   readonly logProblems: readonly string[];
+  /** Each patched module (or dependency) and whether it loaded in the guest. */
+  readonly modules: readonly { name: string; loaded: boolean; why?: string }[];
   readonly vm: VmResult;
 }
 
@@ -94,6 +122,7 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
     const disk = join(dir, 'disk.img');
     await ensureDiskImage(disk, 64);
     const commands: VmCommand[] = [
+      ...(req.modules.length ? [{ label: 'load the patched modules', script: loadModulesScript(req.modules) }] : []),
       { label: 'smoke workload', script: SMOKE_SCRIPT },
       ...req.checks,
       { label: `disable and unload ${req.patchName}`, script: disableAndUnload(req.patchName) },
@@ -101,6 +130,7 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
     const vm = await runVm({
       kernelImage: req.kernelImage,
       kmods: [...req.kmods],
+      modules: req.modules.map((m) => m.path),
       loads: [req.patch],
       commands,
       stateDir: req.stateDir,
@@ -120,7 +150,8 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
           : problems.length
             ? `the kernel log shows ${problems.length} problem line${problems.length === 1 ? '' : 's'}: ${problems[0]}`
             : undefined;
-    return { proven: reason === undefined, ...(reason ? { reason } : {}), transitionMs: vm.loads[0]?.kernelTransitionMs, steps, logProblems: problems, vm };
+    const modules = parseModuleLoads(vm.commands.find((c) => c.label === 'load the patched modules')?.output ?? '');
+    return { proven: reason === undefined, ...(reason ? { reason } : {}), transitionMs: vm.loads[0]?.kernelTransitionMs, steps, logProblems: problems, modules, vm };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
