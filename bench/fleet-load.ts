@@ -12,13 +12,17 @@
  *
  *   npx tsx bench/fleet-load.ts [--db sqlite|postgres] [--agents 10000] [--duration 300]
  *                               [--interval 60] [--soak 30] [--stages 1,10%,50%,100%] [--json]
+ *                               [--server-node-arg=--cpu-prof --server-node-arg=--cpu-prof-dir=DIR]
  *
  * Enrolment (one token and one enrolment per agent, through the API) comes
  * first and is not measured. Then for --duration seconds: every request's
  * latency (from the first byte sent to the last byte read, in this process),
  * errors (anything but a 2xx reply, or no reply), the server's CPU (user +
  * system, from /proc, as % of one core) and resident memory, and the same for
- * the PostgreSQL cluster's processes. Progress every 10 s on stderr.
+ * the PostgreSQL cluster's processes; and the server's own time per request
+ * (GET /v1/admin/stats: from reading the request to sending the reply; time a
+ * request waits for the server's CPU before that is not in it). Progress
+ * every 10 s on stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
@@ -46,6 +50,8 @@ const { values: v } = parseArgs({
     'rollout-after': { type: 'string' },
     stages: { type: 'string', default: '1,10%,50%,100%' },
     json: { type: 'boolean', default: false },
+    /** Options for the server's node (e.g. --cpu-prof --cpu-prof-dir=DIR, to find a hot spot). */
+    'server-node-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 if (v.db !== 'sqlite' && v.db !== 'postgres') throw new Error(`--db must be sqlite or postgres (got ${v.db})`);
@@ -96,22 +102,8 @@ function postgresPids(dataDir: string): number[] {
   return out;
 }
 
-/** The server's own time per request (Fastify's "request completed" log line, ms), apart from the time queued for a CPU. */
-const serverTimes: number[] = [];
-let recordServer = false;
-
 function startServer(env: NodeJS.ProcessEnv, database: string): Promise<{ p: ChildProcess; base: string }> {
-  const p = spawn(process.execPath, [join(ROOT, 'bin/suture.js'), 'server', '--listen', '127.0.0.1:0', '--database', database, '--log'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let partial = '';
-  p.stdout!.on('data', (b: Buffer) => {
-    const lines = (partial + b.toString()).split('\n');
-    partial = lines.pop()!;
-    if (!recordServer) return;
-    for (const l of lines) {
-      const m = /"responseTime":([0-9.]+)/.exec(l);
-      if (m) serverTimes.push(Number(m[1]));
-    }
-  });
+  const p = spawn(process.execPath, [...(v['server-node-arg'] as string[]), join(ROOT, 'bin/suture.js'), 'server', '--listen', '127.0.0.1:0', '--database', database], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   return listening(p).then((base) => ({ p, base }));
 }
 
@@ -207,7 +199,6 @@ async function main(): Promise<void> {
       }
     };
     const start = Date.now();
-    recordServer = true;
     const end = start + DURATION * 1000;
     let stopped = false;
     const timers: NodeJS.Timeout[] = [];
@@ -252,7 +243,6 @@ async function main(): Promise<void> {
     }, ROLLOUT_AFTER * 1000);
     await new Promise((r) => setTimeout(r, DURATION * 1000));
     stopped = true;
-    recordServer = false;
     for (const t of timers) clearTimeout(t);
     clearInterval(progress);
     await new Promise((r) => setTimeout(r, 2000)); // requests in flight finish
@@ -273,8 +263,8 @@ async function main(): Promise<void> {
       requests: stats(all),
       byKind: Object.fromEntries(Object.entries(lat).map(([k, xs]) => [k, stats(xs)])),
       requestsPerSec: round(all.length / DURATION),
-      /** Inside the server, from the request read to the reply written (Fastify's responseTime; admin reads included). */
-      serverSide: stats(serverTimes),
+      /** Inside the server, from the request read to the reply written (GET /v1/admin/stats; admin reads included). */
+      serverSide: (({ served: _s, ...x }) => x)((await admin.request('GET', `/v1/admin/stats?since=${start}`)) as { served: number; window: number; p50Ms: number; p99Ms: number; maxMs: number }),
       errors: errors.length,
       firstErrors: errors.slice(0, 5),
       server: { cpuPercentAvg: round(((u1.server.ticks - u0.server.ticks) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.serverCpu), rssMiBPeak: round(peaks.serverRssKiB / 1024), rssMiBEnd: round(u1.server.rssKiB / 1024) },
@@ -286,7 +276,7 @@ async function main(): Promise<void> {
     else {
       process.stdout.write(
         `${AGENTS} agents, every ${INTERVAL} s ±10%, ${DURATION} s on ${v.db}: ${result.requests.n} requests (${result.requestsPerSec}/s), p50 ${result.requests.p50} ms, p99 ${result.requests.p99} ms, max ${result.requests.max} ms; errors ${result.errors}\n` +
-          `  inside the server: p50 ${result.serverSide.p50} ms, p99 ${result.serverSide.p99} ms, max ${result.serverSide.max} ms\n` +
+          `  inside the server (${result.serverSide.window} requests): p50 ${round(result.serverSide.p50Ms)} ms, p99 ${round(result.serverSide.p99Ms)} ms, max ${round(result.serverSide.maxMs)} ms\n` +
           `  check-in p50 ${result.byKind.checkin!.p50} / p99 ${result.byKind.checkin!.p99} ms; bundle p50 ${result.byKind.bundle!.p50} / p99 ${result.byKind.bundle!.p99} ms; applied-result p50 ${result.byKind.result!.p50} / p99 ${result.byKind.result!.p99} ms\n` +
           `  server CPU ${result.server.cpuPercentAvg}% of a core on average (peak 10 s: ${result.server.cpuPercentPeak10s}%), RSS peak ${result.server.rssMiBPeak} MiB` +
           (result.postgres ? `; postgres CPU ${result.postgres.cpuPercentAvg}% (peak ${result.postgres.cpuPercentPeak10s}%), RSS ${result.postgres.rssMiBPeak} MiB` : '') +

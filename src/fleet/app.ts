@@ -16,6 +16,7 @@
  *   POST /v1/admin/rollouts/:id/:action  pause | resume | abort | rollback
  *   POST /v1/admin/hosts/:host/pin       {patch}: rollouts of other patches skip the host
  *   POST /v1/admin/hosts/:host/unpin
+ *   GET  /v1/admin/stats?since=MS        requests served; p50/p99/max of the server's own time per request since MS
  *   /dashboard…                          the dashboard (dashboard.ts): its own login, session cookie and CSRF tokens
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -41,6 +42,7 @@ import {
   PinRequest,
   RolloutList,
   RolloutShow,
+  ServerStats,
   RolloutRequest,
   TokenReply,
   TokenRequest,
@@ -66,6 +68,9 @@ const RolloutParam = z.strictObject({ id: z.string().regex(/^r-[0-9a-f]{16}$/) }
 const ActionParams = z.strictObject({ id: z.string().regex(/^r-[0-9a-f]{16}$/), action: RolloutAction });
 const ChannelQuery = z.strictObject({ channel: ChannelSchema.default('stable') });
 const NoQuery = z.strictObject({});
+const StatsQuery = z.strictObject({ since: z.coerce.number().int().nonnegative().optional() });
+/** How many request times GET /v1/admin/stats keeps. */
+const RING = 1 << 18;
 /** A host id (h-…) or a host name. */
 const HostParam = z.strictObject({ host: z.string().regex(/^[A-Za-z0-9_.-]{1,66}$/) });
 
@@ -143,6 +148,24 @@ export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0]!;
     return reply.code(404).send({ error: { code: 'not-found', message: `no route ${req.method} ${path}`, entity: { type: 'request', id: `${req.method} ${path}` } } });
+  });
+
+  // The server's own time per request (from reading it to the reply sent), the last RING of them, for GET /v1/admin/stats.
+  const times = new Float64Array(RING);
+  const ends = new Float64Array(RING);
+  let served = 0;
+  app.addHook('onResponse', async (_req, reply) => {
+    times[served % RING] = reply.elapsedTime;
+    ends[served % RING] = Date.now();
+    served++;
+  });
+  app.get('/v1/admin/stats', { config: { auth: 'admin' }, schema: { querystring: StatsQuery, response: { 200: ServerStats } } }, async (req) => {
+    const since = (req.query as { since?: number }).since ?? 0;
+    const xs: number[] = [];
+    for (let i = Math.max(0, served - RING); i < served; i++) if (ends[i % RING]! >= since) xs.push(times[i % RING]!);
+    xs.sort((a, b) => a - b);
+    const at = (p: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]! : null);
+    return { served, window: xs.length, p50Ms: at(50), p99Ms: at(99), maxMs: xs.at(-1) ?? null, rssBytes: process.memoryUsage().rss, cpuMicros: process.cpuUsage().user + process.cpuUsage().system };
   });
 
   const caller = (req: FastifyRequest): Caller => req.caller!;

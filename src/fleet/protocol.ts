@@ -287,6 +287,7 @@ export const CveReport = z.object({
     }),
   ),
 });
+export const ServerStats = z.object({ served: z.number(), window: z.number(), p50Ms: z.number().nullable(), p99Ms: z.number().nullable(), maxMs: z.number().nullable(), rssBytes: z.number(), cpuMicros: z.number() });
 export const PinRequest = z.strictObject({ patch: Name });
 export const PinReply = z.object({ hostId: z.string(), name: z.string(), pin: Name.nullable() });
 export const RolloutList = z.object({ rollouts: z.array(RolloutInfo) });

@@ -118,6 +118,13 @@ describe('a staged rollout', () => {
   it('fleet rollouts lists it', async () => {
     const l = await call(app, clock, admin, 'GET', '/v1/admin/rollouts');
     expect(l.json.rollouts.map((r: { id: string; status: string }) => [r.id, r.status])).toEqual([[rid, 'done']]);
+    // the server's own request times: every request so far is counted; those since the clock's now only (a real clock: none)
+    const st = (await call(app, clock, admin, 'GET', '/v1/admin/stats')).json;
+    expect(st.served).toBeGreaterThan(50);
+    expect(st.window).toBe(st.served);
+    expect(st.p50Ms).toBeGreaterThan(0);
+    expect(st.p99Ms).toBeGreaterThanOrEqual(st.p50Ms);
+    expect((await call(app, clock, admin, 'GET', `/v1/admin/stats?since=${Date.now() + 3_600_000}`)).json).toMatchObject({ window: 0, p50Ms: null });
   });
 });
 
@@ -165,6 +172,7 @@ describe('bad requests: refused, nothing changed', () => {
       ['GET', `/v1/admin/rollouts/${rid}`, undefined, admin],
       ['POST', `/v1/admin/rollouts/${rid}/rollback`, {}, admin],
       ['GET', '/v1/admin/cves', undefined, admin],
+      ['GET', '/v1/admin/stats', undefined, admin],
       ['POST', `/v1/admin/hosts/${h.hostId}/pin`, { patch: 'fake_bound' }, admin],
       ['POST', `/v1/admin/hosts/${h.hostId}/unpin`, {}, admin],
     ];
