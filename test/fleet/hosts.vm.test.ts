@@ -33,6 +33,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
 import { sutureHome } from '../../src/util/paths.js';
+import { netArgv } from '../../src/vm/host.js';
+import { hostBootScript } from '../../src/vm/host-guest.js';
 import { ensureHostImage } from '../../src/vm/host-image.js';
 import { BIN, ROOT, suture } from '../helpers/cli.js';
 import { ensureKernel, REFERENCE_KERNEL } from '../helpers/kernel.js';
@@ -548,6 +550,22 @@ describe.skipIf(!!skip)('the fleet on three real Debian 12 hosts', () => {
     expect(done.targets.map((t) => t.state)).toEqual(['healthy', 'healthy', 'healthy']);
     for (const h of HOSTS) expect(await control.must(h, 'cat /proc/version'), h).toContain('suture: new function');
   }, 900_000);
+
+  it('a boot has a network only when asked: QEMU gets one restricted NIC and a guestfwd per port, the guest a runtime networkd config', () => {
+    expect(netArgv([7443, 9000], '/run/x/tcp-forward.mjs', '/usr/bin/node')).toEqual([
+      '-netdev',
+      `user,id=n0,restrict=on,ipv6=off,net=10.0.2.0/24,guestfwd=tcp:${GW}:7443-cmd:/usr/bin/node --no-warnings /run/x/tcp-forward.mjs 7443,guestfwd=tcp:${GW}:9000-cmd:/usr/bin/node --no-warnings /run/x/tcp-forward.mjs 9000`,
+      '-device',
+      'virtio-net-pci,netdev=n0',
+    ]);
+    expect(() => netArgv([1], '/tmp/a,b/f.mjs')).toThrow(/comma, blank or quote/);
+    const without = hostBootScript({ marker: 'M', commands: 1, powerOff: true });
+    expect(without).not.toMatch(/networkd|SUTURE_VM_GATEWAY|NET_DOWN/);
+    const withNet = hostBootScript({ marker: 'M', commands: 1, powerOff: true, network: true });
+    expect(withNet).toContain('/run/systemd/network/10-suture-vm.network');
+    expect(withNet).toContain(`export SUTURE_VM_GATEWAY=${GW}`);
+    expect(withNet).toMatch(/frame net net_up \|\| NET_DOWN=1\n\[ -n "\$NET_DOWN" \] \|\| frame cmd:0 /);
+  });
 
   it('vm host --net-port refuses a port that is no port, or one given twice, before anything boots', () => {
     for (const [ports, says] of [
