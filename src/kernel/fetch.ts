@@ -292,7 +292,7 @@ async function fetchSteps(ref: KernelRef, paths: WorkspacePaths, opts: FetchOpti
   });
 
   // The stamp names what the tree was prepared for: another toolchain or other flags prepare it again.
-  await once(paths, reporter, timings, `prepare-${toolchain.info.via}-sections-pinned`, 'Preparing the source tree (olddefconfig, modules_prepare)', [join(paths.root, 'orig-objects')], async (update) => {
+  await once(paths, reporter, timings, `prepare-${toolchain.info.via}-sections-pinned`, 'Preparing the source tree (olddefconfig, modules_prepare)', [join(paths.root, 'orig-objects'), join(paths.root, 'patched-objects')], async (update) => {
     const cc = toolchain.info.command;
     const jobs = String(Math.max(1, cpus().length));
     const make = treeMakeArgs(cc, ref.release, Number(jobs));
