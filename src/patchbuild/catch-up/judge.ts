@@ -25,7 +25,6 @@ import type { FunctionReport } from '../reasons.js';
 import type { Refusal } from '../diff/rules.js';
 import type { Unit } from '../units.js';
 import { includingUnits, objectName } from '../units.js';
-import type { ChangelogEntry } from './changelog.js';
 import type { Fix } from './fixes.js';
 import { outsideBuild } from './group.js';
 import { SutureError } from '../../util/errors.js';
@@ -43,14 +42,9 @@ export interface FixRefusal {
   readonly instead: string;
 }
 
-export interface FixReport {
-  readonly id: string;
-  readonly label: string;
-  readonly title: string | undefined;
-  readonly cves: readonly string[];
-  readonly basis: readonly string[];
+/** A fix as formed (fixes.ts), its files by path, with its verdict. */
+export interface FixReport extends Omit<Fix, 'files'> {
   readonly files: readonly string[];
-  readonly changelog: readonly ChangelogEntry[];
   readonly verdict: FixVerdict;
   /** One line: why this verdict. */
   readonly why: string;
