@@ -68,22 +68,31 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 const round = (x: number) => Math.round(x * 100) / 100;
 
-/** CPU ticks (user + system) and RSS (KiB) of some processes, from /proc. */
-function usage(pids: number[]): { ticks: number; rssKiB: number } {
-  let ticks = 0;
-  let rssKiB = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      rssKiB += m ? Number(m[1]) : 0;
-    } catch {
-      // a process that ended
+/**
+ * CPU ticks (user + system) and RSS (KiB) of a set of processes, from /proc, counted per process so
+ * that one that ends (a PostgreSQL worker) does not take its ticks back out of the sum.
+ */
+class Usage {
+  private readonly last = new Map<number, number>();
+  ticks = 0;
+  rssKiB = 0;
+  sample(pids: number[]): this {
+    this.rssKiB = 0;
+    for (const pid of pids) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const t = Number(f[11]) + Number(f[12]);
+        this.ticks += t - (this.last.get(pid) ?? 0);
+        this.last.set(pid, t);
+        const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+        this.rssKiB += m ? Number(m[1]) : 0;
+      } catch {
+        // a process that ended
+      }
     }
+    return this;
   }
-  return { ticks, rssKiB };
 }
 
 /** The postmaster and its children. */
@@ -213,25 +222,27 @@ async function main(): Promise<void> {
     });
 
     const pgPids = () => (pg ? postgresPids(join(dir, 'pg', 'db')) : []);
-    const u0 = { server: usage([s.p.pid!]), pg: usage(pgPids()), at: Date.now() };
+    const serverUse = new Usage().sample([s.p.pid!]);
+    const pgUse = new Usage().sample(pgPids());
+    const u0 = { server: serverUse.ticks, pg: pgUse.ticks, at: Date.now() };
     let last = u0;
     const peaks = { serverCpu: 0, serverRssKiB: 0, pgCpu: 0, pgRssKiB: 0 };
     let rolloutId: string | undefined;
     let rollout: { status: string; stage: number; stages: string; report?: { byState: Record<string, number> } } | undefined;
     const progress = setInterval(() => {
-      const now = { server: usage([s.p.pid!]), pg: usage(pgPids()), at: Date.now() };
+      const now = { server: serverUse.sample([s.p.pid!]).ticks, pg: pgUse.sample(pgPids()).ticks, at: Date.now() };
       const secs = (now.at - last.at) / 1000;
-      const sc = ((now.server.ticks - last.server.ticks) / CLK_TCK / secs) * 100;
-      const pc = ((now.pg.ticks - last.pg.ticks) / CLK_TCK / secs) * 100;
+      const sc = ((now.server - last.server) / CLK_TCK / secs) * 100;
+      const pc = ((now.pg - last.pg) / CLK_TCK / secs) * 100;
       peaks.serverCpu = Math.max(peaks.serverCpu, sc);
       peaks.pgCpu = Math.max(peaks.pgCpu, pc);
-      peaks.serverRssKiB = Math.max(peaks.serverRssKiB, now.server.rssKiB);
-      peaks.pgRssKiB = Math.max(peaks.pgRssKiB, now.pg.rssKiB);
+      peaks.serverRssKiB = Math.max(peaks.serverRssKiB, serverUse.rssKiB);
+      peaks.pgRssKiB = Math.max(peaks.pgRssKiB, pgUse.rssKiB);
       last = now;
       const w = window.sort((a, b) => a - b);
       window = [];
       log(
-        `t=${Math.round((now.at - start) / 1000)} s: ${w.length} requests in 10 s, p50 ${percentile(w, 50).toFixed(1)} ms, p99 ${percentile(w, 99).toFixed(1)} ms; errors ${errors.length}; server ${sc.toFixed(0)}% CPU, ${(now.server.rssKiB / 1024).toFixed(0)} MiB${pg ? `; postgres ${pc.toFixed(0)}% CPU` : ''}${rollout ? `; rollout ${rollout.status} stage ${rollout.stage + 1} ${JSON.stringify(rollout.report?.byState ?? {})}` : ''}`,
+        `t=${Math.round((now.at - start) / 1000)} s: ${w.length} requests in 10 s, p50 ${percentile(w, 50).toFixed(1)} ms, p99 ${percentile(w, 99).toFixed(1)} ms; errors ${errors.length}; server ${sc.toFixed(0)}% CPU, ${(serverUse.rssKiB / 1024).toFixed(0)} MiB${pg ? `; postgres ${pc.toFixed(0)}% CPU` : ''}${rollout ? `; rollout ${rollout.status} stage ${rollout.stage + 1} ${JSON.stringify(rollout.report?.byState ?? {})}` : ''}; machine load ${loadavg()[0]!.toFixed(1)}`,
       );
       if (rolloutId) void (admin.request('GET', `/v1/admin/rollouts/${rolloutId}`) as Promise<typeof rollout>).then((r) => (rollout = r)).catch((e) => errors.push(`rollout show: ${(e as Error).message}`));
     }, 10_000);
@@ -246,7 +257,7 @@ async function main(): Promise<void> {
     for (const t of timers) clearTimeout(t);
     clearInterval(progress);
     await new Promise((r) => setTimeout(r, 2000)); // requests in flight finish
-    const u1 = { server: usage([s.p.pid!]), pg: usage(pgPids()), at: Date.now() };
+    const u1 = { server: serverUse.sample([s.p.pid!]).ticks, pg: pgUse.sample(pgPids()).ticks, at: Date.now() };
     if (rolloutId) rollout = (await admin.request('GET', `/v1/admin/rollouts/${rolloutId}`)) as typeof rollout;
     const secs = (u1.at - u0.at) / 1000;
     const stats = (xs: number[]) => {
@@ -267,8 +278,8 @@ async function main(): Promise<void> {
       serverSide: (({ served: _s, ...x }) => x)((await admin.request('GET', `/v1/admin/stats?since=${start}`)) as { served: number; window: number; p50Ms: number; p99Ms: number; maxMs: number }),
       errors: errors.length,
       firstErrors: errors.slice(0, 5),
-      server: { cpuPercentAvg: round(((u1.server.ticks - u0.server.ticks) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.serverCpu), rssMiBPeak: round(peaks.serverRssKiB / 1024), rssMiBEnd: round(u1.server.rssKiB / 1024) },
-      postgres: pg ? { cpuPercentAvg: round(((u1.pg.ticks - u0.pg.ticks) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.pgCpu), rssMiBPeak: round(peaks.pgRssKiB / 1024) } : null,
+      server: { cpuPercentAvg: round(((u1.server - u0.server) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.serverCpu), rssMiBPeak: round(peaks.serverRssKiB / 1024), rssMiBEnd: round(serverUse.rssKiB / 1024) },
+      postgres: pg ? { cpuPercentAvg: round(((u1.pg - u0.pg) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.pgCpu), rssMiBPeak: round(peaks.pgRssKiB / 1024) } : null,
       rollout: rollout ? { status: rollout.status, stage: `${rollout.stage + 1}/${rollout.stages.split(',').length} (${rollout.stages})`, byState: rollout.report?.byState ?? {} } : null,
       machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), loadavg: loadavg().map(round) },
     };

@@ -301,16 +301,32 @@ export class Fleet {
       .set({ last_seen: now, release: f.release, build_id: f.buildId, boot_id: f.bootId, effective_version: f.effectiveVersion, health_ok: f.health.ok ? 1 : 0, facts: JSON.stringify(f), reported_at: caller.time ?? now })
       .where('id', '=', caller.id)
       .execute();
-    const active = await this.db.selectFrom('host_active').select('rollout_id').where('host_id', '=', caller.id).executeTakeFirst();
+    // The host's rollout and its target in it, in one query (most check-ins need nothing else).
+    const active = await this.db
+      .selectFrom('host_active')
+      .innerJoin('rollouts', 'rollouts.id', 'host_active.rollout_id')
+      .innerJoin('rollout_targets', (j) => j.onRef('rollout_targets.rollout_id', '=', 'host_active.rollout_id').onRef('rollout_targets.host_id', '=', 'host_active.host_id'))
+      .selectAll('rollouts')
+      .select(['rollout_targets.host_id', 'rollout_targets.stage as t_stage', 'rollout_targets.state', 'rollout_targets.failure', 'rollout_targets.assigned_at', 'rollout_targets.applied_at', 'rollout_targets.transition_at'])
+      .where('host_active.host_id', '=', caller.id)
+      .executeTakeFirst();
     const rolloutIds = new Set(req.results.map((r) => r.rolloutId));
-    if (active) rolloutIds.add(active.rollout_id);
+    if (active) rolloutIds.add(active.id);
     let changed = false;
+    let moved = false;
     for (const rid of [...rolloutIds].sort()) {
       // Without a lock first: this host's target only. Host events touch only their own target (a failure that
       // halts the rollout is a change of it too), so events that change nothing here change nothing at all, and
       // the check-in need not lock the rollout nor load its other targets: the common case of a fleet's minute.
-      const r = await this.db.selectFrom('rollouts').selectAll().where('id', '=', rid).executeTakeFirst();
-      const row = r && (await this.targetRows(this.db, rid, caller.id).executeTakeFirst());
+      let r: RolloutTable | undefined;
+      let row: TargetRow | undefined;
+      if (active && active.id === rid) {
+        r = active;
+        row = { host_id: caller.id, stage: active.t_stage, state: active.state, failure: active.failure, assigned_at: active.assigned_at, applied_at: active.applied_at, transition_at: active.transition_at, last_seen: now };
+      } else {
+        r = await this.db.selectFrom('rollouts').selectAll().where('id', '=', rid).executeTakeFirst();
+        row = r && (await this.targetRows(this.db, rid, caller.id).executeTakeFirst());
+      }
       if (!r || !row) continue;
       const bundle = await this.bundleMeta(r.bundle_id);
       const events = hostEvents(caller.id, rid, bundle, req, now);
@@ -329,11 +345,14 @@ export class Fleet {
         await this.db.updateTable('rollout_targets').set({ transition_sec: lt.seconds, transition_at: lt.at, transition_blockers: JSON.stringify(lt.blockers) }).where('rollout_id', '=', rid).where('host_id', '=', caller.id).execute();
       }
       if (!moves) continue;
+      moved = true;
       if (await this.onHost(rid, caller.id, events)) changed = true;
     }
     // the ticker does the rest (new candidates, silent hosts); a rollout a check-in can move is ticked now
     if (changed) await this.tick();
-    return { hostId: caller.id, assignment: await this.assignment(caller.id), nextCheckinSec: this.checkinSec };
+    // nothing moved: the assignment is what the row read above says
+    const assignment = moved ? await this.assignment(caller.id) : active ? assignmentOf(active) : null;
+    return { hostId: caller.id, assignment, nextCheckinSec: this.checkinSec };
   }
 
   private async assignment(hostId: string): Promise<CheckinReply['assignment']> {
@@ -344,10 +363,7 @@ export class Fleet {
       .select(['rollouts.id', 'rollouts.bundle_id', 'rollouts.name', 'rollouts.soak_ms', 'rollout_targets.state', 'rollout_targets.failure'])
       .where('host_active.host_id', '=', hostId)
       .executeTakeFirst();
-    if (!a) return null;
-    const action = instructionFor({ state: a.state as TargetState } as Target);
-    if (!action) return null;
-    return { action, rolloutId: a.id, bundleId: a.bundle_id, name: a.name, path: `/v1/bundles/${a.bundle_id}`, soakSec: Math.round(a.soak_ms / 1000) };
+    return a ? assignmentOf(a) : null;
   }
 
   // ---------- rollouts ----------
@@ -630,7 +646,17 @@ interface BundleMeta {
   moduleSha256: string;
 }
 
-function toTarget(t: TargetTable & { last_seen: number | null }): Target {
+/** What toTarget and a check-in read of a target. */
+type TargetRow = Pick<TargetTable, 'host_id' | 'stage' | 'state' | 'failure' | 'assigned_at' | 'applied_at' | 'transition_at'> & { last_seen: number | null };
+
+/** What the server tells a host of its target (rollout.ts instructionFor), as the check-in reply's assignment. */
+function assignmentOf(a: { id: string; bundle_id: string; name: string; soak_ms: number; state: string }): CheckinReply['assignment'] {
+  const action = instructionFor({ state: a.state as TargetState } as Target);
+  if (!action) return null;
+  return { action, rolloutId: a.id, bundleId: a.bundle_id, name: a.name, path: `/v1/bundles/${a.bundle_id}`, soakSec: Math.round(a.soak_ms / 1000) };
+}
+
+function toTarget(t: TargetRow): Target {
   return { hostId: t.host_id, stage: t.stage, state: t.state as TargetState, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at, lastSeen: t.last_seen ?? t.assigned_at };
 }
 

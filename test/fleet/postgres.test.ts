@@ -6,7 +6,7 @@
  * source) sharing it: hosts check in through both at once, both tick every
  * 100 ms, two rollouts of the same build race for the same hosts. Then the
  * database shows each stage started once, no host in two rollouts, every
- * host healthy exactly once.
+ * host healthy exactly once, and the host pinned to another patch in neither.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -83,6 +83,9 @@ describe('two server processes on one PostgreSQL', () => {
       );
     await checkinAll();
     await A!.request('POST', '/v1/admin/bundles?channel=stable', bundles.bound);
+    // pg7 is pinned to another patch: both rollouts skip it, and say so
+    await A!.request('POST', '/v1/admin/bundles?channel=stable', bundles.cumulative);
+    await B!.request('POST', '/v1/admin/hosts/pg7/pin', { patch: 'fake_cumulative' });
     // two rollouts of the same build, created at once through the two servers, race for the same hosts
     const req = { name: 'fake_bound', channel: 'stable', stages: '1,50%,100%', soakSec: 0, maxFailures: 1, delaySec: 0 };
     const [r1, r2] = (await Promise.all([A!.request('POST', '/v1/admin/rollouts', req), B!.request('POST', '/v1/admin/rollouts', req)])) as { id: string }[];
@@ -96,7 +99,10 @@ describe('two server processes on one PostgreSQL', () => {
     const rollouts = await d.db.selectFrom('rollouts').select(['id', 'status']).orderBy('id').execute();
     expect(rollouts.map((r) => r.status)).toEqual(['done', 'done']);
     // every host got the bundle, healthy; a host is in a second rollout only after the first one finished with it
-    expect(new Set(rows.map((r) => r.host_id)).size).toBe(8);
+    expect(new Set(rows.map((r) => r.host_id)).size).toBe(7);
+    const pg7 = (await d.db.selectFrom('hosts').select('id').where('name', '=', 'pg7').executeTakeFirstOrThrow()).id;
+    expect(rows.some((r) => r.host_id === pg7)).toBe(false);
+    for (const r of [r1!, r2!]) expect(((await A!.request('GET', `/v1/admin/rollouts/${r.id}`)) as { report: { pinned: unknown } }).report.pinned).toEqual([{ hostId: pg7, name: 'pg7', patch: 'fake_cumulative' }]);
     expect(rows.every((r) => r.state === 'healthy')).toBe(true);
     const doneAt = new Map((await d.db.selectFrom('rollout_events').select(['rollout_id', 'at']).where('text', 'like', 'done:%').execute()).map((e) => [e.rollout_id, e.at]));
     for (const h of new Set(rows.map((r) => r.host_id))) {

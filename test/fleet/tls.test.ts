@@ -71,6 +71,18 @@ describe('suture server over TLS', () => {
     expect(JSON.parse(e.stdout).token).toMatch(/^st_/);
   });
 
+  it('the report commands over https: cves (none yet), pin of an unknown host refused naming it (exit 10)', () => {
+    const ca = ['--server', url, '--ca', join(dir, 'good-ca.pem')];
+    const c = suture(['fleet', 'cves', ...ca], { env });
+    expect(c.status, c.stderr).toBe(0);
+    expect(c.stdout.trim()).toBe('no published bundle names a CVE');
+    const p = suture(['fleet', 'pin', 'nohost', 'fake_bound', ...ca], { env });
+    expect(p.status).toBe(EXIT.notFound);
+    expect(p.stderr).toContain('no enrolled host has the id or name nohost');
+    const r = suture(['fleet', 'rollouts', '--json', ...ca], { env });
+    expect(JSON.parse(r.stdout)).toEqual({ rollouts: [] });
+  });
+
   it('a wrong CA is refused, naming the CA file and the server (exit of untrusted)', () => {
     const r = suture(['fleet', 'hosts', '--server', url, '--ca', join(dir, 'wrong-ca.pem')], { env });
     expect(r.status).toBe(EXIT.untrusted);
