@@ -10,6 +10,7 @@ import type { ProofResult } from '../../vm/prove.js';
 import type { CatchUpResult } from './catch-up.js';
 import type { FixVerdict } from './judge.js';
 
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 const ORDER: readonly FixVerdict[] = ['included', 'refused', 'no-functional-change', 'not-built'];
@@ -56,7 +57,7 @@ ${rows}
     ? `<h2>CVEs that need no patch here (${r.cvesNeedNoPatch.length})</h2><table><thead><tr><th>CVE</th><th>title</th><th>why</th></tr></thead><tbody>${r.cvesNeedNoPatch.map((c) => `<tr><td>${esc(c.cve)}</td><td>${esc(c.title)}</td><td>${esc(c.why)}</td></tr>`).join('')}</tbody></table>`
     : '';
   const mod = r.module
-    ? `<p><b>${esc(r.module.name)}</b> at <code>${esc(r.module.path)}</code>: ${r.module.functions.length} functions in ${esc(r.module.objects.join(', '))}, atomic replace. Effective version: ${esc(r.module.effectiveVersion ?? 'not claimed (a fix is left out)')}.</p>`
+    ? `<p><b>${esc(r.module.name)}</b> at <code>${esc(r.module.path)}</code>: ${plural(r.module.functions.length, 'function')} in ${esc(r.module.objects.join(', '))}, atomic replace. Effective version: ${esc(r.module.effectiveVersion ?? 'not claimed (a fix is left out)')}.</p>`
     : '<p>No livepatch: nothing to carry.</p>';
   const pr = !proof
     ? '<p>Not proven in a VM.</p>'
@@ -67,7 +68,7 @@ ${proof.logProblems.length ? `<pre>${proof.logProblems.map(esc).join('\n')}</pre
 <html lang="en"><head><meta charset="utf-8"><title>suture catch-up: ${esc(r.kernel)} to ${esc(r.what)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;width:100%;margin-bottom:1em}td,th{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top;text-align:left}.pill{color:#fff;padding:2px 8px;border-radius:10px}.refusal{margin-top:4px}.ok{color:#1a7f37}.bad{color:#cf222e}code{font-size:12px}</style></head>
 <body><h1>Catch-up of ${esc(r.kernel)} to ${esc(r.what)}</h1>
-<p>${r.fixes.length} fixes, ${r.unitsCompiled} units compiled, ${(meta.totalMs / 1000).toFixed(1)} s in all; generated ${esc(meta.generatedAt)}.</p>
+<p>${plural(r.fixes.length, 'fix', 'fixes')}, ${plural(r.unitsCompiled, 'unit')} compiled, ${(meta.totalMs / 1000).toFixed(1)} s in all; generated ${esc(meta.generatedAt)}.</p>
 <p>${summary}</p>
 <h2>The livepatch</h2>${mod}
 <h2>Proof</h2>${pr}
