@@ -204,3 +204,21 @@ describe('signed bundles in the real kernel', () => {
     expect(e[9]).toMatch(/Loading of unsigned module is rejected\n.*Loading of module with unavailable key is rejected/);
   });
 });
+
+describe('a kernel booted with module.sig_enforce=1', () => {
+  it('refuses the unsigned patch with suture\'s message, nothing loaded (the boot parameter itself, in a second short boot)', () => {
+    const steps = [
+      `mkdir -p /etc/suture/keys.d && chmod 755 /etc/suture /etc/suture/keys.d && cp ${F}/builder.pub /etc/suture/keys.d/ && chmod 644 /etc/suture/keys.d/builder.pub; cat /sys/module/module/parameters/sig_enforce; grep -o 'module.sig_enforce=1' /proc/cmdline`,
+      capture(`suture load ${F}/plain.suture`, 'bootenforce'),
+    ];
+    const args = ['vm', 'run', '--kernel', REFERENCE_KERNEL, '--with-suture', '--timeout', '300', '--append', 'module.sig_enforce=1', '--file', files.plain!, '--file', join(dir, 'builder.pub')];
+    for (const s of steps) args.push('--exec', s);
+    const { json } = sutureJson(args, { timeoutMs: 400_000 });
+    if (json.error) throw new Error(`vm run failed: ${JSON.stringify(json.error)}`);
+    expect(json.commands[0].output).toBe('Y\nmodule.sig_enforce=1\n');
+    const e = (json.commands[1].output as string).split(/^@@\n/m);
+    expect(e[0], e[1]).toBe('rc=32\n');
+    expect(e[1]).toMatch(/plain\.suture(:\S+)?: this kernel enforces module signatures \(module\.sig_enforce=1 or Secure Boot lockdown\) and the module is not signed; nothing was loaded/);
+    expect(e[3]).toBe('');
+  });
+});
