@@ -220,6 +220,11 @@ export function forUpdate<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>)
   return d === 'postgres' ? q.forUpdate() : q;
 }
 
+/** Share-lock the rows a query selects until the transaction ends (PostgreSQL; others may share-lock them too, none may update them). */
+export function forShare<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>): SelectQueryBuilder<DB, keyof DB, O> {
+  return d === 'postgres' ? q.forShare() : q;
+}
+
 export type Tx = Transaction<DB>;
 
 // ---------- migrations ----------

@@ -19,7 +19,7 @@ import type { z } from 'zod';
 import { openBundle } from '../bundle/bundle.js';
 import { isSutureError } from '../util/errors.js';
 import { sql } from 'kysely';
-import { forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
+import { forShare, forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
 import { FleetError } from './errors.js';
 import {
   keyIdOf,
@@ -333,9 +333,11 @@ export class Fleet {
       let core = coreOf(r);
       let mine = [toTarget(row)];
       let moves = false;
+      let fails = false;
       for (const e of events) {
         const step = transition(core, mine, e);
         if (step.changed.length || step.log.length || step.rollout.status !== core.status) moves = true;
+        if (step.changed.some((c) => c.failure !== null && mine[0]!.failure === null)) fails = true;
         core = step.rollout;
         mine = step.changed.length ? step.changed : mine;
       }
@@ -346,7 +348,7 @@ export class Fleet {
       }
       if (!moves) continue;
       moved = true;
-      if (await this.onHost(rid, caller.id, events)) changed = true;
+      if (await this.onHost(rid, caller.id, events, fails)) changed = true;
     }
     // the ticker does the rest (new candidates, silent hosts); a rollout a check-in can move is ticked now
     if (changed) await this.tick();
@@ -417,11 +419,27 @@ export class Fleet {
    * target, except a new failure (which may halt the rollout and so touch every target): only then are
    * the other targets loaded. A fleet's check-ins cost one row each, not the whole rollout.
    */
-  private async onHost(id: string, hostId: string, events: RolloutEvent[]): Promise<boolean> {
+  private async onHost(id: string, hostId: string, events: RolloutEvent[], exclusive: boolean): Promise<boolean> {
+    try {
+      return await this.onHostOnce(id, hostId, events, exclusive);
+    } catch (e) {
+      if (e instanceof NeedsExclusive) return this.onHostOnce(id, hostId, events, true);
+      throw e;
+    }
+  }
+
+  /**
+   * Lock: a new failure may halt the rollout (it changes the rollout row and every target), so it takes the
+   * rollout row FOR UPDATE, as a tick does. Any other host event changes only its own target: it takes the
+   * rollout row FOR SHARE (ticks and halts wait for it, other hosts' events do not) and its target FOR UPDATE,
+   * and leaves the rollout row as it is. Found to fail only under the locks: NeedsExclusive, and again.
+   */
+  private async onHostOnce(id: string, hostId: string, events: RolloutEvent[], exclusive: boolean): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
-      const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', id)).executeTakeFirst();
+      const q = tx.selectFrom('rollouts').selectAll().where('id', '=', id);
+      const r = await (exclusive ? forUpdate(this.d.dialect, q) : forShare(this.d.dialect, q)).executeTakeFirst();
       if (!r) return false;
-      const mine = (await this.targetRows(tx, id, hostId).execute()).map(toTarget);
+      const mine = (await forUpdate(this.d.dialect, this.targetRows(tx, id, hostId)).execute()).map(toTarget);
       if (!mine.length) return false;
       let core = coreOf(r);
       let t = mine;
@@ -432,6 +450,7 @@ export class Fleet {
         core = step.rollout;
         t = step.changed.length ? step.changed : t;
       }
+      if (fails && !exclusive) throw new NeedsExclusive();
       await this.apply(tx, r, fails ? await this.loadTargets(tx, id) : mine, events);
       // A tick may move the rollout now only if this ended a stage's last unsettled target, or the status changed (a halt).
       if (fails || core.status !== r.status) return true;
@@ -496,7 +515,10 @@ export class Fleet {
   /** Write a step: the rollout row, changed targets (new ones in batches), hosts taken and let go, the log. */
   private async store(tx: Tx, r: RolloutTable, core: RolloutCore, before: Target[], changed: Target[], all: Target[], log: string[]): Promise<void> {
     const now = this.now();
-    await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
+    // (a host's own event leaves the rollout row alone: it holds that row only FOR SHARE)
+    if (core.status !== r.status || core.stage !== r.stage || core.reason !== r.reason) {
+      await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
+    }
     const prev = new Map(before.map((t) => [t.hostId, t]));
     const fresh: Target[] = [];
     for (const t of changed) {
@@ -640,6 +662,9 @@ export class Fleet {
     return info;
   }
 }
+
+/** A host event turned out, under its locks, to record a failure: it runs again holding the rollout exclusively. */
+class NeedsExclusive extends Error {}
 
 interface BundleMeta {
   name: string;
