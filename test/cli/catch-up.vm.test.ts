@@ -84,8 +84,19 @@ describe.each([
   beforeAll(() => {
     ko = join(out, `${modName(c.version)}.ko`);
     html = join(out, `${modName(c.version)}.html`);
-    r = sutureJson(['catch-up', '--kernel', c.from, '--to', c.to, '-o', ko, '--report', html], { timeoutMs: 1_200_000 });
+    // The second case also signs its module into a bundle, as a builder ships it.
+    const sign = c.cves.length ? ['--sign', join(out, 'builder.key')] : [];
+    if (sign.length) expect(suture(['key', 'generate', join(out, 'builder')]).status).toBe(0);
+    r = sutureJson(['catch-up', '--kernel', c.from, '--to', c.to, '-o', ko, '--report', html, ...sign], { timeoutMs: 1_200_000 });
   }, 1_500_000);
+
+  it.runIf(c.cves.length > 0)('--sign: a bundle of the proven module that suture verifies with the builder key, its manifest naming the CVE', () => {
+    expect(r.json.bundle).toMatchObject({ path: ko.replace(/\.ko$/, '.suture') });
+    const v = sutureJson(['bundle', 'verify', r.json.bundle.path, '--pub', join(out, 'builder.pub')]);
+    expect(v.status, v.stderr).toBe(0);
+    const info = sutureJson(['bundle', 'info', r.json.bundle.path]).json;
+    expect(JSON.stringify(info)).toContain('CVE-2026-99362');
+  });
 
   it('one fix, matched to its changelog entry, included with exactly its functions', () => {
     expect(r.status, JSON.stringify(r.json)).toBe(0);
