@@ -15,7 +15,7 @@
  *
  * Built once per workspace (a grep over the tree, ~3 s) and kept as JSON.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { SutureError, fsError } from '../util/errors.js';
 import { run, runChecked } from '../util/exec.js';
@@ -156,12 +156,22 @@ export function includersOf(g: IncludeGraph, header: string): Includers {
   return { direct: cFiles(rev[target]!), all, everyUnit };
 }
 
+const readGraphs = new Map<string, { mtime: number; graph: IncludeGraph }>();
+
 /** Read the tree's include graph from `cacheFile`, or build it with grep and keep it there. */
 export async function treeIncludeGraph(tree: string, cacheFile: string): Promise<IncludeGraph> {
   if (existsSync(cacheFile)) {
+    // Read once per process while the file stays the same: catch-up asks for it once per changed file, and each
+    // read is a 3 MB parse and, in includersOf, a new reverse index.
+    const mtime = statSync(cacheFile).mtimeMs;
+    const kept = readGraphs.get(cacheFile);
+    if (kept && kept.mtime === mtime) return kept.graph;
     try {
       const g = JSON.parse(readFileSync(cacheFile, 'utf8')) as IncludeGraph;
-      if (g.version === 1 && Array.isArray(g.files) && Array.isArray(g.includes) && g.files.length === g.includes.length) return g;
+      if (g.version === 1 && Array.isArray(g.files) && Array.isArray(g.includes) && g.files.length === g.includes.length) {
+        readGraphs.set(cacheFile, { mtime, graph: g });
+        return g;
+      }
     } catch {
       // rebuilt below
     }
