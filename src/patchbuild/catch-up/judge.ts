@@ -127,9 +127,9 @@ export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxU
           continue;
         }
         if ((f.change === 'delete' || f.change === 'rename') || (f.change === 'create' && f.kind !== 'header')) {
-          // A new or removed file no build compiles changes nothing here.
-          const h = f.kind === 'c' || f.kind === 'asm' ? await home(f.change === 'create' ? f.path : f.path) : undefined;
-          if (h && h.kind === 'not-built' && f.change !== 'create') {
+          // A removed file no build compiled changes nothing here; a new one cannot be placed before it exists.
+          const h = f.change !== 'create' && (f.kind === 'c' || f.kind === 'asm') ? await home(f.path) : undefined;
+          if (h?.kind === 'not-built') {
             plan.notBuilt.push({ file: f.path, why: h.why });
             continue;
           }
