@@ -18,7 +18,8 @@ import { compareVersions } from '../util/debian-version.js';
 import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
 import type { Reporter } from '../util/progress.js';
-import { DISK_KMODS, provePatch, type ProofResult } from '../vm/prove.js';
+import { DISK_KMODS } from '../vm/disk.js';
+import { provePatch, type ProofResult } from '../vm/prove.js';
 import { outcomeErrorKind } from '../vm/outcome.js';
 import { parseMaxUnits, show } from './build-patch.js';
 import { signModuleFile } from './bundle.js';
@@ -123,9 +124,8 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
       );
     };
   } else {
-    const dir = resolve(o.series!);
     what = `series ${o.series} (${series!.length} fix${series!.length === 1 ? '' : 'es'})`;
-    formFixes = (buildRoot, step) => step('fixes', `Reading ${series!.length} series files and checking that they apply in order`, () => fixesFromSeries(dir, meta.paths.source, buildRoot));
+    formFixes = (buildRoot, step) => step('fixes', `Reading ${series!.length} series files and checking that they apply in order`, () => fixesFromSeries(series!, meta.paths.source, buildRoot));
   }
   const t0 = performance.now();
   const result = await catchUp({ meta, home, reporter, formFixes, what, name, output: o.output, newerVersion: newer?.version, maxUnits: o.maxUnits });

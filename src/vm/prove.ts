@@ -12,10 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { ModuleLoad } from '../kernel/modules.js';
-import { DISK_KMODS, ensureDiskImage } from './disk.js';
+import { ensureDiskImage } from './disk.js';
 import { runVm, type VmCommand, type VmEvent, type VmResult } from './run.js';
 
-export { DISK_KMODS };
 
 /** What the smoke workload does, step by step; each line of output names its part. */
 export const SMOKE_SCRIPT = `set -e

@@ -131,12 +131,11 @@ export function seriesFiles(dir: string): string[] {
 }
 
 /**
- * Series mode: each file one fix, every hunk located against the prepared
+ * Series mode (the files seriesFiles listed): each file one fix, every hunk located against the prepared
  * tree with the fixes before it applied. A fix that does not apply is named
  * with its file and hunk; nothing is built then.
  */
-export async function fixesFromSeries(dir: string, tree: string, buildRoot: string): Promise<FormedFixes> {
-  const paths = seriesFiles(dir);
+export async function fixesFromSeries(paths: readonly string[], tree: string, buildRoot: string): Promise<FormedFixes> {
   const inputs = paths.map((p) => {
     let text: string;
     try {
