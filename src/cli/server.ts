@@ -65,20 +65,27 @@ async function openMigrated(url: string) {
   return d;
 }
 
+function parseBatch(v: string): number {
+  const n = Number(v);
+  if (!/^\d{1,6}$/.test(v) || n < 1) throw new SutureError('usage', `--hand-out-batch ${v}: give a whole number of hosts from 1 to 999999`);
+  return n;
+}
+
 export function serverCommand(): Command {
   const c = new Command('server')
     .description('run the fleet server (HTTP API for agents and admins)')
     .option('--listen <addr:port>', 'address and port to listen on', parseListen, parseListen('127.0.0.1:7443'))
     .option('--database <url>', 'sqlite:PATH (default, embedded) or postgres://…', defaultDatabase())
     .option('--tick <ms>', 'how often rollouts are advanced', (v) => Number(v), 2000)
+    .option('--hand-out-batch <n>', 'at most this many hosts are given to a stage per tick (a stage of thousands is handed out over several ticks)', parseBatch, 250)
     .option('--log', 'log each request (JSON, to stdout)')
     .option('--tls-cert <file>', 'serve https: the certificate chain (PEM); needs --tls-key')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
-    .action(async (o: { listen: { host: string; port: number }; database: string; tick: number; log?: boolean; tlsCert?: string; tlsKey?: string }) => {
+    .action(async (o: { listen: { host: string; port: number }; database: string; tick: number; handOutBatch: number; log?: boolean; tlsCert?: string; tlsKey?: string }) => {
       const tls = readTls(o.tlsCert, o.tlsKey);
       const d = await openMigrated(o.database);
       const [{ buildApp, startTicker }, { Fleet }] = await Promise.all([import('../fleet/app.js'), import('../fleet/service.js')]);
-      const fleet = new Fleet(d);
+      const fleet = new Fleet(d, { handOutBatch: o.handOutBatch });
       const app = buildApp(fleet, { logger: !!o.log, tls });
       try {
         await app.listen({ host: o.listen.host, port: o.listen.port });

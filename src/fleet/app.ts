@@ -217,9 +217,9 @@ export function startTicker(fleet: Fleet, tickMs = 2000, onError: (e: unknown) =
     if (busy) return;
     busy = true;
     n++;
-    // every fifth tick in full; the others skip a rollout that is mid-stage with no silent host (service.ts quiet)
+    // a rollout's targets are counted, loaded only when one may be silent, and locked only when it moves (service.ts tick)
     (n % 30 === 0 ? fleet.purgeNonces() : Promise.resolve())
-      .then(() => fleet.tick({ full: n % 5 === 0 }))
+      .then(() => fleet.tick())
       .catch(onError)
       .finally(() => {
         busy = false;

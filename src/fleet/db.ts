@@ -86,6 +86,8 @@ export interface RolloutTable {
   build_id: string;
   status: string;
   stage: number;
+  /** How many hosts the current stage reaches in all, fixed when it started (rollout.ts stageSize); 0 before. */
+  stage_size: number;
   stages: string;
   soak_ms: number;
   max_failures: number;
@@ -359,6 +361,12 @@ function migrations(d: Dialect): Record<string, Migration> {
           .addColumn('created_at', bigint, (c) => c.notNull())
           .addColumn('expires_at', bigint, (c) => c.notNull())
           .execute();
+      },
+    },
+    '0004-stage-size': {
+      async up(db: Kysely<unknown>) {
+        // a stage's hosts are handed out over several ticks: its size is kept with the rollout (0: as its hosts make it)
+        await db.schema.alterTable('rollouts').addColumn('stage_size', 'integer', (c) => c.notNull().defaultTo(0)).execute();
       },
     },
   };

@@ -40,6 +40,17 @@
  * never returns does not hold a rollout open for ever). A stage of a fleet
  * with no matching host waits: a rollout never reports "done" to nobody.
  *
+ * Hand-out: a stage's size (its cumulative count of hosts) is fixed when it
+ * starts and recorded in the rollout (`stageSize`; it grows when more
+ * matching hosts appear later, never beyond the hosts there are); its hosts
+ * are then assigned at most `batch` per tick, so no one step writes
+ * thousands of targets. A stage is settled only once all its targets exist
+ * (or, the last stage, no live candidate is left). A tick may come with the
+ * counts of the rollout's targets instead of the targets themselves (the
+ * server's cheap path while hosts are handed out or a settled stage ends):
+ * it then does all a tick does except looking for silent hosts, which needs
+ * the targets (the server sends a full tick when a target may be silent).
+ *
  * On halt, the affected hosts get rollback: every host that failed, and every
  * host that applied the bundle but has not yet proven healthy (a patch that
  * failed a canary is suspect); hosts not yet applied are cancelled; hosts
@@ -56,6 +67,8 @@ export interface RolloutCore {
   status: RolloutStatus;
   /** -1 before the first stage starts. */
   stage: number;
+  /** How many hosts the current stage reaches in all (cumulative), fixed when it started; 0 before. */
+  stageSize: number;
   stages: readonly StageSpec[];
   soakMs: number;
   maxFailures: number;
@@ -83,13 +96,33 @@ export type RolloutEvent =
    * live hosts not yet in this rollout, in the order to take them; `waiting`: how many matching
    * free hosts are not in it yet, silent ones included (default: the candidates).
    */
-  | { type: 'tick'; now: number; candidates: readonly string[]; silentMs: number; waiting?: number }
+  | {
+      type: 'tick';
+      now: number;
+      candidates: readonly string[];
+      silentMs: number;
+      waiting?: number;
+      /** At most this many hosts are assigned by this tick (default: no bound). */
+      batch?: number;
+      /**
+       * The counts of the rollout's targets, given instead of the targets (pass none): a tick that
+       * looks for no silent host (the server's cheap path; it sends a tick with the targets when one may be).
+       */
+      counts?: TargetCounts;
+    }
   | { type: 'host-applied'; hostId: string; now: number }
   | { type: 'host-failed'; hostId: string; now: number; reason: string }
   /** A check-in with the host's health while it runs the bundle. */
   | { type: 'host-report'; hostId: string; now: number; healthy: boolean; reasons: readonly string[] }
   | { type: 'host-rolled-back'; hostId: string; now: number }
   | { type: 'admin'; action: AdminAction; now: number; by: string };
+
+/** How many targets a rollout has: in all, not settled yet (assigned or in the soak), healthy. */
+export interface TargetCounts {
+  have: number;
+  open: number;
+  healthy: number;
+}
 
 export interface Step {
   rollout: RolloutCore;
@@ -170,9 +203,26 @@ class Run {
   readonly targets: Map<string, Target>;
   rollout: RolloutCore;
 
-  constructor(r: RolloutCore, targets: readonly Target[]) {
+  constructor(
+    r: RolloutCore,
+    targets: readonly Target[],
+    /** Targets not given, by their counts (a tick with counts). */
+    readonly base: TargetCounts = { have: 0, open: 0, healthy: 0 },
+  ) {
     this.rollout = { ...r };
     this.targets = new Map(targets.map((t) => [t.hostId, t]));
+  }
+
+  have(): number {
+    return this.base.have + this.targets.size;
+  }
+
+  open(): number {
+    return this.base.open + this.all().filter((t) => !this.settled(t)).length;
+  }
+
+  healthy(): number {
+    return this.base.healthy + this.all().filter((t) => t.state === 'healthy').length;
   }
 
   set(t: Target, patch: Partial<Target>, line?: string): Target {
@@ -213,44 +263,61 @@ class Run {
     return t.state !== 'assigned' && t.state !== 'applied';
   }
 
-  /** Start stage k: assign hosts until the stage's cumulative count is reached. */
-  startStage(k: number, now: number, candidates: string[], waiting: number): void {
-    const r = this.rollout;
-    this.rollout = { ...r, stage: k };
-    this.assign(k, now, candidates, waiting, true);
+  /**
+   * How many hosts stage k wants in all now: its size as the hosts not yet in the rollout now make it, and
+   * not less than the size it started with, as far as there are hosts for it.
+   */
+  want(k: number, waiting: number): number {
+    const pop = this.have() + waiting;
+    return Math.max(stageTarget(this.rollout.stages[k]!, pop), Math.min(this.rollout.stageSize, pop));
   }
 
-  /** Assign live candidates up to stage k's count. */
-  assign(k: number, now: number, candidates: string[], waiting: number, starting: boolean): void {
+  /** Start stage k: fix its size, assign its first batch of hosts. */
+  startStage(k: number, now: number, candidates: string[], waiting: number, batch: number): void {
     const r = this.rollout;
-    const have = this.targets.size;
-    const want = stageTarget(r.stages[k]!, have + waiting);
-    if (!starting && have >= want) return;
-    const take = candidates.splice(0, Math.max(0, want - have));
-    if (!starting && take.length === 0) return;
-    if (!starting) this.log.push(`stage ${k + 1}/${r.stages.length}: ${take.length} more host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} in all`);
-    else this.log.push(`stage ${k + 1}/${r.stages.length} (${formatStages([r.stages[k]!])}) started: ${take.length} host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} in all`);
-    for (const h of take) this.set({ hostId: h, stage: k, state: 'assigned', failure: null, assignedAt: now, appliedAt: null, lastSeen: now }, {});
+    const have = this.have();
+    const size = stageTarget(r.stages[k]!, have + waiting);
+    this.rollout = { ...r, stage: k, stageSize: size };
+    const take = candidates.splice(0, Math.min(batch, Math.max(0, size - have)));
+    this.log.push(`stage ${k + 1}/${r.stages.length} (${formatStages([r.stages[k]!])}) started: ${take.length} host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} of ${size} in all`);
+    this.add(take, k, now);
   }
 
-  /** Whether stage k has reached its count (the last stage: or no live candidate is left) and all its hosts settled. */
+  /** Assign live candidates to stage k, up to its count (grown if more hosts match now), at most `batch`. */
+  assign(k: number, now: number, candidates: string[], waiting: number, batch: number): void {
+    const have = this.have();
+    const want = this.want(k, waiting);
+    if (want > this.rollout.stageSize) this.rollout = { ...this.rollout, stageSize: want };
+    if (have >= want) return;
+    const take = candidates.splice(0, Math.min(batch, want - have));
+    if (take.length === 0) return;
+    this.log.push(`stage ${k + 1}/${this.rollout.stages.length}: ${take.length} more host${take.length === 1 ? '' : 's'} assigned, ${have + take.length} of ${want} in all`);
+    this.add(take, k, now);
+  }
+
+  private add(hostIds: readonly string[], k: number, now: number): void {
+    for (const h of hostIds) this.set({ hostId: h, stage: k, state: 'assigned', failure: null, assignedAt: now, appliedAt: null, lastSeen: now }, {});
+  }
+
+  /** Whether stage k has all its hosts (the last stage: or no live candidate is left) and all of them settled. */
   stageDone(k: number, candidates: readonly string[], waiting: number): boolean {
-    const all = this.all();
-    if (all.length === 0 || !all.every((t) => this.settled(t))) return false;
-    const want = stageTarget(this.rollout.stages[k]!, all.length + waiting);
-    return all.length >= want || (k === this.rollout.stages.length - 1 && candidates.length === 0);
+    if (this.have() === 0 || this.open() > 0) return false;
+    return this.have() >= this.want(k, waiting) || (k === this.rollout.stages.length - 1 && candidates.length === 0);
   }
 }
 
 function tick(run: Run, e: Extract<RolloutEvent, { type: 'tick' }>): void {
   const candidates = e.candidates.filter((h) => !run.targets.has(h));
-  // hosts taken below leave `waiting` too
+  // hosts taken below leave `waiting` and the tick's batch too
+  let batch = e.batch ?? Infinity;
   let waiting = Math.max(e.waiting ?? candidates.length, candidates.length);
-  const start = (k: number) => {
+  const taking = (f: () => void) => {
     const before = candidates.length;
-    run.startStage(k, e.now, candidates, waiting);
+    f();
     waiting -= before - candidates.length;
+    batch -= before - candidates.length;
   };
+  const start = (k: number) => taking(() => run.startStage(k, e.now, candidates, waiting, batch));
   if (run.rollout.status === 'pending' && e.now >= run.rollout.startAt) {
     if (candidates.length === 0) return; // nobody matches yet: wait, still pending
     run.status('running', 'started');
@@ -258,7 +325,7 @@ function tick(run: Run, e: Extract<RolloutEvent, { type: 'tick' }>): void {
   }
   const r = run.rollout;
   if (r.status !== 'running' && r.status !== 'paused') return;
-  // Silent hosts: assigned or in the soak, no check-in for silentMs.
+  // Silent hosts: assigned or in the soak, no check-in for silentMs (of the targets given: none with counts).
   for (const t of run.all()) {
     if ((t.state === 'assigned' || t.state === 'applied') && e.now - t.lastSeen > e.silentMs) {
       run.fail(t, `silent: no check-in for ${Math.round((e.now - t.lastSeen) / 1000)} s`);
@@ -273,12 +340,10 @@ function tick(run: Run, e: Extract<RolloutEvent, { type: 'tick' }>): void {
       continue;
     }
     // hosts that came back (or enrolled) since the stage started fill it up
-    const before = candidates.length;
-    run.assign(k, e.now, candidates, waiting, false);
-    waiting -= before - candidates.length;
+    taking(() => run.assign(k, e.now, candidates, waiting, batch));
     if (!run.stageDone(k, candidates, waiting)) return;
     if (k === r.stages.length - 1) {
-      run.status('done', `done: ${run.all().filter((t) => t.state === 'healthy').length} hosts healthy`);
+      run.status('done', `done: ${run.healthy()} hosts healthy`);
       return;
     }
     start(k + 1);
@@ -336,7 +401,7 @@ function hostEvent(run: Run, e: Exclude<RolloutEvent, { type: 'tick' | 'admin' }
  * admin action the rollout's status does not allow.
  */
 export function transition(rollout: RolloutCore, targets: readonly Target[], e: RolloutEvent): Step {
-  const run = new Run(rollout, targets);
+  const run = new Run(rollout, targets, e.type === 'tick' ? e.counts : undefined);
   if (e.type === 'tick') tick(run, e);
   else if (e.type === 'admin') admin(run, e);
   else hostEvent(run, e);

@@ -13,6 +13,14 @@
  * fleet_lock row, so two ticks never pick hosts at the same time; host_active
  * (primary key host_id) makes a host in two rollouts at once a constraint
  * violation rather than a race.
+ *
+ * A tick holds the rollout row briefly: it picks its hosts (at most
+ * `handOutBatch`, and how many are still free) holding only fleet_lock, then
+ * locks the rollout, counts its targets by state (it loads them only when
+ * one may be silent) and writes at most one batch of new targets. A stage of
+ * thousands of hosts is handed out over several ticks (its size is kept in
+ * the rollout row), and hosts' results, which share the rollout row, wait
+ * for one batch at most.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { z } from 'zod';
@@ -34,7 +42,7 @@ import {
   type RolloutShow,
 } from './protocol.js';
 import { cveReport, hostState, rolloutReport, type Blocker } from './reports.js';
-import { ACTIVE, failures, formatStages, holdsHost, instructionFor, parseStages, RolloutRefusal, transition, type AdminAction, type RolloutCore, type RolloutEvent, type RolloutStatus, type StageSpec, type Target, type TargetState } from './rollout.js';
+import { ACTIVE, failures, formatStages, holdsHost, instructionFor, parseStages, RolloutRefusal, transition, type AdminAction, type RolloutCore, type RolloutEvent, type RolloutStatus, type StageSpec, type Target, type TargetCounts, type TargetState } from './rollout.js';
 
 export interface Caller {
   role: 'admin' | 'host';
@@ -50,6 +58,8 @@ export interface FleetOptions {
   silentMs?: number;
   /** How often hosts are told to check in. */
   checkinSec?: number;
+  /** At most this many hosts are handed out to a stage per tick (default 250). */
+  handOutBatch?: number;
 }
 
 const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
@@ -58,6 +68,7 @@ export class Fleet {
   readonly now: () => number;
   readonly silentMs: number;
   readonly checkinSec: number;
+  readonly handOutBatch: number;
 
   constructor(
     readonly d: Database,
@@ -66,6 +77,7 @@ export class Fleet {
     this.now = o.now ?? Date.now;
     this.checkinSec = o.checkinSec ?? 60;
     this.silentMs = o.silentMs ?? this.checkinSec * 3 * 1000;
+    this.handOutBatch = o.handOutBatch ?? 250;
   }
 
   get db() {
@@ -384,7 +396,7 @@ export class Fleet {
     await this.db.transaction().execute(async (tx) => {
       await tx
         .insertInto('rollouts')
-        .values({ id, bundle_id: b.id, name: req.name, channel: req.channel, build_id: b.build_id, status: 'pending', stage: -1, stages: JSON.stringify(stages), soak_ms: req.soakSec * 1000, max_failures: req.maxFailures, start_at: now + req.delaySec * 1000, reason: null, created_at: now, created_by: by.id, updated_at: now })
+        .values({ id, bundle_id: b.id, name: req.name, channel: req.channel, build_id: b.build_id, status: 'pending', stage: -1, stage_size: 0, stages: JSON.stringify(stages), soak_ms: req.soakSec * 1000, max_failures: req.maxFailures, start_at: now + req.delaySec * 1000, reason: null, created_at: now, created_by: by.id, updated_at: now })
         .execute();
       await tx.insertInto('rollout_events').values({ rollout_id: id, at: now, text: `created by ${by.id}: ${req.name} (bundle ${b.id.slice(0, 12)}, build ${b.build_id}) on ${req.channel}, stages ${formatStages(stages)}, soak ${req.soakSec} s, max failures ${req.maxFailures}, delay ${req.delaySec} s` }).execute();
     });
@@ -484,8 +496,8 @@ export class Fleet {
         targets = [...byHost.values()];
         log.push(...step.log);
       }
-      if (!changed.size && !log.length && core.status === before && core.stage === r.stage) return;
-      await this.store(tx, r, core, initial, [...changed.values()], targets, log);
+      if (!changed.size && !log.length && core.status === before && core.stage === r.stage && core.stageSize === Number(r.stage_size)) return;
+      await this.store(tx, r, core, initial, [...changed.values()], log);
     }
   }
 
@@ -512,12 +524,15 @@ export class Fleet {
     return m;
   }
 
-  /** Write a step: the rollout row, changed targets (new ones in batches), hosts taken and let go, the log. */
-  private async store(tx: Tx, r: RolloutTable, core: RolloutCore, before: Target[], changed: Target[], all: Target[], log: string[]): Promise<void> {
+  /**
+   * Write a step: the rollout row, changed targets (new ones in batches), hosts taken and let go, the log.
+   * `before`: the targets the step was given (all of them, or the only ones it could change; none for a tick with counts).
+   */
+  private async store(tx: Tx, r: RolloutTable, core: RolloutCore, before: Target[], changed: Target[], log: string[]): Promise<void> {
     const now = this.now();
     // (a host's own event leaves the rollout row alone: it holds that row only FOR SHARE)
-    if (core.status !== r.status || core.stage !== r.stage || core.reason !== r.reason) {
-      await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
+    if (core.status !== r.status || core.stage !== r.stage || core.reason !== r.reason || core.stageSize !== Number(r.stage_size)) {
+      await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, stage_size: core.stageSize, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
     }
     const prev = new Map(before.map((t) => [t.hostId, t]));
     const fresh: Target[] = [];
@@ -552,59 +567,112 @@ export class Fleet {
       const held = chunk.filter((t) => holdsHost(core.status, t));
       if (held.length) await tx.insertInto('host_active').values(held.map((t) => ({ host_id: t.hostId, rollout_id: r.id }))).execute();
     }
-    // hosts this step lets go (held before, not now)
+    // Hosts this step lets go (held before, not now; rollout.ts holdsHost). A rollout that stops being active lets go
+    // of every host but those still rolling back, whether or not the step was given their targets.
     const was = r.status as RolloutStatus;
-    const release = all.filter((t) => !holdsHost(core.status, t) && prev.has(t.hostId) && holdsHost(was, prev.get(t.hostId)!)).map((t) => t.hostId);
-    for (let i = 0; i < release.length; i += 500) await tx.deleteFrom('host_active').where('rollout_id', '=', r.id).where('host_id', 'in', release.slice(i, i + 500)).execute();
+    if (ACTIVE.includes(was) && !ACTIVE.includes(core.status)) {
+      await tx
+        .deleteFrom('host_active')
+        .where('rollout_id', '=', r.id)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_targets').select('rollout_targets.host_id').whereRef('rollout_targets.host_id', '=', 'host_active.host_id').where('rollout_targets.rollout_id', '=', r.id).where('rollout_targets.state', '=', 'rollback'))))
+        .execute();
+    } else {
+      const release = changed.filter((t) => !holdsHost(core.status, t) && prev.has(t.hostId) && holdsHost(was, prev.get(t.hostId)!)).map((t) => t.hostId);
+      for (let i = 0; i < release.length; i += 500) await tx.deleteFrom('host_active').where('rollout_id', '=', r.id).where('host_id', 'in', release.slice(i, i + 500)).execute();
+    }
     if (log.length) await tx.insertInto('rollout_events').values(log.map((text) => ({ rollout_id: r.id, at: now, text }))).execute();
   }
 
-  /** Advance every rollout that may move (start, silent hosts, settled stages). */
+  /**
+   * Advance every rollout that may move (start, hand out hosts, silent hosts, settled stages). `full`: load
+   * every rollout's targets and look at each (else a rollout's targets are counted, and loaded only when
+   * one may be silent; a rollout that would not move is not locked at all).
+   */
   async tick(o: { full?: boolean } = {}): Promise<void> {
-    const rows = await this.db.selectFrom('rollouts').select(['id', 'status', 'start_at']).where('status', 'in', ACTIVE as RolloutStatus[]).orderBy('created_at').orderBy('id').execute();
-    for (const { id, status, start_at } of rows) {
-      if (!(o.full ?? true) && (await this.quiet(id, status as RolloutStatus, start_at))) continue;
-      await this.onRollout(
-        id,
-        async (r, _targets, tx) => {
-          const now = this.now();
-          // matching hosts free of any rollout and not yet in this one, silent ones too (they count for percentages)
-          const free = await tx
-            .selectFrom('hosts')
-            .select(['id', 'last_seen'])
-            .where('build_id', '=', r.build_id)
-            .where('channel', '=', r.channel)
-            .where((eb) => eb.not(eb.exists(eb.selectFrom('host_active').select('host_id').whereRef('host_active.host_id', '=', 'hosts.id'))))
-            .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_targets').select('host_id').whereRef('rollout_targets.host_id', '=', 'hosts.id').where('rollout_targets.rollout_id', '=', r.id))))
-            // a host pinned to another patch is skipped (the rollout's report names it)
-            .where((eb) => eb.not(eb.exists(eb.selectFrom('host_pins').select('host_id').whereRef('host_pins.host_id', '=', 'hosts.id').where('host_pins.patch', '!=', r.name))))
-            .orderBy('enrolled_at')
-            .orderBy('id')
-            .execute();
-          const candidates = free.filter((h) => h.last_seen !== null && h.last_seen >= now - this.silentMs).map((h) => h.id);
-          return [{ type: 'tick', now, candidates, waiting: free.length, silentMs: this.silentMs }];
-        },
-        true,
-      );
+    const rows = await this.db.selectFrom('rollouts').selectAll().where('status', 'in', ACTIVE as RolloutStatus[]).orderBy('created_at').orderBy('id').execute();
+    for (const r of rows) {
+      if (o.full || (await this.maySilence(r.id))) await this.fullTick(r.id);
+      else await this.countedTick(r);
     }
   }
 
+  /** A tick with the rollout's targets, under its row lock: the only one that finds silent hosts. */
+  private async fullTick(id: string): Promise<void> {
+    await this.onRollout(
+      id,
+      async (r, _targets, tx) => {
+        const now = this.now();
+        return [{ type: 'tick', now, ...(await this.freeHosts(tx, r, now)), silentMs: this.silentMs, batch: this.handOutBatch }];
+      },
+      true,
+    );
+  }
+
   /**
-   * Whether a rollout cannot move now except by taking hosts that came back or enrolled: not yet
-   * due, or mid-stage (a target still assigned or in its soak, none of them silent). Two queries
-   * that stop at the first row, instead of loading every host and target (80 ms at 5,000 targets).
+   * A tick with the counts of the rollout's targets. Tried first on what the database says now, without a
+   * lock; only if that moves the rollout: under fleet_lock its hosts are picked, then under the rollout's row
+   * lock its targets are counted again and the step is written (at most one batch of new targets).
    */
-  private async quiet(id: string, status: RolloutStatus, startAt: number): Promise<boolean> {
+  private async countedTick(seen: RolloutTable): Promise<void> {
     const now = this.now();
-    if (status === 'pending') return now < startAt;
-    const open = this.db.selectFrom('rollout_targets').select('rollout_targets.host_id').where('rollout_targets.rollout_id', '=', id).where('rollout_targets.state', 'in', ['assigned', 'applied']);
-    if (!(await open.limit(1).executeTakeFirst())) return false;
-    const silent = await open
+    if (seen.status === 'pending' && now < seen.start_at) return;
+    const event = async (q: Tx | Database['db'], r: RolloutTable): Promise<RolloutEvent> => ({
+      type: 'tick',
+      now,
+      ...(await this.freeHosts(q, r, now)),
+      silentMs: this.silentMs,
+      batch: this.handOutBatch,
+      counts: await this.countTargets(q, r.id),
+    });
+    const dry = transition(coreOf(seen), [], await event(this.db, seen));
+    if (!dry.changed.length && !dry.log.length && dry.rollout.status === seen.status && dry.rollout.stage === seen.stage && dry.rollout.stageSize === Number(seen.stage_size)) return;
+    await this.db.transaction().execute(async (tx) => {
+      await forUpdate(this.d.dialect, tx.selectFrom('fleet_lock').select('id').where('id', '=', 1)).execute();
+      // the hosts (unchanging rollout fields only; other ticks wait on fleet_lock), then the rollout's row lock
+      const e = { type: 'tick' as const, now, ...(await this.freeHosts(tx, seen, now)), silentMs: this.silentMs, batch: this.handOutBatch };
+      const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', seen.id)).executeTakeFirst();
+      if (!r || !ACTIVE.includes(r.status as RolloutStatus)) return;
+      await this.apply(tx, r, [], [{ ...e, counts: await this.countTargets(tx, r.id) }]);
+    });
+  }
+
+  /**
+   * Matching hosts free of any rollout and not yet in this one: the first live ones (at most a batch, in
+   * enrolment order) and how many there are in all, silent ones too (they count for percentages).
+   */
+  private async freeHosts(q: Tx | Database['db'], r: Pick<RolloutTable, 'id' | 'build_id' | 'channel' | 'name'>, now: number): Promise<{ candidates: string[]; waiting: number }> {
+    const free = q
+      .selectFrom('hosts')
+      .where('build_id', '=', r.build_id)
+      .where('channel', '=', r.channel)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('host_active').select('host_id').whereRef('host_active.host_id', '=', 'hosts.id'))))
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_targets').select('host_id').whereRef('rollout_targets.host_id', '=', 'hosts.id').where('rollout_targets.rollout_id', '=', r.id))))
+      // a host pinned to another patch is skipped (the rollout's report names it)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('host_pins').select('host_id').whereRef('host_pins.host_id', '=', 'hosts.id').where('host_pins.patch', '!=', r.name))));
+    const live = await free.select('id').where('last_seen', '>=', now - this.silentMs).orderBy('enrolled_at').orderBy('id').limit(this.handOutBatch).execute();
+    const all = await free.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return { candidates: live.map((h) => h.id), waiting: Number(all.n) };
+  }
+
+  /** A rollout's targets counted: in all, not settled (assigned or in the soak), healthy. */
+  private async countTargets(q: Tx | Database['db'], id: string): Promise<TargetCounts> {
+    const rows = await q.selectFrom('rollout_targets').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).where('rollout_id', '=', id).groupBy('state').execute();
+    const n = (s: TargetState) => Number(rows.find((x) => x.state === s)?.n ?? 0);
+    return { have: rows.reduce((a, x) => a + Number(x.n), 0), open: n('assigned') + n('applied'), healthy: n('healthy') };
+  }
+
+  /** Whether a target of the rollout is assigned or in its soak and its host has not checked in for silentMs (one row at most). */
+  private async maySilence(id: string): Promise<boolean> {
+    const silent = await this.db
+      .selectFrom('rollout_targets')
       .innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id')
-      .where((eb) => eb.or([eb('hosts.last_seen', 'is', null), eb('hosts.last_seen', '<', now - this.silentMs)]))
+      .select('rollout_targets.host_id')
+      .where('rollout_targets.rollout_id', '=', id)
+      .where('rollout_targets.state', 'in', ['assigned', 'applied'])
+      .where((eb) => eb.or([eb('hosts.last_seen', 'is', null), eb('hosts.last_seen', '<', this.now() - this.silentMs)]))
       .limit(1)
       .executeTakeFirst();
-    return silent === undefined;
+    return silent !== undefined;
   }
 
   async listRollouts(): Promise<RolloutInfo[]> {
@@ -703,5 +771,5 @@ function hostEvents(hostId: string, rid: string, bundle: BundleMeta, req: Checki
 }
 
 function coreOf(r: RolloutTable): RolloutCore {
-  return { status: r.status as RolloutStatus, stage: r.stage, stages: JSON.parse(r.stages) as StageSpec[], soakMs: r.soak_ms, maxFailures: r.max_failures, startAt: r.start_at, reason: r.reason };
+  return { status: r.status as RolloutStatus, stage: r.stage, stageSize: Number(r.stage_size ?? 0), stages: JSON.parse(r.stages) as StageSpec[], soakMs: r.soak_ms, maxFailures: r.max_failures, startAt: r.start_at, reason: r.reason };
 }

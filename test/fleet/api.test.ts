@@ -25,7 +25,7 @@ beforeAll(async () => {
   bundles = makeBundles();
   let migrated: string[];
   ({ d, app, clock, admin, migrated } = await apiOnSqlite('suture-fleet-db-'));
-  expect(migrated).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard']);
+  expect(migrated).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard', '0004-stage-size']);
   expect(await migrate(d)).toEqual([]); // a second migration does nothing
 });
 afterAll(async () => {

@@ -7,6 +7,10 @@
  * 100 ms, two rollouts of the same build race for the same hosts. Then the
  * database shows each stage started once, no host in two rollouts, every
  * host healthy exactly once, and the host pinned to another patch in neither.
+ * Both hand out at most 2 hosts per tick; a stage of 24 hosts is handed out
+ * over several ticks, both servers killed in the middle of it and started
+ * again: the hand-out goes on where it stopped, the stage is not started
+ * again, no host is taken twice, and the rollout ends only with all 24.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -16,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
 import { openDatabase, type Database } from '../../src/fleet/db.js';
 import { newIdentity, type CheckinReply } from '../../src/fleet/protocol.js';
-import { BOUND, facts, listening, makeBundles } from './helpers.js';
+import { BOUND, facts, listening, makeBundles, OTHER } from './helpers.js';
 import { startPostgres, type PgCluster } from './pg-cluster.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -33,8 +37,8 @@ function cli(args: string[]) {
 }
 
 /** Start `suture server` on a free port; resolve with its URL once it listens (bounded). */
-function startServer(): Promise<{ p: ChildProcess; base: string }> {
-  const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fleet/serve.ts'), 'server', '--listen', '127.0.0.1:0', '--database', url, '--tick', '100'], { cwd: ROOT, env: { ...process.env, SUTURE_HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
+function startServer(tickMs = 100): Promise<{ p: ChildProcess; base: string }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fleet/serve.ts'), 'server', '--listen', '127.0.0.1:0', '--database', url, '--tick', String(tickMs), '--hand-out-batch', '2'], { cwd: ROOT, env: { ...process.env, SUTURE_HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
   return listening(p).then((base) => ({ p, base }));
 }
 
@@ -119,5 +123,64 @@ describe('two server processes on one PostgreSQL', () => {
     }
     const applied = await d.db.selectFrom('rollout_events').select('text').where('text', 'like', '%applied the bundle%').execute();
     expect(applied).toHaveLength(rows.length);
+  }, 240_000);
+
+  it('hand out a stage over several ticks; both killed in the middle of it and started again, they go on where they stopped', async () => {
+    const adminId = readIdentityFile(join(dir, 'server', 'admin.key'));
+    const admin = () => new FleetClient(servers[0]!.base, adminId);
+    // 24 new hosts of another kernel build (the first test's hosts and rollouts stay out of it)
+    const hosts: { c: () => FleetClient; i: number; has: boolean; hostId: string }[] = [];
+    for (let i = 0; i < 24; i++) {
+      const tok = (await admin().request('POST', '/v1/admin/enroll-tokens', { expiresSec: 600 })) as { token: string };
+      const id = newIdentity();
+      const r = (await new FleetClient(servers[i % 2]!.base, id).request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name: `ho${i}` })) as { hostId: string };
+      hosts.push({ c: () => new FleetClient(servers[i % 2]!.base, id), i, has: false, hostId: r.hostId });
+    }
+    const checkinAll = () =>
+      Promise.all(
+        hosts.map(async (h) => {
+          const f = h.has ? facts(OTHER, { loaded: [{ name: 'fake_rebuild', sha256: null }], installed: [{ name: 'fake_rebuild', sha256: null }] }) : facts(OTHER);
+          const r = (await h.c().request('POST', '/v1/checkin', { facts: f, results: [] })) as CheckinReply;
+          if (r.assignment?.action === 'install' && !h.has) {
+            h.has = true;
+            await h.c().request('POST', '/v1/checkin', { facts: facts(OTHER, { loaded: [{ name: 'fake_rebuild', sha256: null }], installed: [] }), results: [{ rolloutId: r.assignment.rolloutId, action: 'install', outcome: 'applied', reason: null }] });
+          }
+        }),
+      );
+    // restart both servers ticking every 400 ms, so that the hand-out (2 hosts a tick) takes a few seconds
+    for (const s of servers) s.p.kill('SIGTERM');
+    servers = await Promise.all([startServer(400), startServer(400)]);
+    await checkinAll();
+    await admin().request('POST', '/v1/admin/bundles?channel=stable', makeBundles().rebuild);
+    const { id: rid } = (await admin().request('POST', '/v1/admin/rollouts', { name: 'fake_rebuild', channel: 'stable', stages: '100%', soakSec: 0, maxFailures: 1, delaySec: 0 })) as { id: string };
+    const count = async () => (await d.db.selectFrom('rollout_targets').select('host_id').where('rollout_id', '=', rid).execute()).length;
+    let n = 0;
+    for (let i = 0; i < 200 && (n = await count()) < 6; i++) await new Promise((r) => setTimeout(r, 20));
+    // killed in the middle of the hand-out (any transaction open then is rolled back by PostgreSQL)
+    for (const s of servers) s.p.kill('SIGKILL');
+    await Promise.all(servers.map((s) => new Promise((r) => (s.p.exitCode !== null || s.p.signalCode !== null ? r(null) : s.p.once('exit', r)))));
+    n = await count();
+    expect(n).toBeGreaterThanOrEqual(6);
+    expect(n).toBeLessThan(24);
+    const row = await d.db.selectFrom('rollouts').select(['status', 'stage', 'stage_size']).where('id', '=', rid).executeTakeFirstOrThrow();
+    expect(row).toEqual({ status: 'running', stage: 0, stage_size: 24 });
+    servers = await Promise.all([startServer(), startServer()]);
+    for (let round = 0; round < 60; round++) {
+      await checkinAll();
+      if (((await admin().request('GET', `/v1/admin/rollouts/${rid}`)) as { status: string }).status === 'done') break;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const rows = await d.db.selectFrom('rollout_targets').select(['host_id', 'state', 'stage']).where('rollout_id', '=', rid).execute();
+    expect(rows).toHaveLength(24);
+    expect(new Set(rows.map((r) => r.host_id))).toEqual(new Set(hosts.map((h) => h.hostId)));
+    expect(rows.every((r) => r.state === 'healthy' && r.stage === 0)).toBe(true);
+    const log = (await d.db.selectFrom('rollout_events').select('text').where('rollout_id', '=', rid).orderBy('id').execute()).map((e) => e.text);
+    // started once; every later tick gave the same stage at most 2 more hosts; 24 in all; done once
+    expect(log.filter((l) => l.includes(' started: ')), log.join('\n')).toEqual(['stage 1/1 (100%) started: 2 hosts assigned, 2 of 24 in all']);
+    const more = log.filter((l) => /^stage 1\/1: \d+ more hosts? assigned/.test(l)).map((l) => Number(/: (\d+) more/.exec(l)![1]));
+    expect(more.every((x) => x >= 1 && x <= 2)).toBe(true);
+    expect(2 + more.reduce((a, x) => a + x, 0)).toBe(24);
+    expect(log.filter((l) => l.startsWith('done:'))).toEqual(['done: 24 hosts healthy']);
+    expect(await d.db.selectFrom('host_active').selectAll().where('rollout_id', '=', rid).execute()).toEqual([]);
   }, 240_000);
 });

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/** The rollout state machine (src/fleet/rollout.ts), pure: every status × event, stage arithmetic, scenarios. */
+/** The rollout state machine (src/fleet/rollout.ts), pure: every status × event, stage arithmetic, hand-out in batches, scenarios. */
 import { describe, expect, it } from 'vitest';
 import {
   ACTIVE,
@@ -15,6 +15,7 @@ import {
   type RolloutEvent,
   type RolloutStatus,
   type Target,
+  type TargetCounts,
   type TargetState,
 } from '../../src/fleet/rollout.js';
 
@@ -25,7 +26,7 @@ const STATUSES: RolloutStatus[] = ['pending', 'running', 'paused', 'halted', 'ab
 const STATES: TargetState[] = ['assigned', 'applied', 'healthy', 'rollback', 'rolled-back', 'cancelled'];
 const ACTIONS: AdminAction[] = ['pause', 'resume', 'abort', 'rollback'];
 
-const core = (o: Partial<RolloutCore> = {}): RolloutCore => ({ status: 'pending', stage: -1, stages: parseStages('1,50%,100%'), soakMs: SOAK, maxFailures: 1, startAt: 0, reason: null, ...o });
+const core = (o: Partial<RolloutCore> = {}): RolloutCore => ({ status: 'pending', stage: -1, stageSize: 0, stages: parseStages('1,50%,100%'), soakMs: SOAK, maxFailures: 1, startAt: 0, reason: null, ...o });
 const hosts = (n: number) => Array.from({ length: n }, (_, i) => `h-${String(i).padStart(2, '0')}`);
 const target = (hostId: string, state: TargetState, o: Partial<Target> = {}): Target => ({ hostId, stage: 0, state, failure: null, assignedAt: 0, appliedAt: state === 'assigned' ? null : 0, lastSeen: 0, ...o });
 
@@ -42,7 +43,7 @@ function run(r: RolloutCore, ts: Target[], events: RolloutEvent[]) {
   }
   return { r, ts, log };
 }
-const tick = (now: number, candidates: string[]): RolloutEvent => ({ type: 'tick', now, candidates, silentMs: SILENT });
+const tick = (now: number, candidates: string[]): Extract<RolloutEvent, { type: 'tick' }> => ({ type: 'tick', now, candidates, silentMs: SILENT });
 
 describe('stages', () => {
   it('parseStages reads counts and percentages, refuses the rest', () => {
@@ -104,6 +105,132 @@ describe('a rollout that completes', () => {
     expect(s.ts).toHaveLength(2);
     s = run(s.r, s.ts, [...hosts(2).flatMap((h) => [{ type: 'host-applied', hostId: h, now: 0 } as RolloutEvent, { type: 'host-report', hostId: h, now: SOAK, healthy: true, reasons: [] } as RolloutEvent]), tick(SOAK, hosts(2))]);
     expect(s.r.status).toBe('done');
+  });
+});
+
+/** The counts a server gives a tick instead of the targets. */
+const countsOf = (ts: readonly Target[]): TargetCounts => ({ have: ts.length, open: ts.filter((t) => t.state === 'assigned' || t.state === 'applied').length, healthy: ts.filter((t) => t.state === 'healthy').length });
+/** Every target of `stage` applies and proves healthy past the soak (at `now`; they check in at `now`). */
+const settle = (ts: Target[], stage: number, now: number): RolloutEvent[] =>
+  ts.filter((t) => t.stage === stage && t.state === 'assigned').flatMap((t) => [{ type: 'host-applied', hostId: t.hostId, now: now - SOAK } as RolloutEvent, { type: 'host-report', hostId: t.hostId, now, healthy: true, reasons: [] } as RolloutEvent]);
+/** A seeded PRNG (mulberry32), so a failing case is the same case again. */
+function prng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('hand-out in batches', () => {
+  const btick = (now: number, candidates: string[], batch: number, o: Partial<Extract<RolloutEvent, { type: 'tick' }>> = {}): Extract<RolloutEvent, { type: 'tick' }> => ({ type: 'tick', now, candidates, silentMs: SILENT, batch, ...o });
+  const free = (hs: string[], ts: Target[]) => hs.filter((h) => !ts.some((t) => t.hostId === h));
+
+  it('a stage gets at most `batch` hosts a tick; its size is fixed when it starts; it settles only once all its hosts exist', () => {
+    const hs = hosts(10);
+    let now = MIN;
+    const log: string[] = [];
+    const go = (r: RolloutCore, ts: Target[], ev: RolloutEvent[]) => {
+      const x = run(r, ts, ev);
+      log.push(...x.log);
+      return x;
+    };
+    let s = go(core({ stages: parseStages('1,100%') }), [], [btick(now, hs, 3)]);
+    expect(s.r).toMatchObject({ status: 'running', stage: 0, stageSize: 1 });
+    now += SOAK;
+    s = go(s.r, s.ts, [...settle(s.ts, 0, now), btick(now, free(hs, s.ts), 3)]);
+    expect(s.r).toMatchObject({ stage: 1, stageSize: 10 });
+    expect(s.ts.filter((t) => t.stage === 1).map((t) => t.hostId)).toEqual(['h-01', 'h-02', 'h-03']);
+    expect(s.log.at(-1)).toBe('stage 2/2 (100%) started: 3 hosts assigned, 4 of 10 in all');
+    // every host there is settled, but the stage is not: 6 of its hosts do not exist yet
+    now += SOAK;
+    s = go(s.r, s.ts.map((t) => ({ ...t, lastSeen: now })), [...settle(s.ts, 1, now), btick(now, free(hs, s.ts), 3)]);
+    expect(s.r).toMatchObject({ status: 'running', stage: 1, stageSize: 10 });
+    expect(s.ts).toHaveLength(7);
+    expect(s.log.at(-1)).toBe('stage 2/2: 3 more hosts assigned, 7 of 10 in all');
+    s = go(s.r, s.ts, [btick(now, free(hs, s.ts), 3)]);
+    expect(s.ts).toHaveLength(10);
+    s = go(s.r, s.ts, [btick(now, free(hs, s.ts), 3)]);
+    expect(s.ts).toHaveLength(10); // nobody left to take; the stage is not settled yet
+    expect(s.r.status).toBe('running');
+    now += SOAK;
+    s = go(s.r, s.ts.map((t) => ({ ...t, lastSeen: now })), [...settle(s.ts, 1, now), btick(now, [], 3)]);
+    expect(s.r.status).toBe('done');
+    expect(s.log.at(-1)).toBe('done: 10 hosts healthy');
+    // each stage started once
+    expect(log.filter((l) => / started: /.test(l))).toEqual(['stage 1/2 (1) started: 1 host assigned, 1 of 1 in all', 'stage 2/2 (100%) started: 3 hosts assigned, 4 of 10 in all']);
+  });
+
+  it('a tick with the counts of the targets (none given) does what a tick with the targets does when no host is silent', () => {
+    let compared = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const rnd = prng(seed);
+      const hs = hosts(20 + Math.floor(rnd() * 20));
+      const batch = 1 + Math.floor(rnd() * 6);
+      let s = run(core({ stages: parseStages('1,25%,50%,100%'), maxFailures: 3 }), [], []);
+      let now = MIN;
+      for (let step = 0; step < 60 && s.r.status !== 'done'; step++) {
+        now += MIN + Math.floor(rnd() * SOAK);
+        // some hosts apply, some report, one in a while fails; all of them check in now (none silent)
+        const ev: RolloutEvent[] = [];
+        for (const t of s.ts) {
+          const x = rnd();
+          if (t.state === 'assigned' && x < 0.6) ev.push({ type: 'host-applied', hostId: t.hostId, now });
+          else if (t.state === 'applied' && x < 0.8) ev.push({ type: 'host-report', hostId: t.hostId, now, healthy: x > 0.01, reasons: ['bad'] });
+        }
+        s = run(s.r, s.ts.map((t) => ({ ...t, lastSeen: now })), ev);
+        const waiting = free(hs, s.ts).length;
+        const e = btick(now, free(hs, s.ts).slice(0, batch + 2), batch, { waiting });
+        const full = transition(s.r, s.ts, e);
+        const counted = transition(s.r, [], { ...e, counts: countsOf(s.ts) });
+        const ctx = `seed ${seed} step ${step}`;
+        expect(counted.rollout, ctx).toEqual(full.rollout);
+        expect(counted.log, ctx).toEqual(full.log);
+        expect(counted.changed, ctx).toEqual(full.changed);
+        expect(full.changed.length, ctx).toBeLessThanOrEqual(batch);
+        compared++;
+        s = run(s.r, s.ts, [e]);
+      }
+    }
+    expect(compared).toBeGreaterThan(400);
+  });
+
+  it('a stage grows when more hosts match later, and never waits for more hosts than there are', () => {
+    const hs = hosts(10);
+    let s = run(core({ stages: parseStages('50%,100%') }), [], [btick(0, hs, 2)]);
+    expect(s.r).toMatchObject({ stage: 0, stageSize: 5 });
+    // ten more hosts enrol: 50% of 20
+    s = run(s.r, s.ts, [btick(0, [...free(hs, s.ts), ...hosts(20).slice(10)], 2)]);
+    expect(s.r.stageSize).toBe(10);
+    expect(s.ts).toHaveLength(4);
+    // now all but one of the hosts not in it are gone (another rollout took them): 5 in all can be had, not 10
+    s = run(s.r, s.ts, [btick(0, ['h-19'], 2, { waiting: 1 })]);
+    expect(s.ts).toHaveLength(5);
+    s = run(s.r, s.ts.map((t) => ({ ...t, lastSeen: SOAK })), [...settle(s.ts, 0, SOAK), btick(SOAK, [], 2, { waiting: 0 })]);
+    // stage 1 settled with the 5 there were; stage 2 finds nobody more, and the rollout ends with the 5
+    expect(s.log.slice(-2)).toEqual(['stage 2/2 (100%) started: 0 hosts assigned, 5 of 5 in all', 'done: 5 hosts healthy']);
+    expect(s.r).toMatchObject({ status: 'done', stage: 1 });
+  });
+
+  it('a server that stops in the middle of a hand-out: the next tick, from the stored rollout and the counts alone, goes on with the same stage', () => {
+    const hs = hosts(30);
+    let s = run(core({ stages: parseStages('100%') }), [], [btick(0, hs, 4)]);
+    expect(s.r).toMatchObject({ stage: 0, stageSize: 30 });
+    expect(s.ts).toHaveLength(4);
+    // another process reads the rollout row back (as stored) and counts the targets
+    const stored = JSON.parse(JSON.stringify(s.r)) as RolloutCore;
+    const next = transition(stored, [], btick(1000, free(hs, s.ts).slice(0, 4), 4, { waiting: 26, counts: countsOf(s.ts) }));
+    expect(next.rollout).toEqual(stored);
+    expect(next.changed.map((t) => [t.hostId, t.stage, t.state])).toEqual([
+      ['h-04', 0, 'assigned'],
+      ['h-05', 0, 'assigned'],
+      ['h-06', 0, 'assigned'],
+      ['h-07', 0, 'assigned'],
+    ]);
+    expect(next.log).toEqual(['stage 1/1: 4 more hosts assigned, 8 of 30 in all']);
+    // the same tick again from a process that has not seen that one's result would hand out the same hosts:
+    // the server runs ticks one at a time (fleet_lock) and counts under the rollout's lock, so it never does
   });
 });
 
@@ -187,6 +314,7 @@ describe('admin actions', () => {
 describe('every status × target state × event (exhaustive)', () => {
   const events = (h: string): RolloutEvent[] => [
     tick(SOAK * 2, ['h-new']),
+    { ...tick(SOAK * 2, ['h-new', 'h-new2', 'h-new3']), batch: 2 },
     { type: 'host-applied', hostId: h, now: SOAK },
     { type: 'host-failed', hostId: h, now: SOAK, reason: 'r' },
     { type: 'host-report', hostId: h, now: SOAK * 2, healthy: true, reasons: [] },
@@ -224,8 +352,10 @@ describe('every status × target state × event (exhaustive)', () => {
           // the stage never goes back; a finished rollout stays finished, only rollback changes done/aborted
           expect(s.rollout.stage, ctx).toBeGreaterThanOrEqual(r.stage);
           if (['done', 'aborted', 'rolled-back'].includes(status) && e.type !== 'admin') expect(s.rollout.status, ctx).toBe(status);
-          // a non-active rollout assigns nobody new
+          // a non-active rollout assigns nobody new; a tick assigns at most its batch
           if (!ACTIVE.includes(status)) expect(after.has('h-new'), ctx).toBe(false);
+          if (e.type === 'tick' && e.batch !== undefined) expect(s.changed.filter((x) => x.hostId.startsWith('h-new')).length, ctx).toBeLessThanOrEqual(e.batch);
+          expect(s.rollout.stageSize, ctx).toBeGreaterThanOrEqual(0);
           // the event from a host not in the rollout changes nothing
           expect(after.has('h-stranger'), ctx).toBe(false);
           // what the host is told follows from its state
