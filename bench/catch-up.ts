@@ -78,7 +78,7 @@ function report(r: Run): void {
   }
   const byVerdict: Record<string, number> = {};
   for (const f of r.json.fixes) byVerdict[f.verdict] = (byVerdict[f.verdict] ?? 0) + 1;
-  console.log(`  fixes: ${r.json.fixes.length} (${Object.entries(byVerdict).map(([v, n]) => `${v} ${n}`).join(', ')}); units compiled: ${r.json.unitsCompiled}`);
+  console.log(`  fixes: ${r.json.fixes.length} (${Object.entries(byVerdict).map(([v, n]) => `${v} ${n}`).join(', ')}); units compiled: ${r.json.unitsCompiled}, settled by the preprocessor: ${r.json.unitsSettled}`);
   console.log(`  stages: ${Object.entries(r.json.timings as Record<string, number>).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`).join(', ')}`);
   if (r.json.module) console.log(`  module: ${r.json.module.functions.length} functions in ${r.json.module.objects.length} objects, effective version ${r.json.module.effectiveVersion ?? 'not claimed'}`);
   const p = r.json.proof;

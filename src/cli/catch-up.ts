@@ -180,7 +180,7 @@ function proofJson(p: ProofResult) {
 }
 
 function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags): void {
-  out(`catch-up of ${r.kernel} to ${r.what}: ${r.fixes.length} fix${r.fixes.length === 1 ? '' : 'es'}, ${r.unitsCompiled} units compiled`);
+  out(`catch-up of ${r.kernel} to ${r.what}: ${r.fixes.length} fix${r.fixes.length === 1 ? '' : 'es'}, ${r.unitsCompiled} units compiled, ${r.unitsSettled} settled by the preprocessor`);
   out('');
   out(table([['fix', 'verdict', 'title / files', 'why'], ...r.fixes.map((f) => [f.id, f.verdict, trim(f.title ?? f.label, 60), trim(f.why, 90)])]));
   const refused = r.fixes.filter((f) => f.verdict === 'refused');

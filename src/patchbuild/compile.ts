@@ -6,7 +6,7 @@
  * Also the one-object compile of a kbuild directory (`suture build --source`).
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ElfObject } from '../elf/mod.js';
@@ -18,6 +18,7 @@ import { ObjectIndex } from './diff/object-index.js';
 import { applyPatch, makeBuildTrees, removeBuildTrees, type BuildTrees } from './overlay.js';
 import { stabilizeLines } from './patch/line-directives.js';
 import { formatPatch, type FilePatch } from './patch/parse.js';
+import { settleByPreprocessed } from './preprocessed.js';
 import type { TimedSteps } from './steps.js';
 import type { Unit } from './units.js';
 
@@ -84,24 +85,40 @@ export async function compileUnitsReport(
   buildRoot: string,
   units: readonly Unit[],
   files: readonly FilePatch[],
-  opts: { keep: boolean; step: TimedSteps['step']; keepGoing?: boolean; cachePatched?: boolean },
-): Promise<{ compiled: CompiledUnit[]; failed: Map<string, string> }> {
+  opts: {
+    keep: boolean;
+    step: TimedSteps['step'];
+    keepGoing?: boolean;
+    cachePatched?: boolean;
+    /** Units (by unit path) that only #include what changed: settled from their preprocessed text first where it allows (preprocessed.ts). */
+    settleFirst?: ReadonlySet<string>;
+  },
+): Promise<{ compiled: CompiledUnit[]; failed: Map<string, string>; settled: Map<string, string> }> {
   const { step } = opts;
   const trees = makeBuildTrees(home, meta, `${basename(buildRoot)}/trees`);
   try {
     const stable = formatPatch(stabilizeLines(files));
     await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
     const patchedCache = opts.cachePatched ? join(meta.paths.root, 'patched-objects', createHash('sha256').update(stable).digest('hex').slice(0, 24)) : undefined;
-    const compiled = await step('compile', `Compiling ${units.length} unit${units.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
-      update(units.length <= 8 ? units.map((u) => u.object).join(' ') : `${units.length} objects`);
-      const c = await compileBoth(meta, home, trees, units.map((u) => u.object), units.length > 8 ? compileProgress(units.length, update) : undefined, { keepGoing: opts.keepGoing ?? false, patchedCache });
+    const settled = new Map<string, string>();
+    const candidates = units.filter((u) => opts.settleFirst?.has(u.unit));
+    if (candidates.length) {
+      const found = await step('preprocess', `Preprocessing ${candidates.length} unit${candidates.length === 1 ? '' : 's'} reached only through what changed (one whose code cannot change is not compiled)`, (update) =>
+        settleUnits(meta, home, trees, candidates, patchedCache, update),
+      );
+      for (const [unit, why] of found) settled.set(unit, why);
+    }
+    const toCompile = units.filter((u) => !settled.has(u.unit));
+    const compiled = await step('compile', `Compiling ${toCompile.length} unit${toCompile.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
+      update(toCompile.length <= 8 ? toCompile.map((u) => u.object).join(' ') : `${toCompile.length} objects`);
+      const c = await compileBoth(meta, home, trees, toCompile.map((u) => u.object), toCompile.length > 8 ? (totals) => compileProgress(totals, update) : undefined, { keepGoing: opts.keepGoing ?? false, patchedCache });
       if (c.ms.orig === 0) update('orig objects from the workspace cache');
       if (c.ms.patched === 0 && patchedCache) update('patched objects from the workspace cache (the same changes compiled before)');
       return c;
     });
     const failed = new Map<string, string>();
     const out: CompiledUnit[] = [];
-    for (const u of units) {
+    for (const u of toCompile) {
       const err = compiled.failed.get(u.object);
       if (err !== undefined) {
         failed.set(u.unit, err);
@@ -115,10 +132,62 @@ export async function compileUnitsReport(
       };
       out.push(new CompiledUnit(u, bytes, { orig: copy('orig'), patched: copy('patched') }));
     }
-    return { compiled: out, failed };
+    return { compiled: out, failed, settled };
   } finally {
     if (!opts.keep) removeBuildTrees(trees);
   }
+}
+
+/** What a unit settled from its preprocessed text leaves in the patched-object cache (its reason inside), so the same changes settle it again without preprocessing. */
+const SETTLED = '.settled';
+
+/**
+ * Preprocess units both ways (kbuild's own `%.i` rule, so each unit's exact
+ * flags) and settle those whose code cannot change (preprocessed.ts). A unit
+ * already compiled both ways is left to the caches; one that does not
+ * preprocess is left to the compile, which says why.
+ */
+async function settleUnits(
+  meta: KernelMetadata,
+  home: string,
+  t: BuildTrees,
+  units: readonly Unit[],
+  patchedCache: string | undefined,
+  update: (detail: string) => void,
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const todo: Unit[] = [];
+  for (const u of units) {
+    const marker = patchedCache ? join(patchedCache, `${u.object}${SETTLED}`) : undefined;
+    if (marker && existsSync(marker)) out.set(u.unit, readFileSync(marker, 'utf8'));
+    else if (!(patchedCache && existsSync(join(patchedCache, u.object)) && existsSync(join(origCacheDir(meta), u.object)))) todo.push(u);
+  }
+  if (out.size) update(`${out.size} settled before (the same changes, from the workspace cache)`);
+  if (!todo.length) return out;
+  const targets = todo.map((u) => u.object.replace(/\.o$/, '.i'));
+  const tc = toolchainFor(meta, home);
+  const make = treeMakeArgs(meta.compiler.command, meta.release, Math.max(1, Math.floor(cpus().length / 2)));
+  const onLine = todo.length > 8 ? compileProgress({ orig: todo.length, patched: todo.length }, update) : undefined;
+  await Promise.all(
+    (['orig', 'patched'] as const).map((side) => tc.run([...make, '-k', ...targets], t[side].merged, { overlay: t[side], ...(onLine ? { onLine: (l: string) => onLine(side, l) } : {}) })),
+  );
+  let n = 0;
+  for (const [i, u] of todo.entries()) {
+    const [a, b] = (['orig', 'patched'] as const).map((side) => join(t[side].upper, targets[i]!));
+    if (!existsSync(a!) || !existsSync(b!)) continue;
+    const s = settleByPreprocessed(readFileSync(a!, 'utf8'), readFileSync(b!, 'utf8'));
+    rmSync(a!, { force: true });
+    rmSync(b!, { force: true });
+    if (!s.same) continue;
+    out.set(u.unit, s.why);
+    n++;
+    if (patchedCache) {
+      mkdirSync(dirname(join(patchedCache, u.object)), { recursive: true });
+      writeFileSync(join(patchedCache, `${u.object}${SETTLED}`), s.why);
+    }
+  }
+  update(`${n} of ${todo.length} cannot compile to other code: not compiled`);
+  return out;
 }
 
 export interface CompiledObjects {
@@ -153,22 +222,25 @@ function linesAbout(log: readonly string[], object: string): string {
   return (mine.length ? mine : log.filter((l) => l.includes(object))).slice(0, 6).join('\n') || 'no object was written (see the kbuild log)';
 }
 
-/** Progress of a long compile: objects done per side (kbuild's `CC` lines) and the time left at the rate so far. */
-export function compileProgress(total: number, update: (detail: string) => void): (side: Side, line: string) => void {
+/**
+ * Progress of a long compile (or preprocess): objects done per side (kbuild's
+ * `CC` or `CPP` lines) out of what each side has to build (the cached ones
+ * are not built), and the time left at the rate so far.
+ */
+export function compileProgress(totals: Readonly<Record<Side, number>>, update: (detail: string) => void): (side: Side, line: string) => void {
   const t0 = performance.now();
   const done: Record<Side, number> = { orig: 0, patched: 0 };
-  let sides = 0;
   let last = 0;
+  const want = totals.orig + totals.patched;
   return (side, line) => {
-    if (!/^\s+CC(\s+\[M\])?\s+\S+\.o$/.test(line)) return;
-    if (done[side]++ === 0) sides++;
+    if (!/^\s+(?:CC|CPP)(\s+\[M\])?\s+\S+\.[oi]$/.test(line)) return;
+    done[side]++;
     const now = performance.now();
     if (now - last < 1000) return;
     last = now;
     const all = done.orig + done.patched;
-    const want = total * sides;
     const left = all ? ((now - t0) / all) * Math.max(0, want - all) : 0;
-    update(`orig ${done.orig}/${total}, patched ${done.patched}/${total}${all > 4 ? `, about ${left >= 60_000 ? `${Math.ceil(left / 60_000)} min` : `${Math.ceil(left / 1000)} s`} left` : ''}`);
+    update(`orig ${done.orig}/${totals.orig}, patched ${done.patched}/${totals.patched}${all > 4 ? `, about ${left >= 60_000 ? `${Math.ceil(left / 60_000)} min` : `${Math.ceil(left / 1000)} s`} left` : ''}`);
   };
 }
 
@@ -183,7 +255,7 @@ export async function compileBoth(
   home: string,
   t: BuildTrees,
   objects: readonly string[],
-  onLine?: (side: Side, line: string) => void,
+  progress?: (totals: Record<Side, number>) => (side: Side, line: string) => void,
   opts: { keepGoing: boolean; patchedCache?: string | undefined } = { keepGoing: false },
 ): Promise<CompiledObjects> {
   const cache = origCacheDir(meta);
@@ -191,6 +263,7 @@ export async function compileBoth(
   const origToBuild = objects.filter((o) => !existsSync(cached(o)));
   const pcache = opts.patchedCache;
   const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !existsSync(join(pcache, `${o}.failed`))) : objects;
+  const onLine = progress?.({ orig: origToBuild.length, patched: patchedToBuild.length });
   const tc = toolchainFor(meta, home);
   const jobs = Math.max(1, Math.floor(cpus().length / 2));
   const make = treeMakeArgs(meta.compiler.command, meta.release, jobs);

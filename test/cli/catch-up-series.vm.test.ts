@@ -17,7 +17,7 @@ import { ensureKernel } from '../helpers/kernel.js';
 const CORPUS = join(import.meta.dirname, '..', 'patches', 'catch-up-6.1.0-53');
 interface Expected {
   kernel: string;
-  fixes: Record<string, { title: string; cves?: string[]; verdict: string; functions?: string[]; rule?: string; why: string }>;
+  fixes: Record<string, { title: string; cves?: string[]; verdict: string; functions?: string[]; rule?: string; settled?: string[]; why: string }>;
 }
 const expected = JSON.parse(readFileSync(join(CORPUS, 'expected.json'), 'utf8')) as Expected;
 let r: { status: number | null; json: any; stderr: string };
@@ -46,6 +46,11 @@ describe(`the series of ${Object.keys(expected.fixes).length} fixes against ${ex
       expect(f.functions.filter((x: any) => x.status === 'changed' && !x.carriedOnly).map((x: any) => `${x.object}:${x.name}`).sort()).toEqual([...e.functions!].sort());
     }
     if (e.verdict === 'refused') expect(f.refusals.map((x: any) => x.rule)).toContain(e.rule);
+    const settled = new Map<string, string>(r.json.settled.map((s: any) => [s.unit, s.why]));
+    for (const u of e.settled ?? []) expect(settled.get(u), `${u} settled from its preprocessed text`).toMatch(/never uses|identical/);
+    // A unit whose own file the fix changes is compiled, never settled.
+    for (const p of f.files) expect(settled.has(p), `${p} is changed by ${file}: compiled`).toBe(false);
+    if (e.verdict === 'included') for (const fn of f.functions) expect(settled.has(fn.unit), `${fn.unit} has a changed function`).toBe(false);
   });
 
   it('one cumulative module of the included fixes, naming those left out; the newer version not claimed by a series', () => {

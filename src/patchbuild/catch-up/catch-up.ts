@@ -62,6 +62,10 @@ export interface CatchUpResult {
   /** CVEs of fixes that change nothing this kernel runs (not built, no functional change, another architecture's). */
   readonly cvesNeedNoPatch: readonly { cve: string; title: string; why: string }[];
   readonly unitsCompiled: number;
+  /** How many units were settled (below). */
+  readonly unitsSettled: number;
+  /** Units reached only through what changed whose preprocessed text shows their code cannot change: not compiled. */
+  readonly settled: readonly { unit: string; why: string }[];
   readonly module?: {
     readonly name: string;
     readonly path: string;
@@ -92,8 +96,9 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
     );
     let compiled: CompiledUnit[] = [];
     const failedUnits = new Map<string, string>();
+    const settled = new Map<string, string>();
     if (pre.units.length) {
-      compiled = await compileAll(meta, home, buildRoot, pre, step, failedUnits);
+      compiled = await compileAll(meta, home, buildRoot, pre, step, failedUnits, settled);
     }
     const btf = await workspaceBtf(meta);
     const judged = compiled.length ? await judgeUnits(compiled, btf, { step, warn }) : { verdicts: { units: [], callbacks: new Map() } as Verdicts, refusals: [] };
@@ -188,6 +193,8 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       cvesNeedNoPatch: needNoPatch,
       cvesCarried: [...carriedCves].sort(),
       unitsCompiled: compiled.length,
+      unitsSettled: settled.size,
+      settled: [...settled].map(([unit, why]) => ({ unit, why })),
       ...(module ? { module } : {}),
       timings,
       warnings,
@@ -206,7 +213,9 @@ function restrict(v: Verdicts, units: ReadonlySet<string>): Verdicts {
  * Compile every unit once per side with every applied fix in the patched
  * tree, in one kbuild run that keeps going past a unit that does not compile
  * (its fixes are refused); patched objects cached under the hash of the
- * applied changes, so the same catch-up compiles once.
+ * applied changes, so the same catch-up compiles once. Units the fixes reach
+ * only through headers (or a .c file they #include) are preprocessed first,
+ * and those whose code cannot change are not compiled (`settled`).
  */
 async function compileAll(
   meta: KernelMetadata,
@@ -215,9 +224,14 @@ async function compileAll(
   pre: Awaited<ReturnType<typeof prejudge>>,
   step: ReturnType<typeof timedSteps>['step'],
   failed: Map<string, string>,
+  settled: Map<string, string>,
 ): Promise<CompiledUnit[]> {
   const files = pre.applied.flatMap((f) => f.files);
-  const r = await compileUnitsReport(meta, home, buildRoot, pre.units, files, { keep: false, step, keepGoing: true, cachePatched: true });
+  // A unit whose own file the fixes change is compiled; one they reach only through what it #includes may be settled first.
+  const changed = new Set(files.map((f) => f.path));
+  const settleFirst = new Set(pre.units.map((u) => u.unit).filter((u) => !changed.has(u)));
+  const r = await compileUnitsReport(meta, home, buildRoot, pre.units, files, { keep: false, step, keepGoing: true, cachePatched: true, settleFirst });
   for (const [u, why] of r.failed) failed.set(u, why);
+  for (const [u, why] of r.settled) settled.set(u, why);
   return r.compiled;
 }

@@ -68,7 +68,7 @@ ${proof.logProblems.length ? `<pre>${proof.logProblems.map(esc).join('\n')}</pre
 <html lang="en"><head><meta charset="utf-8"><title>suture catch-up: ${esc(r.kernel)} to ${esc(r.what)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;width:100%;margin-bottom:1em}td,th{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top;text-align:left}.pill{color:#fff;padding:2px 8px;border-radius:10px}.refusal{margin-top:4px}.ok{color:#1a7f37}.bad{color:#cf222e}code{font-size:12px}</style></head>
 <body><h1>Catch-up of ${esc(r.kernel)} to ${esc(r.what)}</h1>
-<p>${plural(r.fixes.length, 'fix', 'fixes')}, ${plural(r.unitsCompiled, 'unit')} compiled, ${(meta.totalMs / 1000).toFixed(1)} s in all; generated ${esc(meta.generatedAt)}.</p>
+<p>${plural(r.fixes.length, 'fix', 'fixes')}, ${plural(r.unitsCompiled, 'unit')} compiled, ${plural(r.unitsSettled, 'unit')} settled from the preprocessed text (reached only through a header whose change they do not use), ${(meta.totalMs / 1000).toFixed(1)} s in all; generated ${esc(meta.generatedAt)}.</p>
 <p>${summary}</p>
 <h2>The livepatch</h2>${mod}
 <h2>Proof</h2>${pr}

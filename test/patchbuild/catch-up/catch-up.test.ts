@@ -157,6 +157,8 @@ describe('the HTML report', () => {
       cvesCarried: [],
       cvesNeedNoPatch: [],
       unitsCompiled: 0,
+      unitsSettled: 0,
+      settled: [],
       timings: { compile: 1200 },
       warnings: [],
     };
