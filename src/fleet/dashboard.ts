@@ -4,10 +4,11 @@
  * hosts, its rollouts with their reports and plots (SVG made here), and
  * pause / resume / abort of a rollout. HTML pages, no script at all.
  *
- *   GET  /dashboard/login, POST /dashboard/login    a dashboard user (suture server dashboard-user)
+ *   GET  /dashboard/login, POST /dashboard/login    a dashboard user (suture server dashboard-user); LOGIN_LIMIT
+ *                                                   logins a minute per source address and server process (429 past it)
  *   POST /dashboard/logout
  *   GET  /dashboard                                 overview: host states, rollouts, CVEs
- *   GET  /dashboard/hosts                           every host, its state and why
+ *   GET  /dashboard/hosts?page=N                    the hosts, 100 a page (the query limited in SQL), each with its state and why
  *   GET  /dashboard/rollouts/:id                    one rollout: progress plot, transition times, failures, blockers
  *   POST /dashboard/rollouts/:id/:action            pause | resume | abort (a form with the session's CSRF token)
  *
@@ -17,6 +18,7 @@
  * is escaped (html.ts); the Content-Security-Policy allows no script, no
  * frame, no form target elsewhere, and nothing from another origin.
  */
+import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from './errors.js';
 import { html, Html, progressPlot, transitionPlot } from './html.js';
@@ -26,6 +28,10 @@ import { csrfMatches, Sessions } from './sessions.js';
 const COOKIE = 'suture_session';
 const MAX_FORM = 8 * 1024;
 const ACTIONS = ['pause', 'resume', 'abort'] as const;
+/** Logins a minute from one source address (each server process counts its own; a guess at a password costs a scrypt). */
+export const LOGIN_LIMIT = 10;
+/** Hosts on one page of /dashboard/hosts. */
+export const HOSTS_PAGE = 100;
 
 const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -39,7 +45,8 @@ th{background:#eef1f5}.state-applied{color:#1f9d55}.state-failed,.state-unhealth
 svg.plot{background:#fff;border:1px solid #dde}svg text{font-size:11px;fill:#333}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#fff;border:1px solid #dde;padding:8px 12px;min-width:110px}
 .card b{display:block;font-size:22px}.error{color:#d64545}form.inline{display:inline}
-label{display:block;margin:8px 0}input{font:inherit;padding:4px}`;
+label{display:block;margin:8px 0}input{font:inherit;padding:4px}
+nav.pages{margin:8px 0}nav.pages a,nav.pages b{margin-right:8px}`;
 
 function parseCookies(header: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -141,12 +148,30 @@ export function registerDashboard(app: FastifyInstance, fleet: Fleet, o: Dashboa
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label><button>Log in</button></form>`,
     );
   app.get('/dashboard/login', async (_req, reply) => send(reply, 200, loginPage()));
-  app.post('/dashboard/login', async (req, reply) => {
-    if (!sameOrigin(req)) return send(reply, 403, loginPage('A login must come from this dashboard’s own page.'));
-    const b = (req.body ?? {}) as Record<string, string>;
-    const s = await sessions.login(String(b.user ?? ''), String(b.password ?? ''));
-    if (!s) return send(reply, 401, loginPage('Wrong user or password.'));
-    return reply.code(303).header('set-cookie', `${COOKIE}=${s.cookie}; ${cookieFlags}; Max-Age=${12 * 3600}`).header('location', '/dashboard').send();
+  // The login, limited per source address by @fastify/rate-limit (in its own scope: the limit is this route's only).
+  // The socket's address: a server behind a proxy sees the proxy's (Fastify's trustProxy is off).
+  app.register(async (scope) => {
+    await scope.register(rateLimit, {
+      global: false,
+      errorResponseBuilder: (req, ctx) => Object.assign(new Error(`too many logins from ${req.ip}`), { statusCode: 429, loginLimited: Math.max(1, Math.ceil(ctx.ttl / 1000)) }),
+    });
+    scope.post(
+      '/dashboard/login',
+      {
+        config: { rateLimit: { max: LOGIN_LIMIT, timeWindow: 60_000 } },
+        errorHandler: (err: Error & { loginLimited?: number }, req, reply) => {
+          if (err.loginLimited === undefined) throw err;
+          return send(reply, 429, loginPage(`Too many logins from your address (${req.ip}): try again in ${err.loginLimited} s.`));
+        },
+      },
+      async (req, reply) => {
+        if (!sameOrigin(req)) return send(reply, 403, loginPage('A login must come from this dashboard’s own page.'));
+        const b = (req.body ?? {}) as Record<string, string>;
+        const s = await sessions.login(String(b.user ?? ''), String(b.password ?? ''));
+        if (!s) return send(reply, 401, loginPage('Wrong user or password.'));
+        return reply.code(303).header('set-cookie', `${COOKIE}=${s.cookie}; ${cookieFlags}; Max-Age=${12 * 3600}`).header('location', '/dashboard').send();
+      },
+    );
   });
   app.post('/dashboard/logout', async (req, reply) => {
     const s = await formSession(req, reply);
@@ -183,15 +208,29 @@ export function registerDashboard(app: FastifyInstance, fleet: Fleet, o: Dashboa
     );
   });
 
-  guarded('/dashboard/hosts', async (_req, s) => {
-    const hosts = await fleet.listHosts();
+  guarded('/dashboard/hosts', async (req, s) => {
+    const q = (req.query ?? {}) as Record<string, unknown>;
+    const asked = q.page === undefined ? '1' : String(q.page);
+    if (!/^[1-9]\d{0,6}$/.test(asked)) throw new FleetError('bad-request', `page ${asked.slice(0, 20)} is not a page number (1, 2, …)`, { type: 'request', id: 'page' });
+    const n = Number(asked);
+    const total = await fleet.countHosts();
+    const pages = Math.max(1, Math.ceil(total / HOSTS_PAGE));
+    if (n > pages) throw new FleetError('not-found', `there is no page ${n} of hosts: ${total} host${total === 1 ? '' : 's'} fill ${pages} page${pages === 1 ? '' : 's'} of ${HOSTS_PAGE}`, { type: 'request', id: 'page' });
+    const hosts = await fleet.listHosts({ offset: (n - 1) * HOSTS_PAGE, limit: HOSTS_PAGE });
+    const link = (k: number, text: string, rel?: string) => (k === n ? html`<b>${text}</b>` : html`<a href="/dashboard/hosts?page=${k}"${rel ? html` rel="${rel}"` : ''}>${text}</a>`);
+    const near = Array.from({ length: pages }, (_, i) => i + 1).filter((k) => Math.abs(k - n) <= 3);
+    const nav =
+      pages > 1
+        ? html`<nav class="pages">${n > 1 ? html`${link(1, 'First')}${link(n - 1, 'Previous', 'prev')}` : ''}${near.map((k) => link(k, String(k)))}${n < pages ? html`${link(n + 1, 'Next', 'next')}${link(pages, 'Last')}` : ''}</nav>`
+        : '';
     return page(
       'Hosts',
-      html`<h1>Hosts (${hosts.length})</h1>
+      html`<h1>Hosts (${total})</h1>
+<p id="range">${total ? html`Hosts ${(n - 1) * HOSTS_PAGE + 1}–${(n - 1) * HOSTS_PAGE + hosts.length} of ${total}, page ${n} of ${pages}.` : 'No host is enrolled yet.'}</p>${nav}
 <table><tr><th>Name</th><th>State</th><th>Why</th><th>Kernel</th><th>Effective version</th><th>Loaded</th><th>Pin</th><th>Rollout</th><th>Last seen</th></tr>${hosts.map(
         (h) =>
           html`<tr><td title="${h.id}">${h.name}</td><td class="state-${h.state}">${h.state}</td><td>${h.stateReason}</td><td>${h.release ?? '-'}<br><small>${h.buildId?.slice(0, 12) ?? ''}</small></td><td>${h.effectiveVersion ?? '-'}</td><td>${h.loaded.join(', ') || '-'}</td><td>${h.pin ?? '-'}</td><td>${h.rolloutId ? html`<a href="/dashboard/rollouts/${h.rolloutId}">${h.rolloutId}</a>` : '-'}</td><td>${when(h.lastSeen)}</td></tr>`,
-      )}</table>`,
+      )}</table>${nav}`,
       s.user,
       s.csrf,
     );

@@ -211,25 +211,38 @@ export class Fleet {
 
   // ---------- hosts ----------
 
-  async listHosts(): Promise<z.infer<typeof HostInfo>[]> {
-    const rows = await this.db
+  /** How many hosts are enrolled. */
+  async countHosts(): Promise<number> {
+    return Number((await this.db.selectFrom('hosts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+  }
+
+  /** The hosts in enrolment order with their states; `page`: only those (the query limited in SQL). */
+  async listHosts(page?: { offset: number; limit: number }): Promise<z.infer<typeof HostInfo>[]> {
+    let q = this.db
       .selectFrom('hosts')
       .leftJoin('host_active', 'host_active.host_id', 'hosts.id')
       .leftJoin('host_pins', 'host_pins.host_id', 'hosts.id')
       .selectAll('hosts')
       .select(['host_active.rollout_id', 'host_pins.patch as pin'])
       .orderBy('hosts.enrolled_at')
-      .orderBy('hosts.id')
-      .execute();
+      .orderBy('hosts.id');
+    if (page) q = q.limit(page.limit).offset(page.offset);
+    const rows = await q.execute();
+    const ids = rows.map((h) => h.id);
+    if (page && !ids.length) return [];
     const builds = new Set((await this.db.selectFrom('bundles').select('build_id').distinct().execute()).map((b) => b.build_id));
     // each host's latest recorded failure
     const failed = new Map<string, { rolloutId: string; reason: string; at: number | null }>();
-    for (const f of await this.db.selectFrom('rollout_targets').select(['host_id', 'rollout_id', 'failure', 'failed_at', 'assigned_at']).where('failure', 'is not', null).orderBy('assigned_at').execute()) {
+    let fq = this.db.selectFrom('rollout_targets').select(['host_id', 'rollout_id', 'failure', 'failed_at', 'assigned_at']).where('failure', 'is not', null);
+    if (page) fq = fq.where('host_id', 'in', ids);
+    for (const f of await fq.orderBy('assigned_at').execute()) {
       failed.set(f.host_id, { rolloutId: f.rollout_id, reason: f.failure!, at: f.failed_at });
     }
     // a failure is the host's state only while no later rollout of it has succeeded
     const ok = new Map<string, number>();
-    for (const t of await this.db.selectFrom('rollout_targets').select(['host_id', 'assigned_at']).where('state', '=', 'healthy').execute()) ok.set(t.host_id, Math.max(ok.get(t.host_id) ?? 0, t.assigned_at));
+    let oq = this.db.selectFrom('rollout_targets').select(['host_id', 'assigned_at']).where('state', '=', 'healthy');
+    if (page) oq = oq.where('host_id', 'in', ids);
+    for (const t of await oq.execute()) ok.set(t.host_id, Math.max(ok.get(t.host_id) ?? 0, t.assigned_at));
     const now = this.now();
     return rows.map((h) => {
       const facts = h.facts ? (JSON.parse(h.facts) as HostFacts) : null;

@@ -4,12 +4,15 @@
  * with real signed bundles of gcc-built fake livepatch modules: enrolment,
  * publish, check-ins, a staged rollout to done, a canary that halts and rolls
  * back; then bad requests on every endpoint, each refused with nothing changed.
+ * The dashboard's hosts page in pages of 100, and its login limit per address.
  */
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, type Database } from '../../src/fleet/db.js';
 import { newIdentity, signRequest, type Identity } from '../../src/fleet/protocol.js';
 import { apiOnSqlite, BOUND, call, type Clock, enrollHost, facts, makeBundles, OTHER, send, snapshot } from './helpers.js';
+import { HOSTS_PAGE, LOGIN_LIMIT } from '../../src/fleet/dashboard.js';
+import { Sessions } from '../../src/fleet/sessions.js';
 
 const MIN = 60_000;
 let d: Database;
@@ -261,5 +264,63 @@ describe('bad requests: refused, nothing changed', () => {
     expect((await call(app, clock, k, 'POST', '/v1/enroll', { token: tok, publicKey: k.publicKey, name: 'x' })).status).toBe(200);
     const k2 = newIdentity();
     expectRefused(await call(app, clock, k2, 'POST', '/v1/enroll', { token: tok, publicKey: k2.publicKey, name: 'y' }), 409, 'conflict', 'token used');
+  });
+});
+
+describe('dashboard: the hosts page pages; logins are limited per address', () => {
+  const PASSWORD = 'correct horse battery staple';
+  let a: Awaited<ReturnType<typeof apiOnSqlite>>;
+  let cookie = '';
+  const login = (remoteAddress: string, password: string) =>
+    a.app.inject({ method: 'POST', url: '/dashboard/login', remoteAddress, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams({ user: 'ops', password }).toString() });
+  const get = (url: string) => a.app.inject({ method: 'GET', url, headers: { cookie } });
+
+  beforeAll(async () => {
+    a = await apiOnSqlite('suture-fleet-dash-');
+    await new Sessions(a.d, a.clock.now).setUser('ops', PASSWORD);
+    // one a millisecond: the page lists hosts in enrolment order
+    for (let i = 0; i < 250; i++, a.clock.advance(1)) await enrollHost(a.app, a.clock, a.admin, `p-${String(i).padStart(3, '0')}`);
+    const r = await login('192.0.2.1', PASSWORD);
+    expect(r.statusCode).toBe(303);
+    cookie = String(r.headers['set-cookie']).split(';')[0]!;
+  });
+
+  it(`250 hosts: ${HOSTS_PAGE} a page, with links; the query limited in SQL; a page past the end or not a number refused`, async () => {
+    const rows = (body: string) => [...body.matchAll(/<td title="h-[0-9a-f]+">(p-\d+)<\/td>/g)].map((m) => m[1]);
+    const p1 = await get('/dashboard/hosts');
+    expect(p1.statusCode).toBe(200);
+    expect(rows(p1.body)).toEqual(Array.from({ length: 100 }, (_, i) => `p-${String(i).padStart(3, '0')}`));
+    expect(p1.body).toContain('Hosts 1–100 of 250, page 1 of 3.');
+    expect(p1.body).toContain('<a href="/dashboard/hosts?page=2" rel="next">Next</a><a href="/dashboard/hosts?page=3">Last</a>');
+    expect(p1.body).not.toContain('rel="prev"');
+    const p3 = await get('/dashboard/hosts?page=3');
+    expect(rows(p3.body)).toEqual(Array.from({ length: 50 }, (_, i) => `p-${200 + i}`));
+    expect(p3.body).toContain('Hosts 201–250 of 250, page 3 of 3.');
+    expect(p3.body).toContain('<a href="/dashboard/hosts?page=1">First</a><a href="/dashboard/hosts?page=2" rel="prev">Previous</a>');
+    expect(p3.body).not.toContain('rel="next"');
+    expect(rows((await get('/dashboard/hosts?page=2')).body)[0]).toBe('p-100');
+    // the service reads one page only
+    expect((await a.fleet.listHosts({ offset: 240, limit: 100 })).map((h) => h.name)).toEqual(Array.from({ length: 10 }, (_, i) => `p-${240 + i}`));
+    const past = await get('/dashboard/hosts?page=4');
+    expect(past.statusCode).toBe(404);
+    expect(past.body).toContain('there is no page 4 of hosts: 250 hosts fill 3 pages of 100');
+    for (const bad of ['0', 'abc', '1e3', '-1']) {
+      const r = await get(`/dashboard/hosts?page=${bad}`);
+      expect(r.statusCode, bad).toBe(400);
+      expect(r.body).toContain(`page ${bad} is not a page number`);
+    }
+  });
+
+  it(`${LOGIN_LIMIT} logins a minute per address: the next is refused (429, even with the right password), another address is not`, async () => {
+    for (let i = 0; i < LOGIN_LIMIT; i++) expect((await login('192.0.2.7', 'wrong password here')).statusCode).toBe(401);
+    const limited = await login('192.0.2.7', PASSWORD);
+    expect(limited.statusCode).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    expect(limited.headers['content-type']).toMatch(/^text\/html/);
+    expect(limited.body).toMatch(/Too many logins from your address \(192\.0\.2\.7\): try again in \d+ s\./);
+    expect(limited.headers['set-cookie']).toBeUndefined();
+    expect((await login('192.0.2.8', PASSWORD)).statusCode).toBe(303);
+    // pages and the API are not limited
+    expect((await get('/dashboard/hosts')).statusCode).toBe(200);
   });
 });

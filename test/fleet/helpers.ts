@@ -86,14 +86,14 @@ export async function enrollHost(app: FastifyInstance, clock: Clock, admin: Iden
 }
 
 /** A fleet server on a fresh SQLite file through inject, on a test clock, with one admin. `migrated`: the migrations it ran. */
-export async function apiOnSqlite(prefix: string): Promise<{ d: Database; app: FastifyInstance; clock: Clock; admin: Identity; migrated: string[] }> {
+export async function apiOnSqlite(prefix: string): Promise<{ d: Database; app: FastifyInstance; fleet: Fleet; clock: Clock; admin: Identity; migrated: string[] }> {
   const d = openDatabase(`sqlite:${join(mkdtempSync(join(tmpdir(), prefix)), 'fleet.db')}`);
   const migrated = await migrate(d);
   const clock = new Clock();
   const fleet = new Fleet(d, { now: clock.now, checkinSec: 60 });
   const admin = newIdentity();
   await fleet.addAdmin(admin.publicKey, 'admin');
-  return { d, app: buildApp(fleet), clock, admin, migrated };
+  return { d, app: buildApp(fleet), fleet, clock, admin, migrated };
 }
 
 /** Wait for `suture server` (a child process) to say where it listens; its URL (bounded). */
