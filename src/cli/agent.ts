@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** `suture agent`: the fleet agent on a host (src/fleet/agent.ts). A host command: in the Debian package. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { realHost } from '../livepatch/core.js';
 import { SutureError } from '../util/errors.js';
 import { interruptSignal } from '../util/interrupt.js';
@@ -18,6 +18,7 @@ interface AgentCliOptions {
   loadTimeout: number;
   interval?: number;
   dir?: string;
+  ca?: string;
   json?: boolean;
 }
 
@@ -51,16 +52,20 @@ export function agentCommand(): Command {
     .option('--load-timeout <seconds>', 'a patching transition not complete after this long is reversed (and reported as failed)', seconds('--load-timeout'), 60)
     .option('--interval <seconds>', 'check in at least this often, even when the server asks for less (default: as the server says)', seconds('--interval'))
     .option('--dir <dir>', 'the agent\'s identity and state (default /var/lib/suture/agent; SUTURE_AGENT_DIR)')
+    .addOption(new Option('--ca <file>', 'https: the CA certificate (PEM) the server\'s must chain to (default: the system store)').env('SUTURE_FLEET_CA'))
     .option('--json', 'with --once: print the cycle as JSON')
     .action(async (o: AgentCliOptions) => {
       const log = (line: string) => process.stderr.write(`suture agent: ${line}\n`);
       // The agent and its protocol (zod) load only when it runs: the other host commands (boot) stay light.
-      const { Agent, runAgent } = await import('../fleet/agent.js');
+      const [{ Agent, runAgent }, { readCaFile }] = await Promise.all([import('../fleet/agent.js'), import('../fleet/client.js')]);
+      // a CA that cannot be read is refused before anything is made or written
+      if (o.ca) readCaFile(o.ca);
       const agent: AgentType = new Agent({
         host: realHost(),
         dir: o.dir,
         health: o.healthCmd ? { command: o.healthCmd, timeoutMs: o.healthTimeout * 1000 } : undefined,
         loadTimeoutMs: o.loadTimeout * 1000,
+        caFile: o.ca,
         signal: interruptSignal,
         log,
       });

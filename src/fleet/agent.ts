@@ -80,6 +80,8 @@ export interface AgentOptions {
   loadTimeoutMs?: number;
   /** Per request. */
   requestTimeoutMs?: number;
+  /** An https server's certificate must chain to this CA file (PEM); default: $SUTURE_FLEET_CA, else the system store. */
+  caFile?: string;
   signal?: AbortSignal;
   log?: (line: string) => void;
   now?: () => number;
@@ -165,7 +167,7 @@ export class Agent {
   }
 
   private client(): FleetClient {
-    return new FleetClient(this.readState().server, this.identity(), this.o.requestTimeoutMs ?? 30_000);
+    return new FleetClient(this.readState().server, this.identity(), { timeoutMs: this.o.requestTimeoutMs ?? 30_000, caFile: this.o.caFile });
   }
 
   /**
@@ -183,7 +185,7 @@ export class Agent {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     if (!existsSync(this.keyPath)) writeIdentityFile(this.keyPath, newIdentity());
     const id = this.identity();
-    const c = new FleetClient(server, id, this.o.requestTimeoutMs ?? 30_000);
+    const c = new FleetClient(server, id, { timeoutMs: this.o.requestTimeoutMs ?? 30_000, caFile: this.o.caFile });
     const r = EnrollReply.parse(await c.request('POST', '/v1/enroll', { token, publicKey: id.publicKey, name: name.slice(0, 64).replace(/[^A-Za-z0-9_.-]/g, '-') || 'host', channel }));
     this.state = { version: AGENT_STATE_VERSION, server, hostId: r.hostId, keyId: r.keyId, name, channel: r.channel, enrolledAt: this.now(), applied: null, failed: {}, results: [], lastTransition: null, lastCheckin: null };
     this.save();

@@ -85,14 +85,25 @@ export interface ClientOptions {
   httpAgent?: http.Agent;
 }
 
-function readCa(caFile: string | undefined): { ca: (string | Buffer)[]; from: string } {
-  if (caFile) {
-    try {
-      return { ca: [readFileSync(caFile)], from: `CA file ${caFile}` };
-    } catch (e) {
-      throw fsError(e, 'reading the fleet server CA (--ca)', caFile);
-    }
+/**
+ * Read a CA file given with --ca (or SUTURE_FLEET_CA): it must hold a PEM certificate. Called before
+ * anything is written (the agent checks it before it enrols), and again by each client.
+ */
+export function readCaFile(caFile: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(caFile);
+  } catch (e) {
+    throw fsError(e, 'reading the fleet server CA (--ca)', caFile);
   }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new SutureError('invalid-input', `the fleet server CA (--ca) ${caFile} holds no PEM certificate`, { hint: 'give the CA certificate (-----BEGIN CERTIFICATE-----) that signed the server\'s' });
+  }
+  return pem;
+}
+
+function readCa(caFile: string | undefined): { ca: (string | Buffer)[]; from: string } {
+  if (caFile) return { ca: [readCaFile(caFile)], from: `CA file ${caFile}` };
   const ca: (string | Buffer)[] = [...rootCertificates];
   try {
     ca.push(readFileSync(SYSTEM_CA_FILE));

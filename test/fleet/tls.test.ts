@@ -5,16 +5,18 @@
  * openssl; `suture fleet hosts --ca` trusts it; a wrong CA, the system store
  * (which does not hold the test CA) and plain http are refused with a clear
  * error. The server refuses a key that is not its certificate's before it
- * opens anything.
+ * opens anything. `suture agent --ca` (or SUTURE_FLEET_CA) enrols and checks
+ * in over https; a wrong CA, a missing one and a file that is no certificate
+ * are refused, and the agent has then enrolled nothing.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
-import { ROOT, suture } from '../helpers/cli.js';
+import { ROOT, suture, sutureJson } from '../helpers/cli.js';
 import { listening } from './helpers.js';
 
 const OPENSSL = '/usr/bin/openssl';
@@ -100,6 +102,43 @@ describe('suture server over TLS', () => {
     const r = suture(['fleet', 'hosts', '--server', url.replace('https:', 'http:')], { env });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/fleet server/);
+  });
+
+  it('suture agent --ca FILE enrols and checks in over https; a wrong, missing or non-certificate CA is refused and nothing is enrolled', () => {
+    const good = join(dir, 'good-ca.pem');
+    const agentEnv = { ...env, SUTURE_STATE_DIR: join(dir, 'state'), SUTURE_RUN_DIR: join(dir, 'run') };
+    const token = () => {
+      const t = sutureJson<{ token: string }>(['fleet', 'enroll-token', '--server', url, '--ca', good], { env });
+      expect(t.status, t.stderr).toBe(0);
+      return t.json.token;
+    };
+    const tok = token();
+    const agent = (name: string, ca: string[], e = agentEnv) => suture(['agent', '--server', url, '--token', tok, '--once', '--dir', join(dir, name), ...ca], { env: e });
+    const wrong = agent('agent-wrong', ['--ca', join(dir, 'wrong-ca.pem')]);
+    expect(wrong.status).toBe(EXIT.untrusted);
+    expect(wrong.stderr).toContain(`the fleet server at ${url} presented a certificate that CA file ${join(dir, 'wrong-ca.pem')} does not vouch for`);
+    expect(existsSync(join(dir, 'agent-wrong', 'agent.json'))).toBe(false);
+    const missing = agent('agent-missing', ['--ca', join(dir, 'none.pem')]);
+    expect(missing.status).toBe(EXIT.notFound);
+    expect(missing.stderr).toContain(`reading the fleet server CA (--ca): ${join(dir, 'none.pem')} does not exist`);
+    expect(existsSync(join(dir, 'agent-missing'))).toBe(false);
+    const key = agent('agent-key', ['--ca', join(dir, 'server.key')]);
+    expect(key.status).toBe(EXIT.invalidInput);
+    expect(key.stderr).toContain(`the fleet server CA (--ca) ${join(dir, 'server.key')} holds no PEM certificate`);
+    expect(existsSync(join(dir, 'agent-key'))).toBe(false);
+    // without a CA the system store is used, which does not hold the test CA
+    const none = agent('agent-none', []);
+    expect(none.status).toBe(EXIT.untrusted);
+    // the right CA: enrolled (the token was not used by the refused tries), one check-in
+    const ok = sutureJson<{ hostId: string; checkins: number }>(['agent', '--server', url, '--token', tok, '--once', '--dir', join(dir, 'agent-ok'), '--ca', good], { env: agentEnv });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.json).toMatchObject({ hostId: expect.stringMatching(/^h-/), checkins: 1 });
+    // enrolled, the CA through SUTURE_FLEET_CA (how the unit's environment file can carry it)
+    const again = sutureJson<{ hostId: string }>(['agent', '--once', '--dir', join(dir, 'agent-ok')], { env: { ...agentEnv, SUTURE_FLEET_CA: good } });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.json.hostId).toBe(ok.json.hostId);
+    const help = suture(['agent', '--help'], { env });
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain("--ca <file> https: the CA certificate (PEM) the server's must chain to (default: the system store) (env: SUTURE_FLEET_CA)");
   });
 
   it('the server refuses a key that is not its certificate\'s, and a lone --tls-cert, before opening anything', () => {
