@@ -10,12 +10,15 @@
  * it, checks its sha256 and reports it applied at once (as the agent does),
  * then stays healthy.
  *
- *   npx tsx bench/fleet-load.ts [--db sqlite|postgres] [--agents 10000] [--duration 300]
+ *   npx tsx bench/fleet-load.ts [--db sqlite|postgres] [--servers 1] [--agents 10000] [--duration 300]
  *                               [--interval 60] [--soak 30] [--stages 1,10%,50%,100%] [--json]
  *                               [--server-node-arg=--cpu-prof --server-node-arg=--cpu-prof-dir=DIR]
  *
  * Enrolment (one token and one enrolment per agent, through the API) comes
- * first and is not measured. Then for --duration seconds: every request's
+ * first and is not measured. On PostgreSQL, --servers N runs N server
+ * processes on the one database, the agents spread over them (agent i talks
+ * to server i mod N); their CPU and memory are summed, their own times per
+ * request given for each. Then for --duration seconds: every request's
  * latency (from the first byte sent to the last byte read, in this process),
  * errors (anything but a 2xx reply, or no reply), the server's CPU (user +
  * system, from /proc, as % of one core) and resident memory, and the same for
@@ -43,6 +46,7 @@ const CLK_TCK = 100;
 const { values: v } = parseArgs({
   options: {
     db: { type: 'string', default: 'sqlite' },
+    servers: { type: 'string' },
     agents: { type: 'string' },
     duration: { type: 'string' },
     interval: { type: 'string' },
@@ -55,6 +59,8 @@ const { values: v } = parseArgs({
   },
 });
 if (v.db !== 'sqlite' && v.db !== 'postgres') throw new Error(`--db must be sqlite or postgres (got ${v.db})`);
+const SERVERS = positiveInt('servers', v.servers, 1);
+if (SERVERS > 1 && v.db !== 'postgres') throw new Error('--servers N > 1 needs --db postgres (SQLite serves one server process)');
 const AGENTS = positiveInt('agents', v.agents, 10_000);
 const DURATION = positiveInt('duration', v.duration, 300);
 const INTERVAL = positiveInt('interval', v.interval, 60);
@@ -144,12 +150,14 @@ async function main(): Promise<void> {
     pg = startPostgres(dir, 26432 + (process.pid % 1000));
     database = pg.url;
   }
-  let server: ChildProcess | undefined;
+  const servers: ChildProcess[] = [];
   try {
     const init = spawn(process.execPath, [join(ROOT, 'bin/suture.js'), 'server', 'init', '--database', database], { env, stdio: 'inherit' });
     await new Promise((r) => init.on('exit', r));
-    const s = await startServer(env, database);
-    server = s.p;
+    const started = await Promise.all(Array.from({ length: SERVERS }, () => startServer(env, database)));
+    servers.push(...started.map((x) => x.p));
+    const s = started[0]!;
+    const pids = () => servers.map((p) => p.pid!);
     const shared = new http.Agent({ keepAlive: true, maxSockets: 64 });
     const admin = new FleetClient(s.base, readIdentityFile(join(dir, 'home', 'server', 'admin.key')), { httpAgent: shared });
     const bundles = makeBundles();
@@ -166,7 +174,7 @@ async function main(): Promise<void> {
       async (i) => {
         const tok = (await admin.request('POST', '/v1/admin/enroll-tokens', { expiresSec: 3600 })) as { token: string };
         const id = newIdentity();
-        const c = new FleetClient(s.base, id, { httpAgent: shared });
+        const c = new FleetClient(started[i % SERVERS]!.base, id, { httpAgent: shared });
         await c.request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name: `load-${i}` });
         agents[i] = { c, facts: facts(BOUND, { bootId: randomUUID(), uptimeSec: 1000 + i }), has: false };
         if ((i + 1) % 1000 === 0) log(`enrolled ${i + 1}/${AGENTS} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
@@ -222,7 +230,7 @@ async function main(): Promise<void> {
     });
 
     const pgPids = () => (pg ? postgresPids(join(dir, 'pg', 'db')) : []);
-    const serverUse = new Usage().sample([s.p.pid!]);
+    const serverUse = new Usage().sample(pids());
     const pgUse = new Usage().sample(pgPids());
     const u0 = { server: serverUse.ticks, pg: pgUse.ticks, at: Date.now() };
     let last = u0;
@@ -230,7 +238,7 @@ async function main(): Promise<void> {
     let rolloutId: string | undefined;
     let rollout: { status: string; stage: number; stages: string; report?: { byState: Record<string, number> } } | undefined;
     const progress = setInterval(() => {
-      const now = { server: serverUse.sample([s.p.pid!]).ticks, pg: pgUse.sample(pgPids()).ticks, at: Date.now() };
+      const now = { server: serverUse.sample(pids()).ticks, pg: pgUse.sample(pgPids()).ticks, at: Date.now() };
       const secs = (now.at - last.at) / 1000;
       const sc = ((now.server - last.server) / CLK_TCK / secs) * 100;
       const pc = ((now.pg - last.pg) / CLK_TCK / secs) * 100;
@@ -257,7 +265,7 @@ async function main(): Promise<void> {
     for (const t of timers) clearTimeout(t);
     clearInterval(progress);
     await new Promise((r) => setTimeout(r, 2000)); // requests in flight finish
-    const u1 = { server: serverUse.sample([s.p.pid!]).ticks, pg: pgUse.sample(pgPids()).ticks, at: Date.now() };
+    const u1 = { server: serverUse.sample(pids()).ticks, pg: pgUse.sample(pgPids()).ticks, at: Date.now() };
     if (rolloutId) rollout = (await admin.request('GET', `/v1/admin/rollouts/${rolloutId}`)) as typeof rollout;
     const secs = (u1.at - u0.at) / 1000;
     const stats = (xs: number[]) => {
@@ -267,6 +275,7 @@ async function main(): Promise<void> {
     const all = [...lat.checkin!, ...lat.bundle!, ...lat.result!];
     const result = {
       db: v.db,
+      servers: SERVERS,
       agents: AGENTS,
       durationSec: DURATION,
       intervalSec: INTERVAL,
@@ -274,8 +283,13 @@ async function main(): Promise<void> {
       requests: stats(all),
       byKind: Object.fromEntries(Object.entries(lat).map(([k, xs]) => [k, stats(xs)])),
       requestsPerSec: round(all.length / DURATION),
-      /** Inside the server, from the request read to the reply written (GET /v1/admin/stats; admin reads included). */
-      serverSide: (({ served: _s, ...x }) => x)((await admin.request('GET', `/v1/admin/stats?since=${start}`)) as { served: number; window: number; p50Ms: number; p99Ms: number; maxMs: number }),
+      /** Inside each server, from the request read to the reply written (GET /v1/admin/stats; admin reads included). */
+      serverSide: await Promise.all(
+        started.map(async (x) => {
+          const c = new FleetClient(x.base, readIdentityFile(join(dir, 'home', 'server', 'admin.key')), { httpAgent: shared });
+          return (({ served: _s, ...y }) => y)((await c.request('GET', `/v1/admin/stats?since=${start}`)) as { served: number; window: number; p50Ms: number; p99Ms: number; maxMs: number });
+        }),
+      ),
       errors: errors.length,
       firstErrors: errors.slice(0, 5),
       server: { cpuPercentAvg: round(((u1.server - u0.server) / CLK_TCK / secs) * 100), cpuPercentPeak10s: round(peaks.serverCpu), rssMiBPeak: round(peaks.serverRssKiB / 1024), rssMiBEnd: round(serverUse.rssKiB / 1024) },
@@ -286,8 +300,8 @@ async function main(): Promise<void> {
     if (v.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       process.stdout.write(
-        `${AGENTS} agents, every ${INTERVAL} s ±10%, ${DURATION} s on ${v.db}: ${result.requests.n} requests (${result.requestsPerSec}/s), p50 ${result.requests.p50} ms, p99 ${result.requests.p99} ms, max ${result.requests.max} ms; errors ${result.errors}\n` +
-          `  inside the server (${result.serverSide.window} requests): p50 ${round(result.serverSide.p50Ms)} ms, p99 ${round(result.serverSide.p99Ms)} ms, max ${round(result.serverSide.maxMs)} ms\n` +
+        `${AGENTS} agents, every ${INTERVAL} s ±10%, ${DURATION} s on ${v.db} (${SERVERS} server process${SERVERS === 1 ? '' : 'es'}): ${result.requests.n} requests (${result.requestsPerSec}/s), p50 ${result.requests.p50} ms, p99 ${result.requests.p99} ms, max ${result.requests.max} ms; errors ${result.errors}\n` +
+          result.serverSide.map((x, i) => `  inside server ${i + 1} (${x.window} requests): p50 ${round(x.p50Ms)} ms, p99 ${round(x.p99Ms)} ms, max ${round(x.maxMs)} ms\n`).join('') +
           `  check-in p50 ${result.byKind.checkin!.p50} / p99 ${result.byKind.checkin!.p99} ms; bundle p50 ${result.byKind.bundle!.p50} / p99 ${result.byKind.bundle!.p99} ms; applied-result p50 ${result.byKind.result!.p50} / p99 ${result.byKind.result!.p99} ms\n` +
           `  server CPU ${result.server.cpuPercentAvg}% of a core on average (peak 10 s: ${result.server.cpuPercentPeak10s}%), RSS peak ${result.server.rssMiBPeak} MiB` +
           (result.postgres ? `; postgres CPU ${result.postgres.cpuPercentAvg}% (peak ${result.postgres.cpuPercentPeak10s}%), RSS ${result.postgres.rssMiBPeak} MiB` : '') +
@@ -297,8 +311,10 @@ async function main(): Promise<void> {
     admin.close();
     shared.destroy();
   } finally {
-    server?.kill('SIGTERM');
-    if (server) await new Promise((r) => server!.once('exit', r));
+    for (const p of servers) {
+      p.kill('SIGTERM');
+      await new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r(null) : p.once('exit', r)));
+    }
     pg?.stop();
   }
 }
