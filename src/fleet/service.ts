@@ -26,8 +26,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { openBundle } from '../bundle/bundle.js';
 import { isSutureError } from '../util/errors.js';
-import { sql } from 'kysely';
-import { forShare, forUpdate, type Database, type RolloutTable, type TargetTable, type Tx } from './db.js';
+import { sql, type QueryCreator } from 'kysely';
+import { forShare, forUpdate, type Database, type DB, type RolloutTable, type TargetTable, type Tx } from './db.js';
 import { FleetError } from './errors.js';
 import {
   keyIdOf,
@@ -111,12 +111,10 @@ export class Fleet {
       publicKey = enrollKey;
       caller = { role: 'host', id: `h-${s.keyId}`, keyId: s.keyId, time: s.time };
     } else {
-      const host = await this.db.selectFrom('hosts').select(['id', 'public_key']).where('id', '=', `h-${s.keyId}`).executeTakeFirst();
-      const admin = host ? undefined : await this.db.selectFrom('admins').select(['id', 'public_key']).where('id', '=', `a-${s.keyId}`).executeTakeFirst();
-      const row = host ?? admin;
-      if (!row) throw new FleetError('unauthenticated', `key ${s.keyId} belongs to no enrolled host and no admin`, { type: 'key', id: s.keyId });
-      publicKey = row.public_key;
-      caller = { role: host ? 'host' : 'admin', id: row.id, keyId: s.keyId, time: s.time };
+      const known = this.keys.get(s.keyId) ?? (await this.lookUpKey(s.keyId));
+      if (!known) throw new FleetError('unauthenticated', `key ${s.keyId} belongs to no enrolled host and no admin`, { type: 'key', id: s.keyId });
+      publicKey = known.publicKey;
+      caller = { role: known.role, id: known.id, keyId: s.keyId, time: s.time };
     }
     if (!verifyRequest(publicKey, s, method, url, body)) throw new FleetError('unauthenticated', `the signature of key ${s.keyId} does not match this request (method, path, body, time or nonce changed, or another key signed it)`, { type: 'key', id: s.keyId });
     if (want !== 'enroll' && want !== 'any' && caller.role !== want) throw new FleetError('forbidden', `${caller.role} ${caller.id} may not call ${method} ${url.split('?')[0]} (${want}s only)`, { type: caller.role, id: caller.id });
@@ -127,6 +125,22 @@ export class Fleet {
       .executeTakeFirst();
     if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw new FleetError('unauthenticated', `nonce ${s.nonce} of key ${s.keyId} was used already: a replayed request`, { type: 'key', id: s.keyId });
     return caller;
+  }
+
+  /**
+   * The enrolled hosts' and admins' keys seen by this process. A host's or admin's row and key never change
+   * and are never deleted, so a key once read stays right: a request costs one query (its nonce), not two.
+   */
+  private readonly keys = new Map<string, { role: 'host' | 'admin'; id: string; publicKey: string }>();
+  private async lookUpKey(keyId: string) {
+    const host = await this.db.selectFrom('hosts').select(['id', 'public_key']).where('id', '=', `h-${keyId}`).executeTakeFirst();
+    const admin = host ? undefined : await this.db.selectFrom('admins').select(['id', 'public_key']).where('id', '=', `a-${keyId}`).executeTakeFirst();
+    const row = host ?? admin;
+    if (!row) return undefined;
+    const k = { role: host ? ('host' as const) : ('admin' as const), id: row.id, publicKey: row.public_key };
+    if (this.keys.size >= 200_000) this.keys.clear();
+    this.keys.set(keyId, k);
+    return k;
   }
 
   async purgeNonces(): Promise<void> {
@@ -321,20 +335,28 @@ export class Fleet {
   async checkin(caller: Caller, req: CheckinRequest): Promise<CheckinReply> {
     const f = req.facts;
     const now = this.now();
-    await this.db
-      .updateTable('hosts')
-      .set({ last_seen: now, release: f.release, build_id: f.buildId, boot_id: f.bootId, effective_version: f.effectiveVersion, health_ok: f.health.ok ? 1 : 0, facts: JSON.stringify(f), reported_at: caller.time ?? now })
-      .where('id', '=', caller.id)
-      .execute();
+    const update = (q: Database['db']) =>
+      q
+        .updateTable('hosts')
+        .set({ last_seen: now, release: f.release, build_id: f.buildId, boot_id: f.bootId, effective_version: f.effectiveVersion, health_ok: f.health.ok ? 1 : 0, facts: JSON.stringify(f), reported_at: caller.time ?? now })
+        .where('id', '=', caller.id);
     // The host's rollout and its target in it, in one query (most check-ins need nothing else).
-    const active = await this.db
-      .selectFrom('host_active')
-      .innerJoin('rollouts', 'rollouts.id', 'host_active.rollout_id')
-      .innerJoin('rollout_targets', (j) => j.onRef('rollout_targets.rollout_id', '=', 'host_active.rollout_id').onRef('rollout_targets.host_id', '=', 'host_active.host_id'))
-      .selectAll('rollouts')
-      .select(['rollout_targets.host_id', 'rollout_targets.stage as t_stage', 'rollout_targets.state', 'rollout_targets.failure', 'rollout_targets.assigned_at', 'rollout_targets.applied_at', 'rollout_targets.transition_at'])
-      .where('host_active.host_id', '=', caller.id)
-      .executeTakeFirst();
+    const activeOf = (q: QueryCreator<DB>) =>
+      q
+        .selectFrom('host_active')
+        .innerJoin('rollouts', 'rollouts.id', 'host_active.rollout_id')
+        .innerJoin('rollout_targets', (j) => j.onRef('rollout_targets.rollout_id', '=', 'host_active.rollout_id').onRef('rollout_targets.host_id', '=', 'host_active.host_id'))
+        .selectAll('rollouts')
+        .select(['rollout_targets.host_id', 'rollout_targets.stage as t_stage', 'rollout_targets.state', 'rollout_targets.failure', 'rollout_targets.assigned_at', 'rollout_targets.applied_at', 'rollout_targets.transition_at'])
+        .where('host_active.host_id', '=', caller.id);
+    let active;
+    if (this.d.dialect === 'postgres') {
+      // one round trip: the facts written by a data-modifying WITH (PostgreSQL runs it whatever the SELECT returns)
+      active = await activeOf(this.db.with('facts_written', (q) => update(q as unknown as Database['db']).returning('hosts.id')) as unknown as QueryCreator<DB>).executeTakeFirst();
+    } else {
+      await update(this.db).execute();
+      active = await activeOf(this.db).executeTakeFirst();
+    }
     const rolloutIds = new Set(req.results.map((r) => r.rolloutId));
     if (active) rolloutIds.add(active.id);
     let changed = false;
@@ -602,12 +624,15 @@ export class Fleet {
    * one may be silent; a rollout that would not move is not locked at all).
    */
   async tick(o: { full?: boolean } = {}): Promise<void> {
+    // every fifth tick also looks for silent hosts and for hosts that came back or enrolled since a stage filled up
+    const periodic = this.ticks++ % 5 === 0;
     const rows = await this.db.selectFrom('rollouts').selectAll().where('status', 'in', ACTIVE as RolloutStatus[]).orderBy('created_at').orderBy('id').execute();
     for (const r of rows) {
-      if (o.full || (await this.maySilence(r.id))) await this.fullTick(r.id);
-      else await this.countedTick(r);
+      if (o.full || (periodic && (await this.maySilence(r.id)))) await this.fullTick(r.id);
+      else await this.countedTick(r, periodic);
     }
   }
+  private ticks = 0;
 
   /** A tick with the rollout's targets, under its row lock: the only one that finds silent hosts. */
   private async fullTick(id: string): Promise<void> {
@@ -626,9 +651,14 @@ export class Fleet {
    * lock; only if that moves the rollout: under fleet_lock its hosts are picked, then under the rollout's row
    * lock its targets are counted again and the step is written (at most one batch of new targets).
    */
-  private async countedTick(seen: RolloutTable): Promise<void> {
+  private async countedTick(seen: RolloutTable, growth: boolean): Promise<void> {
     const now = this.now();
-    if (seen.status === 'pending' && now < seen.start_at) return;
+    if (seen.status === 'paused' || (seen.status === 'pending' && now < seen.start_at)) return;
+    if (seen.status === 'running' && seen.stage >= 0 && !growth) {
+      // mid-stage, all its hosts there and some not settled: only hosts that came back could join (periodic)
+      const c = await this.countTargets(this.db, seen.id);
+      if (c.open > 0 && c.have >= Number(seen.stage_size)) return;
+    }
     const event = async (q: Tx | Database['db'], r: RolloutTable): Promise<RolloutEvent> => ({
       type: 'tick',
       now,
