@@ -41,24 +41,27 @@ function withoutLineMarkers(text: string): string {
   return text.replace(/^#\s*(?:\d+|line)\b.*$/gm, '');
 }
 
+/** Line markers and blank lines go (gcc writes blank lines instead of a marker when code moves by a few lines). */
+function withoutMarkersOrBlankLines(text: string): string {
+  return text.replace(/^(?:#\s*(?:\d+|line)\b[^\n]*|[ \t\r\f\v]*)(?:\n|$)/gm, '');
+}
+
 /**
- * Top-level chunks of preprocessed text, without line markers and blank lines
- * (gcc writes blank lines instead of a marker when code moves by a few lines;
- * the lines themselves come out as written): a function definition ends at
- * its `}`, anything else at `;` (depth 0). One pass over the characters; a
- * unit's text is megabytes, so only the head of a chunk that may be a
- * function (up to its first `{`) is tokenized.
+ * Top-level chunks of preprocessed text, without line markers and blank
+ * lines (the lines themselves come out as written): a chunk whose first
+ * top-level `{` follows a `)` (a function definition) ends at its closing
+ * `}`, anything else at `;` (depth 0). One pass over the characters, nothing
+ * tokenized: a unit's text is megabytes. A chunk cut wrongly is only ever a
+ * shape shapeOf() does not recognise, so it is compiled.
  */
 export function topLevelChunks(text: string): string[] {
-  const t = withoutLineMarkers(text)
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .join('\n');
+  const t = withoutMarkersOrBlankLines(text);
   const out: string[] = [];
   const n = t.length;
   let start = 0;
   let depth = 0;
-  let brace = -1; // where the chunk's first top-level '{' is
+  let fn = false; // the chunk's first top-level '{' follows a ')'
+  let braced = false;
   let i = 0;
   while (i < n) {
     const c = t.charCodeAt(i);
@@ -76,15 +79,20 @@ export function topLevelChunks(text: string): string[] {
       continue;
     }
     if (c === 40 || c === 91 || c === 123) {
-      if (c === 123 && depth === 0 && brace < 0) brace = i;
+      if (c === 123 && depth === 0 && !braced) {
+        braced = true;
+        let j = i - 1;
+        while (j >= start && (t.charCodeAt(j) === 32 || t.charCodeAt(j) === 10 || t.charCodeAt(j) === 9)) j--;
+        fn = j >= start && t.charCodeAt(j) === 41;
+      }
       depth++;
     } else if (c === 41 || c === 93 || c === 125) depth--;
     i++;
-    if (depth !== 0 || (c !== 59 && c !== 125)) continue;
-    if (c === 59 || (brace >= 0 && functionDefinition([...(t.slice(start, brace).match(TOKEN) ?? []), '{', '}']))) {
+    if (depth !== 0) continue;
+    if (c === 59 || (c === 125 && fn)) {
       out.push(t.slice(start, i).trim());
       start = i;
-      brace = -1;
+      fn = braced = false;
     }
   }
   const last = t.slice(start).trim();
@@ -144,12 +152,14 @@ function functionShape(chunk: readonly string[]): { name: string; definition: bo
   }
   const rest = c.slice(close + 1);
   if (rest.length === 1 && rest[0] === ';') return { name, definition: false, specifiers };
-  if (rest[0] === '{' && rest.at(-1) === '}') return { name, definition: true, specifiers };
+  if (rest[0] !== '{') return undefined;
+  // One body, ending the chunk: `f() { ... } g() { ... }` is not one function.
+  depth = 0;
+  for (let i = 0; i < rest.length; i++) {
+    if (OPEN.has(rest[i]!)) depth++;
+    else if (CLOSE.has(rest[i]!) && --depth === 0) return i === rest.length - 1 ? { name, definition: true, specifiers } : undefined;
+  }
   return undefined;
-}
-
-function functionDefinition(chunk: readonly string[]): boolean {
-  return functionShape(chunk)?.definition === true;
 }
 
 /** Attributes that keep an otherwise unused function or object in the object file. */
