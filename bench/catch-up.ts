@@ -8,8 +8,9 @@
  *   npm run build && npx tsx bench/catch-up.ts [--from K] [--to K] [--cold] [--warm-runs N] [--no-prove]
  *
  * --cold first empties what a catch-up caches (the workspace's orig and
- * patched objects, both pristine sources) so the first run pays for all of
- * it; the kernel workspace itself stays (`kernel fetch` is timed elsewhere).
+ * patched objects and settled units, both pristine sources with their
+ * downloads) so the first run pays for all of it; the kernel workspace itself
+ * stays (`kernel fetch` is timed elsewhere).
  * Each run prints its wall time, the time of each stage, units compiled,
  * fixes by verdict and the VM proof's outcome; then the ratio of warm to
  * the first run.
@@ -39,9 +40,16 @@ const out = mkdtempSync(join(tmpdir(), 'suture-bench-catch-up-'));
 if (values.cold) {
   rmSync(origCacheDir(meta), { recursive: true, force: true });
   rmSync(join(meta.paths.root, 'patched-objects'), { recursive: true, force: true });
-  // The older side's pristine source; the newer one's is found by the run itself, so its cache goes by name.
-  rmSync(sourceReleaseDir(home, `linux-source-${meta.series}`, meta.packageVersion), { recursive: true, force: true });
-  process.stderr.write(`cold: emptied the orig and patched object caches of ${from} and the pristine sources of linux ${meta.packageVersion}\n`);
+  // Both pristine sources: the older side's by its workspace; the newer's by the --to kernel's workspace where
+  // there is one (the run itself resolves --to in the archive; without a workspace its source cache stays, said below).
+  const versions = [meta.packageVersion];
+  try {
+    versions.push(requireWorkspace(home, parseKernelRef(to)).packageVersion);
+  } catch {
+    process.stderr.write(`cold: ${to} has no workspace here, so its pristine source (if cached) stays\n`);
+  }
+  for (const v of versions) rmSync(sourceReleaseDir(home, `linux-source-${meta.series}`, v), { recursive: true, force: true });
+  process.stderr.write(`cold: emptied the orig and patched object caches of ${from} and the pristine sources of linux ${versions.join(' and ')}\n`);
 }
 
 interface Run {
