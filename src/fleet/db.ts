@@ -12,7 +12,7 @@
  *
  * SQLite serves one server process (better-sqlite3 is synchronous; Kysely
  * runs one transaction at a time on its one connection). PostgreSQL serves
- * many: the rollout row is locked (SELECT … FOR UPDATE) for every change.
+ * many: the rollout row is locked for every change (service.ts says how).
  */
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
@@ -222,9 +222,17 @@ export function forUpdate<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>)
   return d === 'postgres' ? q.forUpdate() : q;
 }
 
-/** Share-lock the rows a query selects until the transaction ends (PostgreSQL; others may share-lock them too, none may update them). */
-export function forShare<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>): SelectQueryBuilder<DB, keyof DB, O> {
-  return d === 'postgres' ? q.forShare() : q;
+/**
+ * Key-share-lock the rows a query selects until the transaction ends (PostgreSQL): others may key-share-lock them
+ * and lock them FOR NO KEY UPDATE (forNoKeyUpdate) too; none may lock them FOR UPDATE or delete them.
+ */
+export function forKeyShare<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>): SelectQueryBuilder<DB, keyof DB, O> {
+  return d === 'postgres' ? q.forKeyShare() : q;
+}
+
+/** Lock the rows a query selects FOR NO KEY UPDATE (PostgreSQL): exclusive of itself and FOR UPDATE, not of forKeyShare. */
+export function forNoKeyUpdate<O>(d: Dialect, q: SelectQueryBuilder<DB, keyof DB, O>): SelectQueryBuilder<DB, keyof DB, O> {
+  return d === 'postgres' ? q.forNoKeyUpdate() : q;
 }
 
 export type Tx = Transaction<DB>;

@@ -8,11 +8,22 @@
  * rollout.ts; this file loads, locks and stores.
  *
  * Concurrency (PostgreSQL, several server processes): a change to a rollout
- * holds its row lock (SELECT … FOR UPDATE) while it reads the targets and
- * writes the result; a tick (which hands out hosts) first locks the single
- * fleet_lock row, so two ticks never pick hosts at the same time; host_active
- * (primary key host_id) makes a host in two rollouts at once a constraint
- * violation rather than a race.
+ * holds a lock on its row while it reads the targets and writes the result;
+ * a tick (which hands out hosts) first locks the single fleet_lock row, so
+ * two ticks never pick hosts at the same time; host_active (primary key
+ * host_id) makes a host in two rollouts at once a constraint violation
+ * rather than a race. The rollout row's lock modes:
+ *
+ *   FOR UPDATE       admin actions, a host event that records a failure (it may halt the rollout), a tick
+ *                    with the targets (it may fail silent hosts): anything that may change any target
+ *   FOR NO KEY UPDATE  a tick with counts: it only adds targets and moves the rollout's stage or status
+ *   FOR KEY SHARE    any other host event: it changes its own target only, toward settled
+ *
+ * FOR NO KEY UPDATE and FOR KEY SHARE do not conflict: hosts' results do not
+ * wait for a hand-out. That is safe because such a host event never
+ * unsettles a target (a counted tick that saw it unsettled only waits a
+ * tick longer), never changes the rollout row, and a counted tick never
+ * changes an existing target.
  *
  * A tick holds the rollout row briefly: it picks its hosts (at most
  * `handOutBatch`, and how many are still free) holding only fleet_lock, then
@@ -27,7 +38,7 @@ import type { z } from 'zod';
 import { openBundle } from '../bundle/bundle.js';
 import { isSutureError } from '../util/errors.js';
 import { sql, type QueryCreator } from 'kysely';
-import { forShare, forUpdate, type Database, type DB, type RolloutTable, type TargetTable, type Tx } from './db.js';
+import { forKeyShare, forNoKeyUpdate, forUpdate, type Database, type DB, type RolloutTable, type TargetTable, type Tx } from './db.js';
 import { FleetError } from './errors.js';
 import {
   keyIdOf,
@@ -477,14 +488,15 @@ export class Fleet {
 
   /**
    * Lock: a new failure may halt the rollout (it changes the rollout row and every target), so it takes the
-   * rollout row FOR UPDATE, as a tick does. Any other host event changes only its own target: it takes the
-   * rollout row FOR SHARE (ticks and halts wait for it, other hosts' events do not) and its target FOR UPDATE,
-   * and leaves the rollout row as it is. Found to fail only under the locks: NeedsExclusive, and again.
+   * rollout row FOR UPDATE, as a full tick does. Any other host event changes only its own target: it takes the
+   * rollout row FOR KEY SHARE (full ticks, halts and admin actions wait for it; other hosts' events and hand-out
+   * ticks do not) and its target FOR UPDATE, and leaves the rollout row as it is. Found to fail only under the
+   * locks: NeedsExclusive, and again.
    */
   private async onHostOnce(id: string, hostId: string, events: RolloutEvent[], exclusive: boolean): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
       const q = tx.selectFrom('rollouts').selectAll().where('id', '=', id);
-      const r = await (exclusive ? forUpdate(this.d.dialect, q) : forShare(this.d.dialect, q)).executeTakeFirst();
+      const r = await (exclusive ? forUpdate(this.d.dialect, q) : forKeyShare(this.d.dialect, q)).executeTakeFirst();
       if (!r) return false;
       const mine = (await forUpdate(this.d.dialect, this.targetRows(tx, id, hostId)).execute()).map(toTarget);
       if (!mine.length) return false;
@@ -654,26 +666,24 @@ export class Fleet {
   private async countedTick(seen: RolloutTable, growth: boolean): Promise<void> {
     const now = this.now();
     if (seen.status === 'paused' || (seen.status === 'pending' && now < seen.start_at)) return;
-    if (seen.status === 'running' && seen.stage >= 0 && !growth) {
-      // mid-stage, all its hosts there and some not settled: only hosts that came back could join (periodic)
+    let handingOut = false;
+    if (seen.status === 'running' && seen.stage >= 0) {
       const c = await this.countTargets(this.db, seen.id);
-      if (c.open > 0 && c.have >= Number(seen.stage_size)) return;
+      handingOut = c.have < Number(seen.stage_size);
+      // mid-stage, all its hosts there and some not settled: only hosts that came back could join (periodic)
+      if (!growth && c.open > 0 && !handingOut) return;
     }
-    const event = async (q: Tx | Database['db'], r: RolloutTable): Promise<RolloutEvent> => ({
-      type: 'tick',
-      now,
-      ...(await this.freeHosts(q, r, now)),
-      silentMs: this.silentMs,
-      batch: this.handOutBatch,
-      counts: await this.countTargets(q, r.id),
-    });
-    const dry = transition(coreOf(seen), [], await event(this.db, seen));
-    if (!dry.changed.length && !dry.log.length && dry.rollout.status === seen.status && dry.rollout.stage === seen.stage && dry.rollout.stageSize === Number(seen.stage_size)) return;
+    // Tried first without a lock, unless hosts are being handed out (that tick moves) or on SQLite (one writer, no row locks).
+    if (!handingOut && this.d.dialect === 'postgres') {
+      const dry = transition(coreOf(seen), [], { type: 'tick', now, ...(await this.freeHosts(this.db, seen, now)), silentMs: this.silentMs, batch: this.handOutBatch, counts: await this.countTargets(this.db, seen.id) });
+      if (!dry.changed.length && !dry.log.length && dry.rollout.status === seen.status && dry.rollout.stage === seen.stage && dry.rollout.stageSize === Number(seen.stage_size)) return;
+    }
     await this.db.transaction().execute(async (tx) => {
       await forUpdate(this.d.dialect, tx.selectFrom('fleet_lock').select('id').where('id', '=', 1)).execute();
-      // the hosts (unchanging rollout fields only; other ticks wait on fleet_lock), then the rollout's row lock
+      // the hosts (unchanging rollout fields only; other ticks wait on fleet_lock), then the rollout's row lock: FOR NO
+      // KEY UPDATE, which hosts' own events (FOR KEY SHARE) do not wait for (the file's head says why that is safe)
       const e = { type: 'tick' as const, now, ...(await this.freeHosts(tx, seen, now)), silentMs: this.silentMs, batch: this.handOutBatch };
-      const r = await forUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', seen.id)).executeTakeFirst();
+      const r = await forNoKeyUpdate(this.d.dialect, tx.selectFrom('rollouts').selectAll().where('id', '=', seen.id)).executeTakeFirst();
       if (!r || !ACTIVE.includes(r.status as RolloutStatus)) return;
       await this.apply(tx, r, [], [{ ...e, counts: await this.countTargets(tx, r.id) }]);
     });

@@ -11,6 +11,8 @@
  * over several ticks, both servers killed in the middle of it and started
  * again: the hand-out goes on where it stopped, the stage is not started
  * again, no host is taken twice, and the rollout ends only with all 24.
+ * A host's result is not held up by a hand-out holding the rollout's row
+ * (FOR NO KEY UPDATE), and is by an admin action or a halt (FOR UPDATE).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -183,4 +185,49 @@ describe('two server processes on one PostgreSQL', () => {
     expect(log.filter((l) => l.startsWith('done:'))).toEqual(['done: 24 hosts healthy']);
     expect(await d.db.selectFrom('host_active').selectAll().where('rollout_id', '=', rid).execute()).toEqual([]);
   }, 240_000);
+
+  it('a host\'s result does not wait for a hand-out holding the rollout row; it waits for an exclusive lock (admin, halt)', async () => {
+    const adminId = readIdentityFile(join(dir, 'server', 'admin.key'));
+    const admin = new FleetClient(servers[0]!.base, adminId);
+    const hosts: FleetClient[] = [];
+    for (const name of ['locks-a', 'locks-b']) {
+      const tok = (await admin.request('POST', '/v1/admin/enroll-tokens', { expiresSec: 600 })) as { token: string };
+      const id = newIdentity();
+      const host = new FleetClient(servers[1]!.base, id);
+      await host.request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name, channel: 'testing' });
+      await host.request('POST', '/v1/checkin', { facts: facts(OTHER), results: [] });
+      hosts.push(host);
+    }
+    await admin.request('POST', '/v1/admin/bundles?channel=testing', makeBundles().rebuild);
+    // a long soak: an applied result leaves its target unsettled (a settled last target would tick at once, and wait)
+    const { id: rid } = (await admin.request('POST', '/v1/admin/rollouts', { name: 'fake_rebuild', channel: 'testing', stages: '2', soakSec: 600, maxFailures: 1, delaySec: 0 })) as { id: string };
+    const states = async () => (await d.db.selectFrom('rollout_targets').select('state').where('rollout_id', '=', rid).execute()).map((t) => t.state).sort();
+    for (let i = 0; i < 100 && (await states()).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await states()).toEqual(['assigned', 'assigned']);
+    const applied = { facts: facts(OTHER, { loaded: [{ name: 'fake_rebuild', sha256: null }], installed: [{ name: 'fake_rebuild', sha256: null }] }), results: [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }] };
+    /** Hold the rollout's row in one mode while `during` runs; then let go. */
+    const holding = (mode: 'forNoKeyUpdate' | 'forUpdate', during: () => Promise<void>) =>
+      d.db.transaction().execute(async (tx) => {
+        await tx.selectFrom('rollouts').select('id').where('id', '=', rid)[mode]().execute();
+        await during();
+      });
+    // a hand-out's lock: the first host's applied result goes through at once
+    await holding('forNoKeyUpdate', async () => {
+      const t0 = performance.now();
+      await hosts[0]!.request('POST', '/v1/checkin', applied);
+      expect(performance.now() - t0).toBeLessThan(1500);
+      expect(await states()).toEqual(['applied', 'assigned']);
+    });
+    // an exclusive lock: the second host's waits until it is let go
+    let done = false;
+    let reply: Promise<unknown> | undefined;
+    await holding('forUpdate', async () => {
+      reply = hosts[1]!.request('POST', '/v1/checkin', applied).then(() => (done = true));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(done).toBe(false);
+      expect(await states()).toEqual(['applied', 'assigned']);
+    });
+    await reply;
+    expect(await states()).toEqual(['applied', 'applied']);
+  }, 120_000);
 });
