@@ -25,6 +25,17 @@ export const SECTION_KCFLAGS = '-ffunction-sections -fdata-sections';
  */
 export const PINNED_PROBES = ['RUSTC=suture-no-rustc', 'BINDGEN=suture-no-bindgen'];
 
+/**
+ * For compiling objects only (never for preparing a tree): no genksyms pass.
+ * With CONFIG_MODVERSIONS kbuild preprocesses every unit that exports a
+ * symbol a second time and parses it with genksyms, only to append the
+ * symbol CRCs to the object's .cmd file (6.1 and 6.12 alike: the object
+ * itself does not change; modpost reads the CRCs at a full build's link,
+ * which suture never does: the patch module's CRCs come from Module.symvers).
+ * The C code still sees CONFIG_MODVERSIONS from autoconf.h.
+ */
+export const OBJECT_ONLY_ARGS = ['CONFIG_MODVERSIONS='];
+
 /** make arguments for building in a workspace's prepared source tree. */
 export function treeMakeArgs(cc: string, release: string, jobs: number): string[] {
   return ['make', `-j${Math.max(1, jobs)}`, `CC=${cc}`, `HOSTCC=${cc}`, `KERNELRELEASE=${release}`, `KCFLAGS=${SECTION_KCFLAGS}`, ...PINNED_PROBES];

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ElfObject } from '../elf/mod.js';
-import { toolchainFor, treeMakeArgs } from '../kernel/kbuild.js';
+import { OBJECT_ONLY_ARGS, toolchainFor, treeMakeArgs } from '../kernel/kbuild.js';
 import type { Overlay } from '../kernel/toolchain.js';
 import type { KernelMetadata } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
@@ -266,7 +266,7 @@ export async function compileBoth(
   const onLine = progress?.({ orig: origToBuild.length, patched: patchedToBuild.length });
   const tc = toolchainFor(meta, home);
   const jobs = Math.max(1, Math.floor(cpus().length / 2));
-  const make = treeMakeArgs(meta.compiler.command, meta.release, jobs);
+  const make = [...treeMakeArgs(meta.compiler.command, meta.release, jobs), ...OBJECT_ONLY_ARGS];
   const failed = new Map<string, string>();
   const side = async (name: Side, o: Overlay, objects: readonly string[]) => {
     const t0 = performance.now();
