@@ -577,7 +577,7 @@ export class Fleet {
    */
   private async store(tx: Tx, r: RolloutTable, core: RolloutCore, before: Target[], changed: Target[], log: string[]): Promise<void> {
     const now = this.now();
-    // (a host's own event leaves the rollout row alone: it holds that row only FOR SHARE)
+    // (a host's own event leaves the rollout row alone: it holds that row only FOR KEY SHARE)
     if (core.status !== r.status || core.stage !== r.stage || core.reason !== r.reason || core.stageSize !== Number(r.stage_size)) {
       await tx.updateTable('rollouts').set({ status: core.status, stage: core.stage, stage_size: core.stageSize, reason: core.reason, updated_at: now }).where('id', '=', r.id).execute();
     }
