@@ -12,7 +12,9 @@
  *
  * Every refusal of any unit stops the build here, all of them listed.
  */
+import { cpus } from 'node:os';
 import type { BtfStructs } from '../kernel/btf.js';
+import { mapPool } from '../util/pool.js';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { applyAuthorRecords, readAuthorRecords, type CallbackRecord } from './author-records.js';
@@ -40,17 +42,21 @@ export interface Verdicts {
 }
 
 /** Struct layouts that differ between a unit's orig and patched debug info, as refusals. */
-export async function layoutRefusals(units: readonly CompiledUnit[]): Promise<Refusal[]> {
-  const out: Refusal[] = [];
-  for (const u of units) {
+export async function layoutRefusals(units: readonly CompiledUnit[], update?: (detail: string) => void): Promise<Refusal[]> {
+  let done = 0;
+  // One pahole per core: a catch-up compares thousands of units.
+  const perUnit = await mapPool(units, cpus().length, async (u) => {
+    if (Buffer.compare(u.bytes.orig, u.bytes.patched) === 0) return []; // the same object, debug info and all (not counted)
     const layout = async (side: Side) => {
       const r = await run(['pahole', '--anon_include', u.files[side]], { maxCapture: 64 << 20 });
       if (r.code !== 0) throw new SutureError('environment', `pahole could not read the debug info of ${u.object}`, { details: r.stderr.trim(), hint: 'install dwarves (scripts/setup.sh)' });
       return parsePahole(r.stdout);
     };
-    for (const c of changedLayouts(await layout('orig'), await layout('patched'))) out.push(changedStructLayout(u.unit, c.type, c.before, c.after));
-  }
-  return out;
+    const changed = changedLayouts(await layout('orig'), await layout('patched')).map((c) => changedStructLayout(u.unit, c.type, c.before, c.after));
+    if (++done % 100 === 0) update?.(`${done} of ${units.length} units`);
+    return changed;
+  });
+  return perUnit.flat();
 }
 
 /** The callbacks of every unit, by object; two of one kind for one object are refused. */
@@ -84,10 +90,18 @@ export async function unitVerdicts(units: readonly CompiledUnit[], btf: BtfStruc
  * the ones refused.
  */
 export async function judgeUnits(units: readonly CompiledUnit[], btf: BtfStructs, { step, warn }: Pick<TimedSteps, 'step' | 'warn'>): Promise<{ verdicts: Verdicts; refusals: Refusal[] }> {
-  const layouts = await step('layouts', 'Comparing struct layouts (pahole over the debug info)', () => layoutRefusals(units));
-  const compared = await step('diff', 'Comparing orig and patched objects', () =>
-    units.map((u) => ({ u, diff: diffObjects(u.parse('orig'), u.parse('patched'), { unit: u.unit, structSize: (s) => btf.structSize(s) }) })),
-  );
+  const layouts = await step('layouts', 'Comparing struct layouts (pahole over the debug info)', (update) => layoutRefusals(units, units.length > 100 ? update : undefined));
+  const compared = await step('diff', 'Comparing orig and patched objects', async (update) => {
+    const out: { u: CompiledUnit; diff: ReturnType<typeof diffObjects> }[] = [];
+    for (const [i, u] of units.entries()) {
+      out.push({ u, diff: diffObjects(u.parse('orig'), u.parse('patched'), { unit: u.unit, structSize: (s) => btf.structSize(s) }) });
+      if (units.length > 100 && (i + 1) % 100 === 0) {
+        update(`${i + 1} of ${units.length} units`);
+        await new Promise((r) => setImmediate(r)); // let the progress line out
+      }
+    }
+    return out;
+  });
   const authored = compared.map(({ u, diff }) => {
     const object = objectName(u.home);
     const carried = carryUntraceable(diff, u.index('orig'), u.index('patched'));

@@ -8,6 +8,7 @@
  */
 import { lstatSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { mapPool } from '../../util/pool.js';
 import { SutureError } from '../../util/errors.js';
 import { run } from '../../util/exec.js';
 import { parseSourcePatch, type FilePatch } from '../patch/parse.js';
@@ -81,19 +82,13 @@ export async function filePatch(from: string, to: string, path: string, change: 
 /** Every change between the trees, with its hunks; `onFile` hears progress. */
 export async function treeChanges(from: string, to: string, label: string, onFile?: (done: number, total: number) => void): Promise<TreeChange[]> {
   const files = await changedFiles(from, to);
-  const out: TreeChange[] = new Array(files.length);
-  let next = 0;
   let done = 0;
   // A few diff processes at once: each is short, and most of its time is starting up.
-  const worker = async () => {
-    while (next < files.length) {
-      const i = next++;
-      const f = files[i]!;
-      out[i] = { ...f, patch: await filePatch(from, to, f.path, f.change, label) };
-      if (++done % 200 === 0) onFile?.(done, files.length);
-    }
-  };
-  await Promise.all(Array.from({ length: 4 }, worker));
+  const out = await mapPool(files, 4, async (f) => {
+    const c: TreeChange = { ...f, patch: await filePatch(from, to, f.path, f.change, label) };
+    if (++done % 200 === 0) onFile?.(done, files.length);
+    return c;
+  });
   onFile?.(files.length, files.length);
   return out;
 }
