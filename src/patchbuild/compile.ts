@@ -47,6 +47,11 @@ export class CompiledUnit implements Unit {
     return ElfObject.parse(this.bytes[side], { file: `${this.object} (${side})` });
   }
 
+  /** Let the indexes go (index() makes them again when asked). */
+  releaseIndexes(): void {
+    this.indexes.clear();
+  }
+
   /** The side's object, indexed once (parsing an object is not free). */
   index(side: Side): ObjectIndex {
     let idx = this.indexes.get(side);

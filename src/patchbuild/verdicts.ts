@@ -107,6 +107,9 @@ export async function judgeUnits(units: readonly CompiledUnit[], btf: BtfStructs
     const carried = carryUntraceable(diff, u.index('orig'), u.index('patched'));
     const a = applyAuthorRecords(carried, readAuthorRecords(u.index('patched'), u.unit), u.index('patched'), object);
     for (const w of a.warnings) warn(w);
+    // The parsed objects go now (the later stages index again the few units they use): a catch-up holds
+    // thousands of units, and every unit's two indexes at once do not fit in node's heap.
+    u.releaseIndexes();
     return { compiled: u, object, diff: a.diff, callbacks: a.callbacks };
   });
   const callbacks = callbacksByObject(authored);
