@@ -4,11 +4,11 @@
  * and whether a livepatch can carry it. In order, each step a new value (none
  * edits another's result):
  *
- *   struct layouts (pahole over the debug info: a changed layout makes every
- *   other verdict moot) → diff (diff/diff.ts) → functions ftrace cannot
- *   redirect, carried through their callers (diff/carry.ts) → what the author
- *   wrote inside the patch: callbacks, kpatch's ignore/force directives
- *   (author-records.ts).
+ *   diff (diff/diff.ts) → functions ftrace cannot redirect, carried through
+ *   their callers (diff/carry.ts) → what the author wrote inside the patch:
+ *   callbacks, kpatch's ignore/force directives (author-records.ts) → struct
+ *   layouts (pahole over the debug info: a changed layout makes every other
+ *   verdict moot; catch-up reads them only where the code changes).
  *
  * Every refusal of any unit stops the build here, all of them listed.
  */
@@ -89,8 +89,12 @@ export async function unitVerdicts(units: readonly CompiledUnit[], btf: BtfStruc
  * unit in `file`): catch-up judges many fixes at once and leaves out only
  * the ones refused.
  */
-export async function judgeUnits(units: readonly CompiledUnit[], btf: BtfStructs, { step, warn }: Pick<TimedSteps, 'step' | 'warn'>): Promise<{ verdicts: Verdicts; refusals: Refusal[] }> {
-  const layouts = await step('layouts', 'Comparing struct layouts (pahole over the debug info)', (update) => layoutRefusals(units, units.length > 100 ? update : undefined));
+export async function judgeUnits(
+  units: readonly CompiledUnit[],
+  btf: BtfStructs,
+  { step, warn }: Pick<TimedSteps, 'step' | 'warn'>,
+  opts: { layoutsWhereCodeChanged?: boolean } = {},
+): Promise<{ verdicts: Verdicts; refusals: Refusal[] }> {
   const compared = await step('diff', 'Comparing orig and patched objects', async (update) => {
     const out: { u: CompiledUnit; diff: ReturnType<typeof diffObjects> }[] = [];
     for (const [i, u] of units.entries()) {
@@ -112,6 +116,13 @@ export async function judgeUnits(units: readonly CompiledUnit[], btf: BtfStructs
     u.releaseIndexes();
     return { compiled: u, object, diff: a.diff, callbacks: a.callbacks };
   });
+  // With layoutsWhereCodeChanged (catch-up, thousands of units), only units whose code or data differ: a
+  // struct whose layout changes in a unit that compiles to the same code changes nothing that unit runs.
+  const changedCode = (d: CarriedDiff) => d.functions.length > 0 || d.newData.length > 0 || d.changedConstants.length > 0;
+  const layoutUnits = opts.layoutsWhereCodeChanged ? authored.filter((a) => changedCode(a.diff)).map((a) => a.compiled) : units;
+  const layouts = await step('layouts', `Comparing struct layouts (pahole over the debug info${layoutUnits.length < units.length ? `, the ${layoutUnits.length} units whose code changes` : ''})`, (update) =>
+    layoutRefusals(layoutUnits, layoutUnits.length > 100 ? update : undefined),
+  );
   const callbacks = callbacksByObject(authored);
   return {
     verdicts: { units: authored.map(({ compiled, object, diff }) => ({ compiled, object, diff })), callbacks },
