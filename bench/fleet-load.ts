@@ -11,7 +11,7 @@
  * then stays healthy.
  *
  *   npx tsx bench/fleet-load.ts [--db sqlite|postgres] [--servers 1] [--agents 10000] [--duration 300]
- *                               [--interval 60] [--soak 30] [--stages 1,10%,50%,100%] [--json]
+ *                               [--interval 60] [--soak 30] [--stages 1,10%,50%,100%] [--show-every 10] [--json]
  *                               [--server-node-arg=--cpu-prof --server-node-arg=--cpu-prof-dir=DIR]
  *
  * Enrolment (one token and one enrolment per agent, through the API) comes
@@ -52,6 +52,8 @@ const { values: v } = parseArgs({
     interval: { type: 'string' },
     soak: { type: 'string' },
     'rollout-after': { type: 'string' },
+    /** How often the admin reads the rollout (GET /v1/admin/rollouts/ID: every target, the log, the report), in seconds. */
+    'show-every': { type: 'string' },
     stages: { type: 'string', default: '1,10%,50%,100%' },
     json: { type: 'boolean', default: false },
     /** Options for the server's node (e.g. --cpu-prof --cpu-prof-dir=DIR, to find a hot spot). */
@@ -66,6 +68,7 @@ const DURATION = positiveInt('duration', v.duration, 300);
 const INTERVAL = positiveInt('interval', v.interval, 60);
 const SOAK = positiveInt('soak', v.soak, 30);
 const ROLLOUT_AFTER = positiveInt('rollout-after', v['rollout-after'], 20);
+const SHOW_EVERY = positiveInt('show-every', v['show-every'], 10);
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -252,7 +255,7 @@ async function main(): Promise<void> {
       log(
         `t=${Math.round((now.at - start) / 1000)} s: ${w.length} requests in 10 s, p50 ${percentile(w, 50).toFixed(1)} ms, p99 ${percentile(w, 99).toFixed(1)} ms; errors ${errors.length}; server ${sc.toFixed(0)}% CPU, ${(serverUse.rssKiB / 1024).toFixed(0)} MiB${pg ? `; postgres ${pc.toFixed(0)}% CPU` : ''}${rollout ? `; rollout ${rollout.status} stage ${rollout.stage + 1} ${JSON.stringify(rollout.report?.byState ?? {})}` : ''}; machine load ${loadavg()[0]!.toFixed(1)}`,
       );
-      if (rolloutId) void (admin.request('GET', `/v1/admin/rollouts/${rolloutId}`) as Promise<typeof rollout>).then((r) => (rollout = r)).catch((e) => errors.push(`rollout show: ${(e as Error).message}`));
+      if (rolloutId && Math.round((now.at - start) / 1000) % SHOW_EVERY < 10) void (admin.request('GET', `/v1/admin/rollouts/${rolloutId}`) as Promise<typeof rollout>).then((r) => (rollout = r)).catch((e) => errors.push(`rollout show: ${(e as Error).message}`));
     }, 10_000);
     setTimeout(() => {
       void (admin.request('POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: v.stages, soakSec: SOAK, maxFailures: 1, delaySec: 0 }) as Promise<{ id: string }>).then(
