@@ -24,7 +24,12 @@ import type { Unit } from './units.js';
 
 export type Side = 'orig' | 'patched';
 
-/** A unit compiled both ways: the objects' bytes, their copies in the build directory, each side indexed once. */
+/**
+ * A unit compiled both ways: the objects as files in the build directory,
+ * read when asked (a catch-up holds thousands of units: all their bytes at
+ * once made the process gigabytes large, and every tool it started slow to
+ * fork), each side indexed once until released.
+ */
 export class CompiledUnit implements Unit {
   readonly unit: string;
   readonly object: string;
@@ -33,13 +38,25 @@ export class CompiledUnit implements Unit {
 
   constructor(
     u: Unit,
-    readonly bytes: Readonly<Record<Side, Uint8Array>>,
-    /** The objects as files (for pahole and objdump). */
+    /** The objects as files (also for pahole and objdump). */
     readonly files: Readonly<Record<Side, string>>,
   ) {
     this.unit = u.unit;
     this.object = u.object;
     this.home = u.home;
+  }
+
+  /** The objects' bytes, each read from its file when asked. */
+  get bytes(): Readonly<Record<Side, Uint8Array>> {
+    const files = this.files;
+    return {
+      get orig() {
+        return readFileSync(files.orig);
+      },
+      get patched() {
+        return readFileSync(files.patched);
+      },
+    };
   }
 
   /** The side's object, parsed (a fresh, editable copy each call). */
@@ -129,13 +146,12 @@ export async function compileUnitsReport(
         failed.set(u.unit, err);
         continue;
       }
-      const bytes = { orig: readFileSync(compiled.orig.get(u.object)!), patched: readFileSync(compiled.patched.get(u.object)!) };
       const copy = (side: Side) => {
         const file = join(buildRoot, `${side}-${u.object.replace(/\//g, '_')}`);
-        writeFileSync(file, bytes[side]);
+        copyFileSync(compiled[side].get(u.object)!, file);
         return file;
       };
-      out.push(new CompiledUnit(u, bytes, { orig: copy('orig'), patched: copy('patched') }));
+      out.push(new CompiledUnit(u, { orig: copy('orig'), patched: copy('patched') }));
     }
     return { compiled: out, failed, settled };
   } finally {
