@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { ElfView } from '../elf/mod.js';
 import type { BtfStructs } from '../kernel/btf.js';
 import { moduleName, readModuleIndex } from '../kernel/modules.js';
-import { resolveSymbol, workspaceSymbolSources, type Candidate, type SymbolSources } from '../kernel/symbols/mod.js';
+import { resolveSymbol, SymbolResolutionError, workspaceSymbolSources, type Candidate, type SymbolSources } from '../kernel/symbols/mod.js';
 import type { KernelMetadata } from '../kernel/workspace.js';
 import { SutureError } from '../util/errors.js';
 import { compareWithShipped, staticBranchSites, type ProvenanceResult } from './diff/provenance.js';
@@ -68,14 +68,26 @@ export async function checkReplaced(
   functions: readonly FunctionReport[],
   syms: PatchSymbols,
   btf: BtfStructs,
-  opts: { skipProvenance: boolean } & Pick<TimedSteps, 'step' | 'warn'>,
+  opts: {
+    skipProvenance: boolean;
+    /** A function whose copy in the kernel cannot be told apart from others is said (verdict unresolved), not thrown: catch-up leaves its fix out. */
+    tolerateUnresolved?: boolean;
+  } & Pick<TimedSteps, 'step' | 'warn'>,
 ): Promise<Replaced> {
   const { src } = syms;
   const provenance: ProvenanceResult[] = [];
   const resolved = await opts.step('provenance', 'Checking the orig build against the shipped kernel', (update) =>
     functions.map((f) => {
       if (f.status !== 'changed' || f.carriedOnly) return f;
-      const r = resolveSymbol(src, { name: f.name, objects: [f.object], role: 'replaced', anchors: syms.anchorsOf.get(f.unit)!, usedBy: `${f.unit}: ${f.name}` });
+      let r: ReturnType<typeof resolveSymbol>;
+      try {
+        r = resolveSymbol(src, { name: f.name, objects: [f.object], role: 'replaced', anchors: syms.anchorsOf.get(f.unit)!, usedBy: `${f.unit}: ${f.name}` });
+      } catch (e) {
+        if (!opts.tolerateUnresolved || !(e instanceof SymbolResolutionError)) throw e;
+        provenance.push({ function: f.name, object: f.object, verdict: 'unresolved', detail: e.message });
+        update(`${f.name}: unresolved`);
+        return f;
+      }
       const o = verdicts.units.find((x) => x.compiled.unit === f.unit)!.compiled.index('orig');
       const fn = o.functions.get(f.name)!;
       let shipped: Uint8Array | undefined;

@@ -114,8 +114,8 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       let syms = await patchSymbols(meta, verdicts, step);
       let functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
       // The orig build must reproduce the shipped bytes; a fix whose functions do not is left out (refused), the rest go on.
-      let replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: true, step, warn: () => undefined });
-      const differs = replaced.provenance.filter((p) => p.verdict === 'differs');
+      let replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: true, tolerateUnresolved: true, step, warn: () => undefined });
+      const differs = replaced.provenance.filter((p) => p.verdict === 'differs' || p.verdict === 'unresolved');
       if (differs.length) {
         reports = reports.map((r) => {
           const bad = differs.filter((p) => r.functions.some((f) => f.object === p.object && f.name === p.function));
@@ -123,8 +123,16 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
           return {
             ...r,
             verdict: 'refused' as const,
-            why: `the orig build of ${bad.map((b) => b.function).join(', ')} does not reproduce the shipped kernel`,
-            refusals: bad.map((b) => ({ rule: 'provenance' as const, file: r.units.find((u) => u.object === b.object)?.unit ?? b.object, symbol: b.function, reason: b.detail, instead: 'build this fix on its own with --skip-provenance after checking why the bytes differ' })),
+            why: bad.every((b) => b.verdict === 'unresolved')
+              ? `which copy of ${bad.map((b) => b.function).join(', ')} in the shipped kernel it replaces cannot be told`
+              : `the orig build of ${bad.map((b) => b.function).join(', ')} does not reproduce the shipped kernel`,
+            refusals: bad.map((b) => ({
+              rule: b.verdict === 'unresolved' ? ('unresolved-symbol' as const) : ('provenance' as const),
+              file: r.units.find((u) => u.object === b.object)?.unit ?? b.object,
+              symbol: b.function,
+              reason: b.detail,
+              instead: b.verdict === 'unresolved' ? 'build this fix on its own (suture build), which names the copies, and carry it as a series file' : 'build this fix on its own with --skip-provenance after checking why the bytes differ',
+            })),
           };
         });
         verdicts = restrict(judged.verdicts, unitsOf(included()));

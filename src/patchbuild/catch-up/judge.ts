@@ -32,7 +32,7 @@ import { SutureError } from '../../util/errors.js';
 export type FixVerdict = 'included' | 'no-functional-change' | 'not-built' | 'refused';
 
 /** The diff engine's rules, and catch-up's own: a header past the unit limit, a unit that does not compile, a fix judged with another, provenance. */
-export type CatchUpRule = RuleId | 'header-reach' | 'does-not-compile' | 'entangled' | 'provenance' | 'kbuild-unknown';
+export type CatchUpRule = RuleId | 'header-reach' | 'does-not-compile' | 'entangled' | 'provenance' | 'unresolved-symbol' | 'kbuild-unknown';
 
 export interface FixRefusal {
   readonly rule: CatchUpRule;

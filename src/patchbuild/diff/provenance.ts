@@ -16,8 +16,8 @@ import { specialSection } from './special-sections.js';
 export interface ProvenanceResult {
   function: string;
   object: string;
-  /** equal: reproduced; differs: not; unknown: the shipped bytes could not be read. */
-  verdict: 'equal' | 'differs' | 'unknown';
+  /** equal: reproduced; differs: not; unknown: the shipped bytes could not be read; unresolved: which copy is meant cannot be told (catch-up only). */
+  verdict: 'equal' | 'differs' | 'unknown' | 'unresolved';
   /** Offset of the first byte that differs, when it differs. */
   firstDifference?: number;
   detail: string;
