@@ -58,6 +58,8 @@ export function extractUnits(
   btf: BtfStructs,
   moduleDir: string,
   warn: (message: string) => void,
+  /** Catch-up: a unit whose references cannot be resolved is left out and told here, the others go on (without it, the first one stops the build). */
+  onUnresolved?: (unit: string, e: SymbolResolutionError) => void,
 ): ExtractedPatch {
   const parts: string[] = [];
   const references = new Map<string, Reference>();
@@ -71,32 +73,46 @@ export function extractUnits(
     const mine = functions.filter((f) => f.unit === unit);
     if (!mine.length) return;
     const exportAs = new Map<string, string>();
+    // This unit's klp_funcs, callbacks and references join the patch's only once it extracts.
+    const funcs: KlpFuncSpec[] = [];
+    const callbacks = new Map<string, string>();
+    const refs = new Map<string, Reference>();
     for (const f of mine.filter((x) => x.status === 'changed' && !x.carriedOnly)) {
       // The new version keeps the function's own name (stack traces and /proc/kallsyms show it),
       // made global for the klp structures; a name changed in two units gets the unit's number.
       const twice = functions.filter((x) => x.name === f.name && x.status === 'changed').length > 1;
       const symbol = twice ? `${f.name}.suture${i}` : f.name;
       exportAs.set(f.name, symbol);
-      klpObjects.set(object, [...(klpObjects.get(object) ?? []), { oldName: f.name, newFunction: `__suture_new_${i}_${cName(f.name)}`, symbol, sympos: f.sympos ?? 0 }]);
+      funcs.push({ oldName: f.name, newFunction: `__suture_new_${i}_${cName(f.name)}`, symbol, sympos: f.sympos ?? 0 });
     }
     for (const [kind, c] of Object.entries(verdicts.callbacks.get(object) ?? {}) as [CallbackKind, CallbackRecord][]) {
       if (c.unit !== unit) continue;
       const symbol = `__suture_cb_${i}_${kind}_${cName(c.function)}`;
       exportAs.set(c.function, symbol);
-      callbackSymbols.set(`${object} ${kind}`, symbol);
+      callbacks.set(`${object} ${kind}`, symbol);
     }
-    const x = extract(d.compiled.bytes.patched, `${d.compiled.object} (patched)`, {
-      functions: mine.map((f) => f.name),
-      data: [...d.diff.newData, ...d.diff.changedConstants],
-      exportAs,
-      structSize: (s) => btf.structSize(s),
-      externalName: (sym) => externalName(sym, d, verdicts, syms, references),
-    });
+    let x: ReturnType<typeof extract>;
+    try {
+      x = extract(d.compiled.bytes.patched, `${d.compiled.object} (patched)`, {
+        functions: mine.map((f) => f.name),
+        data: [...d.diff.newData, ...d.diff.changedConstants],
+        exportAs,
+        structSize: (s) => btf.structSize(s),
+        externalName: (sym) => externalName(sym, d, verdicts, syms, refs),
+      });
+    } catch (e) {
+      if (!onUnresolved || !(e instanceof SymbolResolutionError)) throw e;
+      onUnresolved(unit, e);
+      return;
+    }
+    if (funcs.length) klpObjects.set(object, [...(klpObjects.get(object) ?? []), ...funcs]);
+    for (const [k, v] of callbacks) callbackSymbols.set(k, v);
+    for (const [k, v] of refs) references.set(k, v);
     for (const c of x.runtimeConstants) {
       runtimeConstants.push({ unit, ...c });
       warn(`${unit}: ${c.function} reads ${c.symbol} from memory where vmlinux's copy has it as an immediate written at boot (runtime constant)`);
     }
-    keyRefusals.push(...moduleKeyRefusals(ElfObject.parse(x.bytes, { file: `${d.compiled.object} (extracted)` }), references, unit));
+    keyRefusals.push(...moduleKeyRefusals(ElfObject.parse(x.bytes, { file: `${d.compiled.object} (extracted)` }), refs, unit));
     const part = `part${i}`;
     writeFileSync(join(moduleDir, `${part}.o_shipped`), x.bytes);
     // modpost reads each object's .cmd file (for srcversion); kbuild writes none for a shipped object.

@@ -15,6 +15,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { workspaceBtf } from '../../kernel/btf.js';
+import { SymbolResolutionError } from '../../kernel/symbols/mod.js';
 import type { KernelMetadata } from '../../kernel/workspace.js';
 import { SutureError } from '../../util/errors.js';
 import type { Reporter } from '../../util/progress.js';
@@ -142,10 +143,42 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
           replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: false, step, warn });
         }
       }
-      if (included().length) {
-        const moduleDir = join(buildRoot, 'module');
+      // A unit whose carried code names a symbol the kernel does not show (a zero-size static, a copy that
+      // cannot be told apart) leaves its fixes out; the others are extracted again without them.
+      const moduleDir = join(buildRoot, 'module');
+      let extracted: ReturnType<typeof extractUnits> | undefined;
+      while (included().length && !extracted) {
+        rmSync(moduleDir, { recursive: true, force: true });
         mkdirSync(moduleDir, { recursive: true });
-        const extracted = await step('extract', 'Extracting the changed functions and their special-section entries', () => extractUnits(verdicts, replaced.functions, syms, btf, moduleDir, warn));
+        const unresolved = new Map<string, SymbolResolutionError>();
+        const x = await step('extract', 'Extracting the changed functions and their special-section entries', () =>
+          extractUnits(verdicts, replaced.functions, syms, btf, moduleDir, warn, (unit, e) => unresolved.set(unit, e)),
+        );
+        if (!unresolved.size) {
+          extracted = x;
+          break;
+        }
+        reports = reports.map((r) => {
+          const bad = r.units.filter((u) => unresolved.has(u.unit));
+          if (r.verdict !== 'included' || !bad.length) return r;
+          return {
+            ...r,
+            verdict: 'refused' as const,
+            why: `its code in ${bad.map((u) => u.unit).join(', ')} names a symbol the shipped kernel does not show`,
+            refusals: bad.map((u) => {
+              const e = unresolved.get(u.unit)!;
+              return { rule: 'unresolved-symbol' as const, file: u.unit, symbol: e.symbol, reason: e.message, instead: 'build this fix on its own (suture build) to see the symbol, and carry it as a series file once it builds' };
+            }),
+          };
+        });
+        verdicts = restrict(judged.verdicts, unitsOf(included()));
+        functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
+        if (included().length) {
+          syms = await patchSymbols(meta, verdicts, step);
+          replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: false, step, warn });
+        }
+      }
+      if (extracted && included().length) {
         const output = resolve(opts.output ?? `${opts.name}.ko`);
         const everyFixCarried = reports.every((r) => r.verdict !== 'refused');
         const effectiveVersion = everyFixCarried ? opts.newerVersion : undefined;
