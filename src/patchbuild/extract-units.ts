@@ -58,8 +58,11 @@ export function extractUnits(
   btf: BtfStructs,
   moduleDir: string,
   warn: (message: string) => void,
-  /** Catch-up: a unit whose references cannot be resolved is left out and told here, the others go on (without it, the first one stops the build). */
-  onUnresolved?: (unit: string, e: SymbolResolutionError) => void,
+  /**
+   * Catch-up: a unit whose references cannot be resolved, or whose carried code is refused here (a
+   * module's static key), is left out and told here, and the others go on; without it, they stop the build.
+   */
+  leftOut?: { unresolved(unit: string, e: SymbolResolutionError): void; refused(unit: string, refusals: readonly Refusal[]): void },
 ): ExtractedPatch {
   const parts: string[] = [];
   const references = new Map<string, Reference>();
@@ -101,10 +104,16 @@ export function extractUnits(
         externalName: (sym) => externalName(sym, d, verdicts, syms, refs),
       });
     } catch (e) {
-      if (!onUnresolved || !(e instanceof SymbolResolutionError)) throw e;
-      onUnresolved(unit, e);
+      if (!leftOut || !(e instanceof SymbolResolutionError)) throw e;
+      leftOut.unresolved(unit, e);
       return;
     }
+    const mineRefused = moduleKeyRefusals(ElfObject.parse(x.bytes, { file: `${d.compiled.object} (extracted)` }), refs, unit);
+    if (mineRefused.length && leftOut) {
+      leftOut.refused(unit, mineRefused);
+      return;
+    }
+    keyRefusals.push(...mineRefused);
     if (funcs.length) klpObjects.set(object, [...(klpObjects.get(object) ?? []), ...funcs]);
     for (const [k, v] of callbacks) callbackSymbols.set(k, v);
     for (const [k, v] of refs) references.set(k, v);
@@ -112,7 +121,6 @@ export function extractUnits(
       runtimeConstants.push({ unit, ...c });
       warn(`${unit}: ${c.function} reads ${c.symbol} from memory where vmlinux's copy has it as an immediate written at boot (runtime constant)`);
     }
-    keyRefusals.push(...moduleKeyRefusals(ElfObject.parse(x.bytes, { file: `${d.compiled.object} (extracted)` }), refs, unit));
     const part = `part${i}`;
     writeFileSync(join(moduleDir, `${part}.o_shipped`), x.bytes);
     // modpost reads each object's .cmd file (for srcversion); kbuild writes none for a shipped object.

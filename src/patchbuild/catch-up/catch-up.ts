@@ -15,7 +15,6 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { workspaceBtf } from '../../kernel/btf.js';
-import { SymbolResolutionError } from '../../kernel/symbols/mod.js';
 import type { KernelMetadata } from '../../kernel/workspace.js';
 import { SutureError } from '../../util/errors.js';
 import type { Reporter } from '../../util/progress.js';
@@ -30,7 +29,7 @@ import { timedSteps, type Timings } from '../steps.js';
 import { judgeUnits, type Verdicts } from '../verdicts.js';
 import { otherArchOnly, type ChangelogEntry } from './changelog.js';
 import type { Fix, FormedFixes } from './fixes.js';
-import { fixVerdicts, prejudge, type FixReport } from './judge.js';
+import { fixVerdicts, prejudge, type FixRefusal, type FixReport } from './judge.js';
 import { createHash } from 'node:crypto';
 import { formatPatch } from '../patch/parse.js';
 
@@ -150,26 +149,23 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       while (included().length && !extracted) {
         rmSync(moduleDir, { recursive: true, force: true });
         mkdirSync(moduleDir, { recursive: true });
-        const unresolved = new Map<string, SymbolResolutionError>();
+        const left = new Map<string, FixRefusal[]>();
         const x = await step('extract', 'Extracting the changed functions and their special-section entries', () =>
-          extractUnits(verdicts, replaced.functions, syms, btf, moduleDir, warn, (unit, e) => unresolved.set(unit, e)),
+          extractUnits(verdicts, replaced.functions, syms, btf, moduleDir, warn, {
+            unresolved: (unit, e) =>
+              left.set(unit, [{ rule: 'unresolved-symbol', file: unit, symbol: e.symbol, reason: e.message, instead: 'build this fix on its own (suture build) to see the symbol, and carry it as a series file once it builds' }]),
+            refused: (unit, rs) => left.set(unit, rs.map((r) => ({ rule: r.rule, file: r.file, symbol: r.symbol, reason: r.reason, instead: r.instead }))),
+          }),
         );
-        if (!unresolved.size) {
+        if (!left.size) {
           extracted = x;
           break;
         }
         reports = reports.map((r) => {
-          const bad = r.units.filter((u) => unresolved.has(u.unit));
+          const bad = r.units.filter((u) => left.has(u.unit));
           if (r.verdict !== 'included' || !bad.length) return r;
-          return {
-            ...r,
-            verdict: 'refused' as const,
-            why: `its code in ${bad.map((u) => u.unit).join(', ')} names a symbol the shipped kernel does not show`,
-            refusals: bad.map((u) => {
-              const e = unresolved.get(u.unit)!;
-              return { rule: 'unresolved-symbol' as const, file: u.unit, symbol: e.symbol, reason: e.message, instead: 'build this fix on its own (suture build) to see the symbol, and carry it as a series file once it builds' };
-            }),
-          };
+          const refusals = bad.flatMap((u) => left.get(u.unit)!);
+          return { ...r, verdict: 'refused' as const, why: refusals.map((f) => `${f.rule}: ${f.symbol}`).slice(0, 3).join('; '), refusals };
         });
         verdicts = restrict(judged.verdicts, unitsOf(included()));
         functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
