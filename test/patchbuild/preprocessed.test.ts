@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
  * Settling a unit from its preprocessed text (src/patchbuild/preprocessed.ts),
- * judged by gcc: every variant of the committed header is preprocessed and
+ * judged by gcc: every variant of the committed header (a patch of it) is preprocessed and
  * compiled both ways with the host's gcc; a unit settled must compile to the
  * same code and data, and the variants the unit uses must not be settled.
  */
@@ -18,12 +18,12 @@ const DIR = join(FIXTURES, 'preprocessed');
 const work = mkdtempSync(join(tmpdir(), 'suture-preprocessed-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** unit.c with the given shared.h: its preprocessed text and its object's code and data, by section. */
-function build(name: string, header: string): { text: string; sections: Map<string, string> } {
+/** unit.c with shared.h as committed or changed by a variant's patch: its preprocessed text and its object's code and data, by section. */
+function build(name: string, variant?: string): { text: string; sections: Map<string, string> } {
   const d = join(work, name);
   execFileSync('mkdir', ['-p', d]);
-  for (const f of ['unit.c', 'wrap.h']) copyFileSync(join(DIR, f), join(d, f));
-  copyFileSync(header, join(d, 'shared.h'));
+  for (const f of ['unit.c', 'wrap.h', 'shared.h']) copyFileSync(join(DIR, f), join(d, f));
+  if (variant) execFileSync('patch', ['-s', '-p1', '-i', join(DIR, 'variants', `${variant}.patch`)], { cwd: d });
   const flags = ['-O2', '-ffunction-sections', '-fdata-sections', '-fno-asynchronous-unwind-tables'];
   const text = execFileSync('gcc', [...flags, '-E', 'unit.c'], { cwd: d, encoding: 'utf8' });
   execFileSync('gcc', [...flags, '-c', '-o', 'unit.o', 'unit.c'], { cwd: d });
@@ -37,7 +37,7 @@ function build(name: string, header: string): { text: string; sections: Map<stri
   return { text, sections };
 }
 
-const orig = build('orig', join(DIR, 'shared.h'));
+const orig = build('orig');
 
 /** Which variants the unit cannot tell apart from the original (the rest it uses, or the rule cannot read). */
 const SETTLED = ['comment-only', 'unused-inline', 'unused-prototype', 'unused-struct', 'new-unused-inline'];
@@ -46,7 +46,7 @@ const COMPILED = ['used-inline', 'used-prototype', 'used-struct', 'through-macro
 const DIFFERS = ['used-inline', 'used-prototype', 'used-struct', 'through-macro', 'kept-alive'];
 
 describe('settleByPreprocessed, judged by gcc on committed C fixtures', () => {
-  const variants = readdirSync(join(DIR, 'variants')).map((f) => f.replace(/\.h$/, '')).sort();
+  const variants = readdirSync(join(DIR, 'variants')).map((f) => f.replace(/\.patch$/, '')).sort();
 
   it('has a verdict written down for every variant', () => {
     expect([...SETTLED, ...COMPILED].sort()).toEqual(variants);
@@ -54,7 +54,7 @@ describe('settleByPreprocessed, judged by gcc on committed C fixtures', () => {
 
   for (const v of variants) {
     it(`${v}: ${SETTLED.includes(v) ? 'settled, and gcc compiles it to the same code' : 'compiled'}`, () => {
-      const p = build(v, join(DIR, 'variants', `${v}.h`));
+      const p = build(v, v);
       const s = settleByPreprocessed(orig.text, p.text);
       expect(s.same, s.why).toBe(SETTLED.includes(v));
       const same = [...new Set([...orig.sections.keys(), ...p.sections.keys()])].every((k) => orig.sections.get(k) === p.sections.get(k));
@@ -64,9 +64,9 @@ describe('settleByPreprocessed, judged by gcc on committed C fixtures', () => {
   }
 
   it('says why a unit is compiled', () => {
-    const p = build('used-inline-why', join(DIR, 'variants', 'used-inline.h'));
+    const p = build('used-inline-why', 'used-inline');
     expect(settleByPreprocessed(orig.text, p.text).why).toBe('it uses used_inline, which changed');
-    const m = build('struct-why', join(DIR, 'variants', 'used-struct.h'));
+    const m = build('struct-why', 'used-struct');
     expect(settleByPreprocessed(orig.text, m.text).why).toBe('it uses used_s, which changed');
   });
 });
