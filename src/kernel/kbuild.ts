@@ -75,7 +75,8 @@ export async function buildExternalModule(
   const r = await tc.run(argv, buildDir, { onLine: opts.onLine ? (l) => opts.onLine!(l) : undefined });
   if (r.code !== 0) {
     const log = (r.stdout + r.stderr).trim().split('\n');
-    const errors = log.filter((l) => /error|undefined!/i.test(l)).slice(0, 10);
+    // The compiler's and the linker's own lines (ld says "multiple definition", "undefined reference" without "error").
+    const errors = log.filter((l) => (/error|undefined!|multiple definition|undefined reference|relocation|\bld: /i.test(l) && !/^make(\[\d+\])?: \*\*\*/.test(l))).slice(0, 12);
     throw new SutureError('build', `building the module in ${buildDir} failed (make exit ${r.code})`, {
       details: (errors.length ? errors : log.slice(-15)).join('\n'),
     });
