@@ -233,6 +233,11 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
     f.name = global;
     f.info = (STB_GLOBAL << 4) | STT_FUNC;
   }
+  // module_init()/module_exit() alias the module's entry points as init_module/cleanup_module; a carried
+  // entry point keeps them defined, and the livepatch module has its own: they stay local here.
+  for (const s of symtab.symbols) {
+    if ((s.name === 'init_module' || s.name === 'cleanup_module') && typeof s.section !== 'number') s.info = (STB_LOCAL << 4) | s.type;
+  }
   // Locals first, as ELF requires (sh_info = first global).
   symtab.symbols.sort((a, b) => (a.bind === STB_LOCAL ? 0 : 1) - (b.bind === STB_LOCAL ? 0 : 1));
   for (const s of obj.sections) s.flags &= ~0x200n; // SHF_GROUP: groups are gone
