@@ -46,6 +46,8 @@ export interface ExtractedPatch {
   /** Link name (klp symbol or `.suture.dep.` name) → what it refers to. */
   readonly references: ReadonlyMap<string, Reference>;
   readonly runtimeConstants: readonly (RuntimeConstSite & { unit: string })[];
+  /** The symbol namespaces of the exports the carried code calls by name (MODULE_IMPORT_NS in the module, or modpost refuses it). */
+  readonly namespaces: readonly string[];
 }
 
 const cName = (s: string) => s.replace(/[^A-Za-z0-9_]/g, '_');
@@ -70,6 +72,7 @@ export function extractUnits(
   const callbackSymbols = new Map<string, string>();
   const runtimeConstants: (RuntimeConstSite & { unit: string })[] = [];
   const keyRefusals: Refusal[] = [];
+  const namespaces = new Set<string>();
   verdicts.units.forEach((d, i) => {
     const { object } = d;
     const unit = d.compiled.unit;
@@ -80,6 +83,7 @@ export function extractUnits(
     const funcs: KlpFuncSpec[] = [];
     const callbacks = new Map<string, string>();
     const refs = new Map<string, Reference>();
+    const nss = new Set<string>();
     for (const f of mine.filter((x) => x.status === 'changed' && !x.carriedOnly)) {
       // The new version keeps the function's own name (stack traces and /proc/kallsyms show it),
       // made global for the klp structures; a name changed in two units gets the unit's number.
@@ -101,7 +105,7 @@ export function extractUnits(
         data: [...d.diff.newData, ...d.diff.changedConstants],
         exportAs,
         structSize: (s) => btf.structSize(s),
-        externalName: (sym) => externalName(sym, d, verdicts, syms, refs),
+        externalName: (sym) => externalName(sym, d, verdicts, syms, refs, nss),
       });
     } catch (e) {
       if (!leftOut || !(e instanceof SymbolResolutionError)) throw e;
@@ -117,6 +121,7 @@ export function extractUnits(
     if (funcs.length) klpObjects.set(object, [...(klpObjects.get(object) ?? []), ...funcs]);
     for (const [k, v] of callbacks) callbackSymbols.set(k, v);
     for (const [k, v] of refs) references.set(k, v);
+    for (const n of nss) namespaces.add(n);
     for (const c of x.runtimeConstants) {
       runtimeConstants.push({ unit, ...c });
       warn(`${unit}: ${c.function} reads ${c.symbol} from memory where vmlinux's copy has it as an immediate written at boot (runtime constant)`);
@@ -128,11 +133,18 @@ export function extractUnits(
     parts.push(part);
   });
   refuse(keyRefusals, 'see docs/patch-author-guide.md, "Jump labels and static calls"');
-  return { parts, klpObjects, callbackSymbols, references, runtimeConstants };
+  return { parts, klpObjects, callbackSymbols, references, runtimeConstants, namespaces: [...namespaces].sort() };
 }
 
 /** The name a reference out of a unit's carried code links against; klp and dependency references are recorded. */
-function externalName({ name: sym, local }: { name: string; local: boolean }, d: UnitVerdict, verdicts: Verdicts, syms: PatchSymbols, references: Map<string, Reference>): string {
+function externalName(
+  { name: sym, local }: { name: string; local: boolean },
+  d: UnitVerdict,
+  verdicts: Verdicts,
+  syms: PatchSymbols,
+  references: Map<string, Reference>,
+  namespaces: Set<string>,
+): string {
   const { object } = d;
   const unit = d.compiled.unit;
   const { src } = syms;
@@ -155,7 +167,10 @@ function externalName({ name: sym, local }: { name: string; local: boolean }, d:
     references.set(link, { object: x.object, name: x.name, sympos: x.sympos, how: `exported by ${dep.exporter}, which ${object} depends on (CRC ${dep.crc})`, section: object });
     return link;
   }
-  if (r.exported && !local) return sym;
+  if (r.exported && !local) {
+    if (r.exported.namespace) namespaces.add(r.exported.namespace);
+    return sym;
+  }
   const klp = `${KLP_PREFIX}${r.object}.${r.name},${r.sympos}`;
   references.set(klp, { object: r.object, name: r.name, sympos: r.sympos, how: r.how });
   return klp;

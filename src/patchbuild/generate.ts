@@ -58,6 +58,8 @@ export interface KlpModuleSpec {
   readonly replace?: boolean;
   /** MODULE_DESCRIPTION. */
   readonly description?: string;
+  /** MODULE_IMPORT_NS for each: the symbol namespaces of the exports the carried code calls. */
+  readonly importNamespaces?: readonly string[];
   /** A line saying where the module came from, put in the header comment. */
   readonly origin?: string;
 }
@@ -153,6 +155,10 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
   L.push('MODULE_LICENSE("GPL");');
   L.push('MODULE_INFO(livepatch, "Y");');
   if (spec.description) L.push(`MODULE_DESCRIPTION(${cString(spec.description)});`);
+  for (const ns of spec.importNamespaces ?? []) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(ns)) throw new SutureError('internal', `symbol namespace '${ns}' is not a C identifier`);
+    L.push(`MODULE_IMPORT_NS(${ns});`);
+  }
   return `${L.join('\n')}\n`;
 }
 

@@ -63,7 +63,7 @@ export async function linkPatchModule(
   }));
   writeFileSync(
     join(moduleDir, 'klp.c'),
-    klpModuleSource({ name: info.name, objects, prelude: suturePrelude(meta, info), declareNewFunctions: true, replace: info.replace, description: info.description, origin: info.origin }),
+    klpModuleSource({ name: info.name, objects, prelude: suturePrelude(meta, info), declareNewFunctions: true, replace: info.replace, description: info.description, origin: info.origin, importNamespaces: extracted.namespaces }),
   );
   writeFileSync(join(moduleDir, 'Kbuild'), kbuildFile(info.name, { objects: ['klp', ...extracted.parts] }));
   await linkLivepatch({

@@ -76,4 +76,11 @@ describe('generated klp structures', () => {
   it('refuses an object with neither functions nor callbacks', () => {
     expect(() => klpModuleSource({ ...spec, objects: [{ object: 'vmlinux', funcs: [] }] })).toThrow(/needs a function or a callback/);
   });
+
+  it('imports the symbol namespaces of the exports the carried code calls (modpost refuses the module otherwise)', () => {
+    const ns = klpModuleSource({ ...spec, importNamespaces: ['EFIVAR', 'FIRMWARE_LOADER_PRIVATE'] });
+    expect(ns).toContain('MODULE_IMPORT_NS(EFIVAR);\nMODULE_IMPORT_NS(FIRMWARE_LOADER_PRIVATE);');
+    expect(src).not.toContain('MODULE_IMPORT_NS');
+    expect(() => klpModuleSource({ ...spec, importNamespaces: ['A B'] })).toThrow(/not a C identifier/);
+  });
 });
