@@ -122,14 +122,12 @@ export async function compileUnitsReport(
     const stable = formatPatch(stabilizeLines(files));
     await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
     const patchedCache = opts.cachePatched ? join(meta.paths.root, 'patched-objects', createHash('sha256').update(stable).digest('hex').slice(0, 24)) : undefined;
-    const settled = new Map<string, string>();
     const candidates = units.filter((u) => opts.settleFirst?.has(u.unit));
-    if (candidates.length) {
-      const found = await step('preprocess', `Preprocessing ${candidates.length} unit${candidates.length === 1 ? '' : 's'} reached only through what changed (one whose code cannot change is not compiled)`, (update) =>
-        settleUnits(meta, home, trees, candidates, patchedCache, update),
-      );
-      for (const [unit, why] of found) settled.set(unit, why);
-    }
+    const settled = candidates.length
+      ? await step('preprocess', `Preprocessing ${candidates.length} unit${candidates.length === 1 ? '' : 's'} reached only through what changed (one whose code cannot change is not compiled)`, (update) =>
+          settleUnits(meta, home, trees, candidates, patchedCache, update),
+        )
+      : new Map<string, string>();
     const toCompile = units.filter((u) => !settled.has(u.unit));
     const compiled = await step('compile', `Compiling ${toCompile.length} unit${toCompile.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
       update(toCompile.length <= 8 ? toCompile.map((u) => u.object).join(' ') : `${toCompile.length} objects`);
@@ -157,6 +155,11 @@ export async function compileUnitsReport(
   } finally {
     if (!opts.keep) removeBuildTrees(trees);
   }
+}
+
+/** make in one side's tree: half the cores each, as both sides run at once. */
+function sideMakeArgs(meta: KernelMetadata): string[] {
+  return treeMakeArgs(meta.compiler.command, meta.release, Math.max(1, Math.floor(cpus().length / 2)));
 }
 
 /** What a unit settled from its preprocessed text leaves in the patched-object cache (its reason inside), so the same changes settle it again without preprocessing. */
@@ -187,7 +190,7 @@ async function settleUnits(
   if (!todo.length) return out;
   const targets = todo.map((u) => u.object.replace(/\.o$/, '.i'));
   const tc = toolchainFor(meta, home);
-  const make = treeMakeArgs(meta.compiler.command, meta.release, Math.max(1, Math.floor(cpus().length / 2)));
+  const make = sideMakeArgs(meta);
   const onLine = todo.length > 8 ? compileProgress({ orig: todo.length, patched: todo.length }, update) : undefined;
   await Promise.all(
     (['orig', 'patched'] as const).map((side) => tc.run([...make, '-k', ...targets], t[side].merged, { overlay: t[side], ...(onLine ? { onLine: (l: string) => onLine(side, l) } : {}) })),
@@ -286,8 +289,7 @@ export async function compileBoth(
   const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !existsSync(join(pcache, `${o}.failed`))) : objects;
   const onLine = progress?.({ orig: origToBuild.length, patched: patchedToBuild.length });
   const tc = toolchainFor(meta, home);
-  const jobs = Math.max(1, Math.floor(cpus().length / 2));
-  const make = [...treeMakeArgs(meta.compiler.command, meta.release, jobs), ...OBJECT_ONLY_ARGS];
+  const make = [...sideMakeArgs(meta), ...OBJECT_ONLY_ARGS];
   const failed = new Map<string, string>();
   const side = async (name: Side, o: Overlay, objects: readonly string[]) => {
     const t0 = performance.now();
