@@ -9,7 +9,7 @@
  * patched). Pure: a unit's diff and its two indexed objects in, a new diff out.
  */
 import type { ObjectDiff, FunctionVerdict } from './diff.js';
-import { unnumbered, targetOffset } from './identity.js';
+import { referencedSymbol, unnumbered } from './identity.js';
 import type { IndexedSymbol, ObjectIndex } from './object-index.js';
 import { isAnonymousTarget, notraceWithoutCallers, parentOfPiece, traceable } from './rules.js';
 
@@ -27,7 +27,7 @@ function callersOf(idx: ObjectIndex, name: string): IndexedSymbol[] {
         const s = r.symbol;
         if (!s) return false;
         if (s.name === name) return true;
-        return isAnonymousTarget(s) && typeof s.section !== 'number' && idx.symbolAt(s.section, Number(s.value) + targetOffset(r))?.name === name;
+        return isAnonymousTarget(s) && typeof s.section !== 'number' && referencedSymbol(idx, s.section, Number(s.value), r)?.sym.name === name;
       }),
   );
 }

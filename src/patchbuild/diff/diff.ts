@@ -5,7 +5,7 @@
  * verdict out (changed and new functions, new data, refusals with reasons).
  */
 import type { ElfObject } from '../../elf/mod.js';
-import { Identities, unnumbered, targetOffset } from './identity.js';
+import { Identities, referencedSymbol, unnumbered } from './identity.js';
 import { ObjectIndex, bytesOf, sizeOf, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
 import { changedData, changedInitOrExit, dataSizeChanged, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece, traceable, unsupportedSection, type Refusal } from './rules.js';
@@ -93,7 +93,7 @@ function referencesTo(idx: ObjectIndex, target: string): string[] {
       if (!s) return false;
       if (s.name === target) return true;
       if (typeof s.section === 'number' || s.name) return false;
-      return idx.symbolAt(s.section, Number(s.value) + targetOffset(r))?.name === target || idx.symbolAt(s.section, Number(s.value) + Number(r.addend))?.name === target;
+      return referencedSymbol(idx, s.section, Number(s.value), r)?.sym.name === target;
     });
     if (hit) out.push(f.name);
   }

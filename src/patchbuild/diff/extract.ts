@@ -29,7 +29,7 @@ import {
   type Section,
 } from '../../elf/mod.js';
 import { SutureError } from '../../util/errors.js';
-import { targetOffset } from './identity.js';
+import { referencedSymbol } from './identity.js';
 import { ObjectIndex, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
 import { isAnonymousTarget, isIgnoredSection, isSpecialStatic } from './rules.js';
@@ -107,9 +107,16 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
         if (!s || typeof s.section === 'number' || s.isUndefined) continue;
         if (isAnonymousTarget(s)) {
           const base = Number(s.value);
-          const inner = idx.symbolAt(s.section, base + targetOffset(r)) ?? idx.symbolAt(s.section, base + Number(r.addend));
+          const inner = referencedSymbol(idx, s.section, base, r)?.sym;
           if (!inner) {
             // Anonymous: strings, constants, jump tables, .altinstr_replacement: carry the section.
+            // Never a copy of the kernel's own writable state: a reference into written data that names
+            // none of its objects is one this engine cannot read, and a copy would be silently wrong.
+            if ((s.section.flags & 1n) /* SHF_WRITE */ && idx.symbolsOf(s.section).length && !keep.has(s.section)) {
+              throw new SutureError('unsupported-change', `${file}: carried code refers to ${s.section.name}+${base + Number(r.addend)} (relocation type ${r.type}), which holds the kernel's variables but none at that offset`, {
+                hint: 'a livepatch must refer to the running kernel\'s copy of that data, not carry its own; leave this change out',
+              });
+            }
             if (!isIgnoredSection(s.section)) take(s.section);
           } else if (carried(inner)) take(inner.section);
           continue;
@@ -189,7 +196,7 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
       if (keep.has(s.section)) continue;
       if (isAnonymousTarget(s)) {
         const base = Number(s.value);
-        const inner = idx.symbolAt(s.section, base + targetOffset(r)) ?? idx.symbolAt(s.section, base + Number(r.addend));
+        const inner = referencedSymbol(idx, s.section, base, r)?.sym;
         if (!inner) throw new SutureError('internal', `${file}: a relocation in ${rs.target.name} points into ${s.section.name}+${base + Number(r.addend)}, which is not carried and has no symbol there`);
         r.symbol = externalFor(inner.name, inner.sym.bind === STB_LOCAL, kindOf(inner.sym));
         r.addend += BigInt(base - inner.offset);

@@ -5,7 +5,7 @@
  */
 import { relocType, type Relocation, type Section } from '../../elf/mod.js';
 import { isAnonymousTarget } from './rules.js';
-import { bytesOf, isStringSection, type ObjectIndex } from './object-index.js';
+import { bytesOf, isStringSection, type IndexedSymbol, type ObjectIndex } from './object-index.js';
 import { createHash } from 'node:crypto';
 
 /**
@@ -26,6 +26,32 @@ export function targetOffset(r: Relocation): number {
   return Number(r.addend) + (t?.pcRelative && t.width === 4 ? 4 : 0);
 }
 
+/**
+ * The function or object a relocation against a section (or a local label)
+ * points into, and its offset in that section. A pc-relative 32-bit field is
+ * usually the end of its instruction (target at addend + 4), but an
+ * immediate may follow it: `cmpb $0, flag(%rip)` has addend -5, `cmpw $imm16`
+ * -6, `cmpl`/`movl $imm32` -8, and addend + 4 then lands before the object
+ * (or inside the one before it). Without an instruction decoder the offsets
+ * an immediate of 1, 2 or 4 bytes would give are tried after the usual one;
+ * an object found at any of them is the same address for the linked section,
+ * so a reference rewritten against it (addend kept relative to the section)
+ * stays exact. Found on `static bool wq_online` in kernel/workqueue.c: read
+ * with `cmpb $0`, it was taken for anonymous data and copied, and the copy
+ * (false) made the patched __flush_work WARN.
+ */
+export function referencedSymbol(idx: ObjectIndex, sec: Section, base: number, r: Relocation): { sym: IndexedSymbol; at: number } | undefined {
+  const t = relocType(r.type);
+  const usual = base + targetOffset(r);
+  const candidates = [usual, base + Number(r.addend)];
+  if (t?.pcRelative && t.width === 4) candidates.push(usual + 1, usual + 2, usual + 4);
+  for (const at of candidates) {
+    const sym = idx.symbolAt(sec, at);
+    if (sym) return { sym, at };
+  }
+  return undefined;
+}
+
 export class Identities {
   private readonly busy = new Set<Section>();
   private readonly cutCache = new Map<Section, number[]>();
@@ -42,7 +68,7 @@ export class Identities {
     const sec = sym.section;
     const off = Number(sym.value) + targetOffset(r);
     if (isStringSection(sec)) return `str:${JSON.stringify(this.stringAt(sec, off))}`;
-    const inner = this.idx.symbolAt(sec, off);
+    const inner = referencedSymbol(this.idx, sec, Number(sym.value), r)?.sym;
     if (inner) return `sym:${unnumbered(inner.name)}+${off - inner.offset}`;
     const at = Number(sym.value) + Number(r.addend);
     return `sec:${unnumbered(sec.name)}:${this.slicePrint(sec, at)}`;
