@@ -8,8 +8,8 @@
  * checking that a patch applies (where each hunk lands) and applying it in
  * the patched overlay. The compile step is compile.ts.
  */
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { runWithOverlay, type Overlay } from '../kernel/toolchain.js';
@@ -73,19 +73,34 @@ export function patchFailures(output: string): PatchFailure[] {
 const PATCH_ARGS = ['-p1', '--batch', '--forward', '--no-backup-if-mismatch', '--reject-file=-'];
 
 /**
- * Check that a patch applies to the prepared tree (dry run, nothing written);
- * a clear error with each failing hunk otherwise.
+ * Check that a patch applies to the prepared tree, nothing written there; a
+ * clear error with each failing hunk otherwise. GNU patch is run for real on
+ * copies of the files it touches, not with --dry-run: a dry run checks every
+ * section against the unpatched file, so the second of two fixes to one file
+ * (a series, or two patch files given together) would be refused although it
+ * applies on top of the first.
  */
-export async function checkPatchApplies(tree: string, patchFile: string, source: string): Promise<string> {
-  const r = await run(['patch', ...PATCH_ARGS, '--dry-run', '-i', patchFile], { cwd: tree });
-  if (r.code !== 0) {
-    const fails = patchFailures(r.stdout + r.stderr);
-    throw new SutureError('invalid-input', `${source} does not apply to the kernel source (${fails.length || 'some'} hunk${fails.length === 1 ? '' : 's'} failed)`, {
-      details: (fails.length ? fails.map((f) => `${f.file}: ${f.text}`) : (r.stdout + r.stderr).trim().split('\n').slice(-8)).join('\n'),
-      hint: 'the patch must be made against this kernel\'s source (Debian\'s tree for this release), not another version',
-    });
+export async function checkPatchApplies(tree: string, patchFile: string, source: string, paths: readonly string[]): Promise<string> {
+  const scratch = mkdtempSync(join(dirname(patchFile), 'apply-check-'));
+  try {
+    for (const p of new Set(paths)) {
+      const from = join(tree, p);
+      if (!existsSync(from)) continue;
+      mkdirSync(dirname(join(scratch, p)), { recursive: true });
+      copyFileSync(from, join(scratch, p));
+    }
+    const r = await run(['patch', ...PATCH_ARGS, '-i', patchFile], { cwd: scratch });
+    if (r.code !== 0) {
+      const fails = patchFailures(r.stdout + r.stderr);
+      throw new SutureError('invalid-input', `${source} does not apply to the kernel source (${fails.length || 'some'} hunk${fails.length === 1 ? '' : 's'} failed)`, {
+        details: (fails.length ? fails.map((f) => `${f.file}: ${f.text}`) : (r.stdout + r.stderr).trim().split('\n').slice(-8)).join('\n'),
+        hint: 'the patch must be made against this kernel\'s source (Debian\'s tree for this release), not another version',
+      });
+    }
+    return r.stdout;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
   }
-  return r.stdout;
 }
 
 /** Apply a (checked) patch into the patched overlay. */
@@ -113,7 +128,7 @@ export async function locatePatches(tree: string, buildRoot: string, loaded: rea
   writeFileSync(combined, formatPatch(stated));
   for (const l of loaded) update(`${l.label}: -p${l.strip.level} (${l.strip.why})`);
   const what = loaded.map((l) => l.label).join(' + ');
-  const located = locateHunks(stated, await checkPatchApplies(tree, combined, what), what);
+  const located = locateHunks(stated, await checkPatchApplies(tree, combined, what, patchedPaths(stated)), what);
   located.forEach((f, i) =>
     f.hunks.forEach((h, j) => {
       const said = stated[i]!.hunks[j]!.oldStart;
@@ -121,4 +136,9 @@ export async function locatePatches(tree: string, buildRoot: string, loaded: rea
     }),
   );
   return located;
+}
+
+/** The tree paths a patch may read: each section's path and old name (those that do not exist are skipped). */
+export function patchedPaths(files: readonly FilePatch[]): string[] {
+  return files.flatMap((f) => [f.path, ...(f.oldPath !== undefined ? [f.oldPath] : [])]);
 }

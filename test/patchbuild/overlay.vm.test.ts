@@ -42,7 +42,7 @@ describe('build trees', () => {
     const before = sha(src);
     const dir = mkdtempSync(join(tmpdir(), 'suture-tree-'));
     writeFileSync(join(dir, 'p.patch'), PATCH);
-    await checkPatchApplies(meta.paths.source, join(dir, 'p.patch'), 'p.patch');
+    await checkPatchApplies(meta.paths.source, join(dir, 'p.patch'), 'p.patch', ['fs/proc/cmdline.c']);
     const t = makeBuildTrees(sutureHome(), meta, `test-${process.pid}`);
     try {
       await applyPatch(t, PATCH, 'p.patch');
@@ -67,9 +67,24 @@ describe('build trees', () => {
   it('checkPatchApplies() names the file and hunk that do not apply', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'suture-tree-'));
     writeFileSync(join(dir, 'bad.patch'), PATCH.replace('seq_putc(m', 'seq_putc(mm'));
-    const err = await checkPatchApplies(meta.paths.source, join(dir, 'bad.patch'), 'bad.patch').catch((e: unknown) => e);
+    const err = await checkPatchApplies(meta.paths.source, join(dir, 'bad.patch'), 'bad.patch', ['fs/proc/cmdline.c']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SutureError);
     expect((err as SutureError).message).toBe('bad.patch does not apply to the kernel source (1 hunk failed)');
     expect((err as SutureError).details).toMatch(/fs\/proc\/cmdline\.c: Hunk #1 FAILED at 7/);
+  });
+
+  it('checkPatchApplies() takes a second change to a file on top of the first (as a series has them), the tree untouched', async () => {
+    const src = join(meta.paths.source, 'fs/proc/cmdline.c');
+    const before = sha(src);
+    const dir = mkdtempSync(join(tmpdir(), 'suture-tree-'));
+    const second = `--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -8,6 +8,7 @@\n {\n \tseq_puts(m, saved_command_line);\n \tseq_puts(m, " suture-was-here");\n+\tseq_puts(m, " twice");\n \tseq_putc(m, '\\n');\n \treturn 0;\n }\n`;
+    writeFileSync(join(dir, 'two.patch'), PATCH + second);
+    const out = await checkPatchApplies(meta.paths.source, join(dir, 'two.patch'), 'two.patch', ['fs/proc/cmdline.c']);
+    expect(out.match(/^patching file fs\/proc\/cmdline\.c$/gm)).toHaveLength(2);
+    expect(out).not.toMatch(/FAILED|fuzz/);
+    expect(sha(src)).toBe(before);
+    // Alone, the second does not apply to the kernel's own file.
+    writeFileSync(join(dir, 'second.patch'), second);
+    await expect(checkPatchApplies(meta.paths.source, join(dir, 'second.patch'), 'second.patch', ['fs/proc/cmdline.c'])).rejects.toThrow('second.patch does not apply');
   });
 });

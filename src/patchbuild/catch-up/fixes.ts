@@ -15,7 +15,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SutureError, fsError } from '../../util/errors.js';
 import { includersOf, treeIncludeGraph } from '../include-graph.js';
-import { checkPatchApplies } from '../overlay.js';
+import { checkPatchApplies, patchedPaths } from '../overlay.js';
 import { diskTree, loadPatches, type LoadedPatch } from '../patch/inputs.js';
 import { formatPatch, type FilePatch } from '../patch/parse.js';
 import { locateHunks } from '../patch/located.js';
@@ -164,7 +164,7 @@ async function locateInOrder(loaded: readonly LoadedPatch[], tree: string, build
     const files = loaded.slice(0, upTo).flatMap((l) => l.files);
     const file = join(buildRoot, `series-${upTo}.patch`);
     writeFileSync(file, formatPatch(files));
-    return { files, output: await checkPatchApplies(tree, file, loaded.slice(0, upTo).map((l) => l.label).join(' + ')) };
+    return { files, output: await checkPatchApplies(tree, file, loaded.slice(0, upTo).map((l) => l.label).join(' + '), patchedPaths(files)) };
   };
   try {
     const all = await tryApply(loaded.length);
