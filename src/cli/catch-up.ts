@@ -12,6 +12,7 @@ import { catchUp, defaultCatchUpName, type CatchUpResult } from '../patchbuild/c
 import { checkModuleName } from '../patchbuild/generate.js';
 import { fixesFromSeries, fixesFromTree, seriesFiles } from '../patchbuild/catch-up/fixes.js';
 import { renderCatchUpHtml } from '../patchbuild/catch-up/report.js';
+import { suspectFixes } from '../patchbuild/catch-up/suspects.js';
 import { treeChanges } from '../patchbuild/catch-up/tree-diff.js';
 import { readSecretKey } from '../bundle/keys.js';
 import { compareVersions } from '../util/debian-version.js';
@@ -40,6 +41,7 @@ interface CatchUpFlags {
   check: string[];
   maxUnits?: number;
   timeout: number;
+  exclude: string[];
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -68,6 +70,10 @@ export function catchUpCommand(): Command {
     .option('--report <file.html>', 'write an HTML report a person can read in a browser')
     .option('--no-prove', 'skip the proof in a VM (the patch is then unproven: say so when you ship it)')
     .option('--check <script.sh>', 'a check of your own, run in the VM after the smoke workload with the patch applied; repeatable', collect, [])
+    .option('--exclude <fix>', 'leave out a fix: its id from a previous run (F0042, a series file) or a CVE id (every fix that carries it); repeatable', (v: string, prev: string[] = []) => {
+      if (!/^(F\d+|CVE-\d{4}-\d{4,})$/.test(v) && !/^[\w.+-]+\.(patch|diff)$/.test(v)) throw new InvalidArgumentError(`${v} is not a fix id (F0042), a series file name (0003-foo.patch) or a CVE id (CVE-2026-12345)`);
+      return [...prev, v];
+    }, [])
     .option('--max-units <n>', 'most units one changed header may reach (each unit is compiled twice)', parseMaxUnits)
     .option('--timeout <seconds>', 'give up on the VM proof after this long', (v: string) => {
       const n = Number(v);
@@ -128,13 +134,13 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
     formFixes = (buildRoot, step) => step('fixes', `Reading ${series!.length} series files and checking that they apply in order`, () => fixesFromSeries(series!, meta.paths.source, buildRoot));
   }
   const t0 = performance.now();
-  const result = await catchUp({ meta, home, reporter, formFixes, what, name, output: o.output, newerVersion: newer?.version, maxUnits: o.maxUnits });
+  const result = await catchUp({ meta, home, reporter, formFixes, what, name, output: o.output, newerVersion: newer?.version, maxUnits: o.maxUnits, exclude: o.exclude });
   const proof = result.module && o.prove ? await prove(meta, home, result, o, reporter) : undefined;
   const bundle = result.module && o.sign ? signModuleFile(result.module.path, o.sign, {}) : undefined;
   const totalMs = Math.round(performance.now() - t0);
   if (o.report) writeFileSync(o.report, renderCatchUpHtml(result, proof, { totalMs, generatedAt: new Date().toISOString() }));
   const exit = !result.module ? (result.fixes.some((f) => f.verdict === 'refused') ? EXIT.unsupportedChange : EXIT.noChange) : proof && !proof.proven ? proofExit(proof) : EXIT.ok;
-  const json = { ...result, proof: proof ? proofJson(proof) : o.prove ? null : 'skipped (--no-prove)', bundle: bundle ? { path: bundle.path, sha256: bundle.sha256, keyId: bundle.keyId } : undefined, report: o.report, totalMs, exitCode: exit };
+  const json = { ...result, proof: proof ? { ...proofJson(proof), suspects: suspectFixes(result.fixes, result.module!.name, proof.logProblems) } : o.prove ? null : 'skipped (--no-prove)', bundle: bundle ? { path: bundle.path, sha256: bundle.sha256, keyId: bundle.keyId } : undefined, report: o.report, totalMs, exitCode: exit };
   if (o.jsonFile) writeFileSync(o.jsonFile, `${JSON.stringify(json, null, 2)}\n`);
   if (o.json) {
     printJson(json);
@@ -206,6 +212,12 @@ function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags
   if (notLoaded.length) out(`patched modules that do not load in the VM (their part waits for them on a host): ${notLoaded.map((x) => `${x.name} (${x.why})`).join(', ')}`);
   if (!o.prove) out('not proven (--no-prove)');
   else if (p) out(p.proven ? `proven in the VM: transition ${p.transitionMs === undefined ? '?' : p.transitionMs.toFixed(1)} ms, smoke workload ok, kernel log clean, disabled and unloaded` : `NOT proven: ${p.reason}`);
+  const suspects = p ? suspectFixes(r.fixes, r.module.name, p.logProblems) : [];
+  if (suspects.length) {
+    out('the kernel log names code these fixes carry:');
+    for (const s of suspects) out(`  ${s.fix} ${trim(s.title, 70)}: ${s.functions.join(', ')}\n      ${trim(s.lines[0]!, 150)}`);
+    out(`leave them out with ${suspects.map((s) => `--exclude ${s.fix}`).join(' ')}`);
+  }
 }
 
 function trim(s: string, n: number): string {

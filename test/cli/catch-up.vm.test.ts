@@ -56,6 +56,39 @@ describe('bad input: a clear line each, nothing built', () => {
     writeFileSync(join(dir, '0002-again.patch'), cmdline.replace("\tseq_putc(m, '\\n');", "\tseq_putc(m, '\\r');"));
     refused(['--kernel', REFERENCE_KERNEL, '--series', dir], 11, /0002-again\.patch does not apply after the 1 fix before it[\s\S]*fs\/proc\/cmdline\.c: .*Hunk #1 FAILED/);
   });
+  it('--exclude naming no fix, or not a fix name at all', () => {
+    const dir = join(out, 'one-series');
+    mkdirSync(dir);
+    writeFileSync(join(dir, '0001-proc-cmdline.patch'), readFileSync(join(import.meta.dirname, '..', 'patches', 'debian-6.1.0-56', '01-proc-cmdline-string', 'fix.patch'), 'utf8'));
+    refused(['--kernel', REFERENCE_KERNEL, '--series', dir, '--exclude', '0002-proc-cmdline.patch'], 2, /--exclude 0002-proc-cmdline\.patch: no fix of series .*one-series \(1 fix\) is called that/);
+    refused(['--kernel', REFERENCE_KERNEL, '--series', dir, '--exclude', 'CVE-2026-1234'], 2, /--exclude CVE-2026-1234: no fix of series .* is for that CVE/);
+    refused(['--kernel', REFERENCE_KERNEL, '--series', dir, '--exclude', 'proc cmdline'], 2, /proc cmdline is not a fix id \(F0042\), a series file name/);
+  });
+});
+
+it('--exclude leaves a fix out before anything is compiled, and a later fix on its lines with it', () => {
+  const dir = join(out, 'exclude-series');
+  mkdirSync(dir);
+  const cmdline = readFileSync(join(import.meta.dirname, '..', 'patches', 'debian-6.1.0-56', '01-proc-cmdline-string', 'fix.patch'), 'utf8');
+  writeFileSync(join(dir, '0001-proc-cmdline.patch'), cmdline);
+  // A second fix on top of the first one's result.
+  writeFileSync(
+    join(dir, '0002-proc-cmdline-twice.patch'),
+    `--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -8,6 +8,7 @@\n {\n \tseq_puts(m, saved_command_line);\n \tseq_puts(m, " suture-fixed");\n+\tseq_puts(m, " twice");\n \tseq_putc(m, '\\n');\n \treturn 0;\n }\n`,
+  );
+  const ko = join(out, 'excluded.ko');
+  const { status, json: r, stderr } = sutureJson<{ fixes: { id: string; verdict: string; refusals: { rule: string; symbol: string }[] }[]; unitsCompiled: number; module?: unknown }>([
+    'catch-up', '--kernel', REFERENCE_KERNEL, '--series', dir, '--exclude', '0001-proc-cmdline.patch', '-o', ko, '--no-prove',
+  ]);
+  // Every fix refused: no module, the exit code of an unsupported change.
+  expect(status, stderr).toBe(18);
+  expect(r.fixes.map((f) => [f.id, f.verdict, f.refusals.map((x) => x.rule)])).toEqual([
+    ['0001-proc-cmdline.patch', 'refused', ['excluded']],
+    ['0002-proc-cmdline-twice.patch', 'refused', ['entangled']],
+  ]);
+  expect(r.unitsCompiled).toBe(0);
+  expect(r.module).toBeUndefined();
+  expect(existsSync(ko)).toBe(false);
 });
 
 describe.each([

@@ -29,7 +29,7 @@ import { timedSteps, type Timings } from '../steps.js';
 import { judgeUnits, type Verdicts } from '../verdicts.js';
 import { otherArchOnly, type ChangelogEntry } from './changelog.js';
 import type { Fix, FormedFixes } from './fixes.js';
-import { fixVerdicts, prejudge, type FixRefusal, type FixReport } from './judge.js';
+import { excludedFixes, fixVerdicts, prejudge, type FixRefusal, type FixReport } from './judge.js';
 import { createHash } from 'node:crypto';
 import { formatPatch } from '../patch/parse.js';
 
@@ -48,6 +48,8 @@ export interface CatchUpOptions {
   readonly maxUnits?: number | undefined;
   /** Analyse only: no module. */
   readonly analyzeOnly?: boolean | undefined;
+  /** Fixes to leave out (`--exclude`): fix ids or CVE ids, each of which must match a fix. */
+  readonly exclude?: readonly string[] | undefined;
 }
 
 export interface CatchUpResult {
@@ -91,8 +93,9 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   try {
     const formed = await opts.formFixes(buildRoot, step);
     if (!formed.fixes.length) throw new SutureError('no-change', `${opts.what} changes nothing in the source`, { hint: 'is --to the same source version as the running kernel?' });
+    const excluded = excludedFixes(formed.fixes, opts.exclude ?? [], opts.what);
     const pre = await step('prejudge', `Judging ${formed.fixes.length} fixes before compiling (what no build compiles, what a livepatch cannot carry)`, (update) =>
-      prejudge(meta, formed.fixes, opts.maxUnits ?? 64, update),
+      prejudge(meta, formed.fixes, opts.maxUnits ?? 64, update, excluded),
     );
     let compiled: CompiledUnit[] = [];
     const failedUnits = new Map<string, string>();
@@ -115,25 +118,14 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       let functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
       // The orig build must reproduce the shipped bytes; a fix whose functions do not is left out (refused), the rest go on.
       let replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: true, tolerateUnresolved: true, step, warn: () => undefined });
-      const differs = replaced.provenance.filter((p) => p.verdict === 'differs' || p.verdict === 'unresolved');
-      if (differs.length) {
+      /**
+       * Refuse the included fixes `refuse` names (whole: with their rules), then redo what depends on the
+       * set of carried units (their symbols, the provenance check) for the fixes left.
+       */
+      const leaveOut = async (refuse: (r: FixReport) => readonly FixRefusal[] | undefined, why: (refusals: readonly FixRefusal[]) => string) => {
         reports = reports.map((r) => {
-          const bad = differs.filter((p) => r.functions.some((f) => f.object === p.object && f.name === p.function));
-          if (r.verdict !== 'included' || !bad.length) return r;
-          return {
-            ...r,
-            verdict: 'refused' as const,
-            why: bad.every((b) => b.verdict === 'unresolved')
-              ? `which copy of ${bad.map((b) => b.function).join(', ')} in the shipped kernel it replaces cannot be told`
-              : `the orig build of ${bad.map((b) => b.function).join(', ')} does not reproduce the shipped kernel`,
-            refusals: bad.map((b) => ({
-              rule: b.verdict === 'unresolved' ? ('unresolved-symbol' as const) : ('provenance' as const),
-              file: r.units.find((u) => u.object === b.object)?.unit ?? b.object,
-              symbol: b.function,
-              reason: b.detail,
-              instead: b.verdict === 'unresolved' ? 'build this fix on its own (suture build), which names the copies, and carry it as a series file' : 'build this fix on its own with --skip-provenance after checking why the bytes differ',
-            })),
-          };
+          const refusals = r.verdict === 'included' ? refuse(r) : undefined;
+          return refusals?.length ? { ...r, verdict: 'refused' as const, why: why(refusals), refusals } : r;
         });
         verdicts = restrict(judged.verdicts, unitsOf(included()));
         functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
@@ -141,6 +133,26 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
           syms = await patchSymbols(meta, verdicts, step);
           replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: false, step, warn });
         }
+      };
+      // The orig build must reproduce the shipped bytes; a fix whose functions do not is left out (refused), the rest go on.
+      const differs = replaced.provenance.filter((p) => p.verdict === 'differs' || p.verdict === 'unresolved');
+      if (differs.length) {
+        await leaveOut(
+          (r) =>
+            differs
+              .filter((p) => r.functions.some((f) => f.object === p.object && f.name === p.function))
+              .map((b) => ({
+                rule: b.verdict === 'unresolved' ? ('unresolved-symbol' as const) : ('provenance' as const),
+                file: r.units.find((u) => u.object === b.object)?.unit ?? b.object,
+                symbol: b.function,
+                reason: b.detail,
+                instead: b.verdict === 'unresolved' ? 'build this fix on its own (suture build), which names the copies, and carry it as a series file' : 'build this fix on its own with --skip-provenance after checking why the bytes differ',
+              })),
+          (bad) =>
+            bad.every((b) => b.rule === 'unresolved-symbol')
+              ? `which copy of ${bad.map((b) => b.symbol).join(', ')} in the shipped kernel it replaces cannot be told`
+              : `the orig build of ${bad.map((b) => b.symbol).join(', ')} does not reproduce the shipped kernel`,
+        );
       }
       // A unit whose carried code names a symbol the kernel does not show (a zero-size static, a copy that
       // cannot be told apart) leaves its fixes out; the others are extracted again without them.
@@ -161,18 +173,10 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
           extracted = x;
           break;
         }
-        reports = reports.map((r) => {
-          const bad = r.units.filter((u) => left.has(u.unit));
-          if (r.verdict !== 'included' || !bad.length) return r;
-          const refusals = bad.flatMap((u) => left.get(u.unit)!);
-          return { ...r, verdict: 'refused' as const, why: refusals.map((f) => `${f.rule}: ${f.symbol}`).slice(0, 3).join('; '), refusals };
-        });
-        verdicts = restrict(judged.verdicts, unitsOf(included()));
-        functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
-        if (included().length) {
-          syms = await patchSymbols(meta, verdicts, step);
-          replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: false, step, warn });
-        }
+        await leaveOut(
+          (r) => r.units.flatMap((u) => left.get(u.unit) ?? []),
+          (refusals) => refusals.map((f) => `${f.rule}: ${f.symbol}`).slice(0, 3).join('; '),
+        );
       }
       if (extracted && included().length) {
         const output = resolve(opts.output ?? `${opts.name}.ko`);

@@ -32,7 +32,7 @@ import { SutureError } from '../../util/errors.js';
 export type FixVerdict = 'included' | 'no-functional-change' | 'not-built' | 'refused';
 
 /** The diff engine's rules, and catch-up's own: a header past the unit limit, a unit that does not compile, a fix judged with another, provenance. */
-export type CatchUpRule = RuleId | 'header-reach' | 'does-not-compile' | 'entangled' | 'provenance' | 'unresolved-symbol' | 'kbuild-unknown';
+export type CatchUpRule = RuleId | 'header-reach' | 'does-not-compile' | 'entangled' | 'provenance' | 'unresolved-symbol' | 'kbuild-unknown' | 'excluded';
 
 export interface FixRefusal {
   readonly rule: CatchUpRule;
@@ -81,7 +81,29 @@ function refusalOf(r: Refusal): FixRefusal {
   return { rule: r.rule, file: r.file, symbol: r.symbol, reason: r.reason, instead: r.instead };
 }
 
-export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxUnits: number, update: (d: string) => void): Promise<Prejudged> {
+/**
+ * The fixes `--exclude` names: a fix id (F0042, a series file), or a CVE id for every fix that carries
+ * it. Every name must match a fix: a typo must not quietly carry the fix it meant to leave out.
+ * The refusal each excluded fix gets, by fix id.
+ */
+export function excludedFixes(fixes: readonly Fix[], names: readonly string[], what: string): Map<string, FixRefusal> {
+  const out = new Map<string, FixRefusal>();
+  for (const name of names) {
+    const hit = fixes.filter((f) => f.id === name || f.cves.includes(name));
+    if (!hit.length) {
+      throw new SutureError('usage', `--exclude ${name}: no fix of ${what} is ${/^CVE-/i.test(name) ? 'for that CVE' : 'called that'}`, {
+        hint: /^CVE-/i.test(name) ? 'CVE ids are written CVE-YYYY-NNNN, as the changelog has them; --json lists each fix\'s cves' : 'fix ids are those of a previous run of the same catch-up (the table, or fixes[].id in --json): F0042, or a series file name',
+      });
+    }
+    for (const f of hit) {
+      if (out.has(f.id)) continue;
+      out.set(f.id, { rule: 'excluded', file: f.files[0]?.path ?? f.label, symbol: name, reason: `left out on request (--exclude ${name})`, instead: `drop --exclude ${name} to carry it` });
+    }
+  }
+  return out;
+}
+
+export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxUnits: number, update: (d: string) => void, excluded: ReadonlyMap<string, FixRefusal> = new Map()): Promise<Prejudged> {
   const kb = new KbuildObjects(meta.paths.source);
   const graph = await treeIncludeGraph(meta.paths.source, join(meta.paths.root, 'include-graph.json'));
   const byFix = new Map<string, FixPlan>();
@@ -115,6 +137,13 @@ export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxU
     for (const fix of fixes) {
       if (++n % 25 === 0) update(`${n} of ${fixes.length} fixes`);
       const plan: FixPlan = { notBuilt: [], ignored: [], refusals: [], units: [] };
+      const asked = excluded.get(fix.id);
+      if (asked) {
+        // Left out before anything is compiled: its files stay as the running kernel has them.
+        plan.refusals.push(asked);
+        byFix.set(fix.id, plan);
+        continue;
+      }
       const units = new Map<string, Unit>();
       for (const f of fix.files) {
         const outside = outsideBuild(f.path);

@@ -12,6 +12,9 @@ import { seriesHeader } from '../../../src/patchbuild/catch-up/fixes.js';
 import { definedNames, groupFixes, outsideBuild } from '../../../src/patchbuild/catch-up/group.js';
 import { matchChangelog } from '../../../src/patchbuild/catch-up/match.js';
 import { renderCatchUpHtml } from '../../../src/patchbuild/catch-up/report.js';
+import { excludedFixes, type FixReport } from '../../../src/patchbuild/catch-up/judge.js';
+import { suspectFixes } from '../../../src/patchbuild/catch-up/suspects.js';
+import type { Fix } from '../../../src/patchbuild/catch-up/fixes.js';
 import type { CatchUpResult } from '../../../src/patchbuild/catch-up/catch-up.js';
 import { parseSourcePatch, type FilePatch } from '../../../src/patchbuild/patch/parse.js';
 import { FIXTURES } from '../../helpers/kernel.js';
@@ -168,5 +171,33 @@ describe('the HTML report', () => {
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(html).toContain('s&quot;q');
     expect(html).toContain('series &lt;x&gt;');
+  });
+});
+
+describe('leaving fixes out', () => {
+  const fix = (id: string, cves: string[], fns: string[], verdict = 'included') =>
+    ({ id, label: `${id}.c`, title: `title of ${id}`, cves, basis: [], files: [`${id}.c`], changelog: [], verdict, why: '', refusals: [], units: [], notBuilt: [], functions: fns.map((name) => ({ object: 'vmlinux', unit: 'kernel/workqueue.c', name, status: 'changed', reasons: [] })) }) as unknown as FixReport;
+  const formed = (id: string, cves: string[]) => ({ id, label: id, title: undefined, cves, basis: [], files: [{ path: `${id}.c` }], changelog: [] }) as unknown as Fix;
+
+  it('--exclude by fix id or CVE; a name that matches no fix is refused, not ignored', () => {
+    const fixes = [formed('F001', ['CVE-2026-1']), formed('F002', ['CVE-2026-1', 'CVE-2026-2']), formed('F003', [])];
+    expect([...excludedFixes(fixes, ['F003'], 'the update').entries()]).toEqual([['F003', { rule: 'excluded', file: 'F003.c', symbol: 'F003', reason: 'left out on request (--exclude F003)', instead: 'drop --exclude F003 to carry it' }]]);
+    expect([...excludedFixes(fixes, ['CVE-2026-1', 'F002'], 'the update').keys()]).toEqual(['F001', 'F002']);
+    expect(() => excludedFixes(fixes, ['F004'], 'the update')).toThrow('--exclude F004: no fix of the update is called that');
+    expect(() => excludedFixes(fixes, ['CVE-2026-3'], 'the update')).toThrow('--exclude CVE-2026-3: no fix of the update is for that CVE');
+  });
+
+  it("a failed proof's log names the fixes whose carried code warned (the whole-update proof's own lines)", () => {
+    const log = [
+      '[  170.298512] RIP: 0010:__flush_workqueue+0x3de/0x430 [livepatch_cu53]',
+      '[  170.301229] RIP: 0033:0x47e0e7',
+      '[  170.301997] WARNING: CPU: 0 PID: 1323 at kernel/workqueue.c:3066 __flush_work+0x7f/0x90 [livepatch_cu53]',
+      '[  170.305000] WARNING: CPU: 0 PID: 1323 at fs/ext4/super.c:100 ext4_fill_super+0x7f/0x90 [ext4]',
+    ];
+    const fixes = [fix('F1453', [], ['__flush_work', '__flush_workqueue', '__queue_work']), fix('F0001', [], ['ext4_fill_super']), fix('F0002', [], ['__flush_work'], 'refused')];
+    expect(suspectFixes(fixes, 'livepatch_cu53', log)).toEqual([
+      { fix: 'F1453', title: 'title of F1453', functions: ['__flush_work', '__flush_workqueue'], lines: [log[2], log[0]] },
+    ]);
+    expect(suspectFixes(fixes, 'livepatch_other', log)).toEqual([]);
   });
 });
