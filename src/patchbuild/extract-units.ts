@@ -16,7 +16,7 @@ import type { BtfStructs } from '../kernel/btf.js';
 import { moduleName } from '../kernel/modules.js';
 import { SymbolResolutionError, dependencyExport, resolveSymbol, type ResolvedSymbol } from '../kernel/symbols/mod.js';
 import type { CallbackRecord } from './author-records.js';
-import { extract } from './diff/extract.js';
+import { extract, UnnamedReferenceError } from './diff/extract.js';
 import type { RuntimeConstSite } from './diff/runtime-const.js';
 import { moduleKeyRefusal, refuse, type Refusal } from './diff/rules.js';
 import type { CallbackKind, KlpFuncSpec } from './generate.js';
@@ -101,6 +101,7 @@ export function extractUnits(
     let x: ReturnType<typeof extract>;
     try {
       x = extract(d.compiled.bytes.patched, `${d.compiled.object} (patched)`, {
+        unit,
         functions: mine.map((f) => f.name),
         data: [...d.diff.newData, ...d.diff.changedConstants],
         exportAs,
@@ -108,6 +109,10 @@ export function extractUnits(
         externalName: (sym) => externalName(sym, d, verdicts, syms, refs, nss),
       });
     } catch (e) {
+      if (leftOut && e instanceof UnnamedReferenceError) {
+        leftOut.refused(unit, [e.refusal]);
+        return;
+      }
       if (!leftOut || !(e instanceof SymbolResolutionError)) throw e;
       leftOut.unresolved(unit, e);
       return;

@@ -32,11 +32,20 @@ import { SutureError } from '../../util/errors.js';
 import { referencedSymbol } from './identity.js';
 import { ObjectIndex, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
-import { isAnonymousTarget, isIgnoredSection, isSpecialStatic } from './rules.js';
+import { isAnonymousTarget, isIgnoredSection, isSpecialStatic, type Refusal } from './rules.js';
 import { rewriteRuntimeConstants, type RuntimeConstSite } from './runtime-const.js';
 import { SPECIAL_SECTIONS } from './special-sections.js';
 
+/** Carried code refers into the kernel's writable data where no variable is (a refusal, with its rule). */
+export class UnnamedReferenceError extends SutureError {
+  constructor(file: string, readonly refusal: Refusal) {
+    super('unsupported-change', `${file}: ${refusal.reason}`, { hint: refusal.instead });
+  }
+}
+
 export interface ExtractRequest {
+  /** The translation unit, for refusals (default: the file name given). */
+  unit?: string;
   /** Functions to carry, by their name in the patched object. */
   functions: readonly string[];
   /** Data to carry as a new copy (new data, changed constants). */
@@ -113,8 +122,13 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
             // Never a copy of the kernel's own writable state: a reference into written data that names
             // none of its objects is one this engine cannot read, and a copy would be silently wrong.
             if ((s.section.flags & 1n) /* SHF_WRITE */ && idx.symbolsOf(s.section).length && !keep.has(s.section)) {
-              throw new SutureError('unsupported-change', `${file}: carried code refers to ${s.section.name}+${base + Number(r.addend)} (relocation type ${r.type}), which holds the kernel's variables but none at that offset`, {
-                hint: 'a livepatch must refer to the running kernel\'s copy of that data, not carry its own; leave this change out',
+              const owner = idx.functions.get([...req.functions].find((n) => idx.functions.get(n)?.section === sec) ?? '')?.name ?? sec.name;
+              throw new UnnamedReferenceError(file, {
+                rule: 'unnamed-data-reference',
+                file: req.unit ?? file,
+                symbol: owner,
+                reason: `${owner} refers to ${s.section.name}+${base + Number(r.addend)} (relocation type ${r.type}), which holds the kernel's variables but none at that offset: carrying a copy would give the patched code data the kernel never uses`,
+                instead: `write the access so that it names the variable (its address, or an element of it), or build this fix on its own and check the instruction with objdump`,
               });
             }
             if (!isIgnoredSection(s.section)) take(s.section);

@@ -38,7 +38,9 @@ export function targetOffset(r: Relocation): number {
  * so a reference rewritten against it (addend kept relative to the section)
  * stays exact. Found on `static bool wq_online` in kernel/workqueue.c: read
  * with `cmpb $0`, it was taken for anonymous data and copied, and the copy
- * (false) made the patched __flush_work WARN.
+ * (false) made the patched __flush_work WARN. Last, an offset one past an
+ * object's end is that object's (amdgpu_discovery.c's loop bound
+ * `ip_hw_attr + 192`).
  */
 export function referencedSymbol(idx: ObjectIndex, sec: Section, base: number, r: Relocation): { sym: IndexedSymbol; at: number } | undefined {
   const t = relocType(r.type);
@@ -47,6 +49,11 @@ export function referencedSymbol(idx: ObjectIndex, sec: Section, base: number, r
   if (t?.pcRelative && t.width === 4) candidates.push(usual + 1, usual + 2, usual + 4);
   for (const at of candidates) {
     const sym = idx.symbolAt(sec, at);
+    if (sym) return { sym, at };
+  }
+  // One past an object's end: the bound of a loop over an array (`p < attrs + ARRAY_SIZE(attrs)`).
+  for (const at of candidates) {
+    const sym = idx.symbolsOf(sec).find((e) => e.size > 0 && e.offset + e.size === at);
     if (sym) return { sym, at };
   }
   return undefined;

@@ -19,6 +19,7 @@ export type RuleId =
   | 'notrace-without-callers'
   | 'changed-struct-layout'
   | 'module-static-key'
+  | 'unnamed-data-reference'
   | 'assembly-file'
   | 'build-file'
   | 'file-created-deleted-renamed';

@@ -5,14 +5,16 @@
  * variable, not anonymous data to copy. Before the fix the extract carried a
  * fresh, zeroed `.bss.online`; in the whole 6.1.0-53 -> 56 catch-up that was
  * kernel/workqueue.c's `wq_online`, and the patched __flush_work WARNed on
- * every call. gcc compiles the fixture, readelf is the oracle.
+ * every call. So is a loop bound one past an array's end (`attrs + 4`); a
+ * reference where no variable is at all is refused (unnamed-data-reference),
+ * never copied. gcc compiles the fixture, readelf is the oracle.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { extract } from '../../../src/patchbuild/diff/extract.js';
+import { extract, UnnamedReferenceError } from '../../../src/patchbuild/diff/extract.js';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures', 'patchbuild');
 const dir = mkdtempSync(join(tmpdir(), 'suture-immediate-'));
@@ -38,4 +40,39 @@ it('refers to statics read with cmpb/cmpw/cmpl immediates instead of copying the
   const after = execFileSync('readelf', ['-rW', out], { encoding: 'utf8' });
   // The addend stays what the instruction needs: the address the CPU computes is the variable's.
   for (const [v, a] of [['online', 5], ['mode', 6], ['level', 8]] as const) expect(after).toMatch(new RegExp(`R_X86_64_PC32\\s+0+\\s+\\.klp\\.sym\\.vmlinux\\.${v},0 - ${a}\\b`));
+});
+
+const build = () => {
+  const input = join(dir, 'statics-2.o');
+  execFileSync(join(FIXTURES, 'build.sh'), [join(FIXTURES, 'statics.c'), input]);
+  return new Uint8Array(readFileSync(input));
+};
+const request = (functions: string[]) => ({
+  unit: 'statics.c',
+  functions,
+  data: [],
+  exportAs: new Map(functions.map((f) => [f, f])),
+  externalName: ({ name, local }: { name: string; local: boolean }) => (local ? `.klp.sym.vmlinux.${name},0` : name),
+  structSize: () => undefined,
+});
+
+it("refers to an array's end (a loop bound) as the array's address plus its size", () => {
+  const x = extract(build(), 'statics.o', request(['show_all']));
+  const out = join(dir, 'show_all.o');
+  writeFileSync(out, x.bytes);
+  expect(x.sections.filter((s) => s.startsWith('.data'))).toEqual([]);
+  const after = execFileSync('readelf', ['-rW', out], { encoding: 'utf8' });
+  expect(after).toMatch(/R_X86_64_32S\s+0+\s+\.klp\.sym\.vmlinux\.attrs,0 \+ 0\b/);
+  expect(after).toMatch(/R_X86_64_32S\s+0+\s+\.klp\.sym\.vmlinux\.attrs,0 \+ 40\b/);
+});
+
+it('refuses a reference into the kernel\'s writable data where no variable is, naming the function', () => {
+  let err: unknown;
+  try {
+    extract(build(), 'statics.o', request(['beyond']));
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(UnnamedReferenceError);
+  expect((err as UnnamedReferenceError).refusal).toMatchObject({ rule: 'unnamed-data-reference', file: 'statics.c', symbol: 'beyond', reason: expect.stringContaining('.data.attrs+96') });
 });
