@@ -12,7 +12,10 @@
  *
  * Every refusal of any unit stops the build here, all of them listed.
  */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { BtfStructs } from '../kernel/btf.js';
 import { mapPool } from '../util/pool.js';
 import { SutureError } from '../util/errors.js';
@@ -41,16 +44,33 @@ export interface Verdicts {
   readonly callbacks: ReadonlyMap<string, Partial<Record<CallbackKind, CallbackRecord>>>;
 }
 
-/** Struct layouts that differ between a unit's orig and patched debug info, as refusals. */
-export async function layoutRefusals(units: readonly CompiledUnit[], update?: (detail: string) => void): Promise<Refusal[]> {
+/**
+ * Struct layouts that differ between a unit's orig and patched debug info, as refusals. With `cacheDir`,
+ * what pahole printed for an object file is kept there, keyed by the file's path, size, inode and
+ * modification time: the orig and patched object caches never rewrite a file in place, so a warm
+ * catch-up reads the layouts of its thousand units without running pahole again.
+ */
+export async function layoutRefusals(units: readonly CompiledUnit[], update?: (detail: string) => void, cacheDir?: string): Promise<Refusal[]> {
   let done = 0;
   // One pahole per core: a catch-up compares thousands of units.
   const perUnit = await mapPool(units, cpus().length, async (u) => {
     if (Buffer.compare(u.bytes.orig, u.bytes.patched) === 0) return []; // the same object, debug info and all (not counted)
     const layout = async (side: Side) => {
-      const r = await run(['pahole', '--anon_include', u.files[side]], { maxCapture: 64 << 20 });
+      const file = u.files[side];
+      const st = cacheDir ? statSync(file) : undefined;
+      const key = st ? createHash('sha256').update(`${file}\0${st.size}\0${st.ino}\0${st.mtimeMs}`).digest('hex') : undefined;
+      const cached = key ? join(cacheDir!, key.slice(0, 2), `${key}.json`) : undefined;
+      if (cached && existsSync(cached)) return new Map<string, string>(JSON.parse(readFileSync(cached, 'utf8')) as [string, string][]);
+      const r = await run(['pahole', '--anon_include', file], { maxCapture: 64 << 20 });
       if (r.code !== 0) throw new SutureError('environment', `pahole could not read the debug info of ${u.object}`, { details: r.stderr.trim(), hint: 'install dwarves (scripts/setup.sh)' });
-      return parsePahole(r.stdout);
+      const parsed = parsePahole(r.stdout);
+      if (cached) {
+        mkdirSync(dirname(cached), { recursive: true });
+        const tmp = `${cached}.${process.pid}.tmp`;
+        writeFileSync(tmp, JSON.stringify([...parsed]));
+        renameSync(tmp, cached);
+      }
+      return parsed;
     };
     const changed = changedLayouts(await layout('orig'), await layout('patched')).map((c) => changedStructLayout(u.unit, c.type, c.before, c.after));
     if (++done % 100 === 0) update?.(`${done} of ${units.length} units`);
@@ -93,7 +113,7 @@ export async function judgeUnits(
   units: readonly CompiledUnit[],
   btf: BtfStructs,
   { step, warn }: Pick<TimedSteps, 'step' | 'warn'>,
-  opts: { layoutsWhereCodeChanged?: boolean } = {},
+  opts: { layoutsWhereCodeChanged?: boolean; layoutCache?: string } = {},
 ): Promise<{ verdicts: Verdicts; refusals: Refusal[] }> {
   const compared = await step('diff', 'Comparing orig and patched objects', async (update) => {
     const out: { u: CompiledUnit; diff: ReturnType<typeof diffObjects> }[] = [];
@@ -121,7 +141,7 @@ export async function judgeUnits(
   const changedCode = (d: CarriedDiff) => d.functions.length > 0 || d.newData.length > 0 || d.changedConstants.length > 0;
   const layoutUnits = opts.layoutsWhereCodeChanged ? authored.filter((a) => changedCode(a.diff)).map((a) => a.compiled) : units;
   const layouts = await step('layouts', `Comparing struct layouts (pahole over the debug info${layoutUnits.length < units.length ? `, the ${layoutUnits.length} units whose code changes` : ''})`, (update) =>
-    layoutRefusals(layoutUnits, layoutUnits.length > 100 ? update : undefined),
+    layoutRefusals(layoutUnits, layoutUnits.length > 100 ? update : undefined, opts.layoutCache),
   );
   const callbacks = callbacksByObject(authored);
   return {

@@ -104,7 +104,7 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       compiled = await compileAll(meta, home, buildRoot, pre, step, failedUnits, settled);
     }
     const btf = await workspaceBtf(meta);
-    const judged = compiled.length ? await judgeUnits(compiled, btf, { step, warn }, { layoutsWhereCodeChanged: true }) : { verdicts: { units: [], callbacks: new Map() } as Verdicts, refusals: [] };
+    const judged = compiled.length ? await judgeUnits(compiled, btf, { step, warn }, { layoutsWhereCodeChanged: true, layoutCache: join(meta.paths.root, 'layouts') }) : { verdicts: { units: [], callbacks: new Map() } as Verdicts, refusals: [] };
     const appliedFiles = pre.applied.flatMap((f) => f.files);
     const allFunctions = functionReports(judged.verdicts, meta.paths.source, appliedFiles, pre.viaHeader);
     let reports = fixVerdicts(formed.fixes, pre, judged.refusals, allFunctions, failedUnits);

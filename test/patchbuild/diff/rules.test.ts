@@ -9,7 +9,7 @@
  * 30-refuse-module-static-key.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,8 @@ import { changedLayouts, parsePahole } from '../../../src/patchbuild/diff/layout
 import { changedStructLayout, moduleKeyRefusal, type RuleId } from '../../../src/patchbuild/diff/rules.js';
 import { parseSourcePatch } from '../../../src/patchbuild/patch/parse.js';
 import { refuseFiles } from '../../../src/patchbuild/units.js';
+import { CompiledUnit } from '../../../src/patchbuild/compile.js';
+import { layoutRefusals } from '../../../src/patchbuild/verdicts.js';
 import { SutureError } from '../../../src/util/errors.js';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures', 'patchbuild');
@@ -86,6 +88,23 @@ describe('the diff engine\'s rules on rules.c', () => {
     expect(changed).toEqual([{ type: 'struct settings', before: '4 bytes', after: '8 bytes' }]);
     expect(changedStructLayout('rules.c', changed[0]!.type, changed[0]!.before, changed[0]!.after).rule).toBe('changed-struct-layout');
     expect(changedLayouts(layout(base), layout(build('-DLIMIT=20')))).toEqual([]);
+  });
+
+  it("changed-struct-layout with a layout cache: pahole's reading kept per object file, read again only when the file changes", async () => {
+    const cache = join(dir, 'layouts');
+    const grown = build('-DSTRUCT_GROWS');
+    const unit = new CompiledUnit({ unit: 'rules.c', object: 'rules.o', home: { kind: 'vmlinux', object: 'rules.o' } as never }, { orig: base, patched: grown });
+    const first = await layoutRefusals([unit], undefined, cache);
+    expect(first.map((r) => [r.rule, r.symbol])).toEqual([['changed-struct-layout', 'struct settings']]);
+    const files = () => readdirSync(cache, { recursive: true }).filter((f) => String(f).endsWith('.json')).map((f) => join(cache, String(f)));
+    expect(files()).toHaveLength(2);
+    // The second run reads the cache: a cached reading edited by hand shows through (nothing else could).
+    for (const f of files()) writeFileSync(f, JSON.stringify([['struct settings', 'size: 4']]));
+    expect(await layoutRefusals([unit], undefined, cache)).toEqual([]);
+    // A file written again (a new mtime) is read by pahole again.
+    const later = new Date(Date.now() + 5000);
+    utimesSync(grown, later, later);
+    expect((await layoutRefusals([unit], undefined, cache)).map((r) => r.symbol)).toEqual(['struct settings']);
   });
 
   it('module-static-key: a jump label on a module\'s key, a static call, a tracepoint: what to write instead', () => {
