@@ -12,7 +12,7 @@
  *
  *   npx tsx bench/fleet-load.ts [--db sqlite|postgres] [--servers 1] [--agents 10000] [--duration 300]
  *                               [--interval 60] [--soak 30] [--stages 1,10%,50%,100%] [--show-every 10] [--json]
- *                               [--server-node-arg=--cpu-prof --server-node-arg=--cpu-prof-dir=DIR]
+ *                               [--server-node-arg=--cpu-prof --server-node-arg=--cpu-prof-dir=DIR] [--pg-stats]
  *
  * Enrolment (one token and one enrolment per agent, through the API) comes
  * first and is not measured. On PostgreSQL, --servers N runs N server
@@ -27,7 +27,7 @@
  * request waits for the server's CPU before that is not in it). Progress
  * every 10 s on stderr.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -37,7 +37,7 @@ import { parseArgs } from 'node:util';
 import { FleetClient, readIdentityFile } from '../src/fleet/client.js';
 import { newIdentity, type CheckinReply, type HostFacts } from '../src/fleet/protocol.js';
 import { BOUND, facts, listening, makeBundles } from '../test/fleet/helpers.js';
-import { startPostgres, type PgCluster } from '../test/fleet/pg-cluster.js';
+import { PGBIN, startPostgres, type PgCluster } from '../test/fleet/pg-cluster.js';
 import { positiveInt } from './args.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -52,9 +52,14 @@ const { values: v } = parseArgs({
     interval: { type: 'string' },
     soak: { type: 'string' },
     'rollout-after': { type: 'string' },
-    /** How often the admin reads the rollout (GET /v1/admin/rollouts/ID: every target, the log, the report), in seconds. */
+    /** How often the admin reads the rollout as `suture fleet rollout show` does (GET /v1/admin/rollouts/ID: its report, the first page of its targets and of its log), in seconds. */
     'show-every': { type: 'string' },
     stages: { type: 'string', default: '1,10%,50%,100%' },
+    /**
+     * PostgreSQL: load pg_stat_statements and log lock waits over 20 ms; at the end print the statements by
+     * total time (calls, per request served) and the lock waits the log recorded, by the statement that waited.
+     */
+    'pg-stats': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     /** Options for the server's node (e.g. --cpu-prof --cpu-prof-dir=DIR, to find a hot spot). */
     'server-node-arg': { type: 'string', multiple: true, default: [] },
@@ -125,6 +130,41 @@ function startServer(env: NodeJS.ProcessEnv, database: string): Promise<{ p: Chi
   return listening(p).then((base) => ({ p, base }));
 }
 
+function psqlIn(pg: PgCluster, q: string): string {
+  const r = spawnSync(join(PGBIN, 'psql'), [pg.url, '-X', '-A', '-t', '-F', '\t', '-c', q], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/**
+ * What PostgreSQL did (--pg-stats): its statements by total time, with calls per request served, and the lock
+ * waits over deadlock_timeout its log recorded, counted by the statement that waited.
+ */
+function pgStatements(pg: PgCluster, pgDir: string, requests: number, logFrom: number): string {
+  const psql = (q: string) => psqlIn(pg, q);
+  const rows = psql(
+    `select calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 3), round(max_exec_time::numeric, 1), regexp_replace(query, '\\s+', ' ', 'g') from pg_stat_statements where query not like '%pg_stat_statements%' order by total_exec_time desc limit 25`,
+  )
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t'));
+  const all = Number(psql('select sum(calls) from pg_stat_statements'));
+  const waits = new Map<string, number>();
+  const lines = readFileSync(join(pgDir, 'log')).subarray(logFrom).toString('utf8').split('\n');
+  lines.forEach((l, i) => {
+    if (!/still waiting for/.test(l)) return;
+    const st = lines.slice(i + 1, i + 6).find((x) => /STATEMENT:/.test(x));
+    const key = (st ?? '(no statement)').replace(/^.*STATEMENT:\s*/, '').slice(0, 140);
+    waits.set(key, (waits.get(key) ?? 0) + 1);
+  });
+  return [
+    `postgres: ${all} statements for ${requests} requests served (${(all / Math.max(1, requests)).toFixed(2)} a request); by total time:`,
+    ...rows.map(([calls, total, mean, max, q]) => `  ${calls} calls (${(Number(calls) / Math.max(1, requests)).toFixed(3)}/request), total ${total} ms, mean ${mean} ms, max ${max} ms: ${q!.slice(0, 220)}`),
+    `lock waits over 20 ms: ${[...waits.values()].reduce((a, b) => a + b, 0)}`,
+    ...[...waits].sort((a, b) => b[1] - a[1]).map(([q, n]) => `  ${n}: ${q}`),
+  ].join('\n');
+}
+
 /** Run fn over items with at most n at once. */
 async function pool<T>(items: readonly T[], n: number, fn: (x: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -150,7 +190,7 @@ async function main(): Promise<void> {
   let pg: PgCluster | undefined;
   let database = `sqlite:${join(dir, 'fleet.db')}`;
   if (v.db === 'postgres') {
-    pg = startPostgres(dir, 26432 + (process.pid % 1000));
+    pg = startPostgres(dir, 26432 + (process.pid % 1000), v['pg-stats'] ? ['shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=all', 'log_lock_waits=on', 'deadlock_timeout=20ms'] : []);
     database = pg.url;
   }
   const servers: ChildProcess[] = [];
@@ -185,7 +225,13 @@ async function main(): Promise<void> {
     );
     const enrolSec = (Date.now() - t0) / 1000;
 
-    // the measured window
+    let pgLogFrom = 0;
+    // the measured window (--pg-stats: PostgreSQL's statements counted from here)
+    if (pg && v['pg-stats']) {
+      psqlIn(pg, 'create extension if not exists pg_stat_statements');
+      psqlIn(pg, 'select pg_stat_statements_reset()');
+      pgLogFrom = readFileSync(join(dir, 'pg', 'log')).length;
+    }
     const lat: Record<string, number[]> = { checkin: [], bundle: [], result: [] };
     const errors: string[] = [];
     let window: number[] = [];
@@ -300,6 +346,7 @@ async function main(): Promise<void> {
       rollout: rollout ? { status: rollout.status, stage: `${rollout.stage + 1}/${rollout.stages.split(',').length} (${rollout.stages})`, byState: rollout.report?.byState ?? {} } : null,
       machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), loadavg: loadavg().map(round) },
     };
+    if (pg && v['pg-stats']) log(pgStatements(pg, join(dir, 'pg'), result.serverSide.reduce((a, x) => a + x.window, 0), pgLogFrom));
     if (v.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       process.stdout.write(
