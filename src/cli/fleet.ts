@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fsError } from '../util/errors.js';
 import { FleetClient, readIdentityFile } from '../fleet/client.js';
-import { BundleInfo, CveReport, HostList, PinReply, RolloutList, RolloutShow, TokenReply } from '../fleet/protocol.js';
+import { BundleInfo, CveReport, HostList, MAX_ROLLOUT_PAGE, PinReply, ROLLOUT_PAGE, RolloutList, RolloutShow, TokenReply } from '../fleet/protocol.js';
 import { out, printJson, table } from './output.js';
 import { defaultAdminKey } from './server.js';
 
@@ -36,7 +36,8 @@ const when = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOStrin
 
 const secs = (v: number | null) => (v === null ? '-' : v < 1 ? `${Math.round(v * 1000)} ms` : `${v.toFixed(1)} s`);
 
-function showRollout(r: RolloutShow): void {
+/** A rollout as `rollout show` prints it; `all`: its hosts and log are all there (no page to point to). */
+function showRollout(r: RolloutShow, all = false): void {
   out(`rollout ${r.id}: ${r.name} on ${r.channel} (bundle ${r.bundleId.slice(0, 12)}, build ${r.buildId})`);
   out(`  status ${r.status}${r.reason ? ` (${r.reason})` : ''}; stage ${r.stage + 1}/${r.stages.split(',').length} of ${r.stages}; soak ${r.soakSec} s; failures ${r.failures}/${r.maxFailures}; starts ${when(r.startAt)}`);
   const p = r.report;
@@ -53,7 +54,19 @@ function showRollout(r: RolloutShow): void {
     for (const f of b.stack) out(`      ${f}`);
   }
   if (r.targets?.length) out(table([['HOST', 'STAGE', 'STATE', 'FAILURE'], ...r.targets.map((t) => [t.hostId, String(t.stage + 1), t.state, t.failure ?? ''])]).replace(/^/gm, '  '));
+  const pg = r.pages;
+  if (pg && !all && pg.targets.count > (r.targets?.length ?? 0)) {
+    const from = (pg.targets.page - 1) * pg.per;
+    out(`  hosts ${r.targets?.length ? `${from + 1}–${from + r.targets.length}` : 'none'} of ${pg.targets.count} (page ${pg.targets.page} of ${Math.ceil(pg.targets.count / pg.per)}: --targets-page N, or --all)`);
+  }
   for (const l of r.log ?? []) out(`  ${when(l.at)} ${l.text}`);
+  if (pg && !all && pg.log.count > (r.log?.length ?? 0)) out(`  log: ${pg.log.page === 1 ? 'the newest' : `page ${pg.log.page} of ${Math.ceil(pg.log.count / pg.per)}:`} ${r.log?.length ?? 0} of ${pg.log.count} lines (--log-page N, or --all)`);
+}
+
+/** A page number, 1 or more (at most `max`). */
+function pageNumber(v: string, max = 1_000_000): number {
+  if (!/^[1-9]\d{0,6}$/.test(v) || Number(v) > max) throw new InvalidArgumentError(`give a whole number from 1 to ${max}`);
+  return Number(v);
 }
 
 export function fleetCommand(): Command {
@@ -148,10 +161,33 @@ export function fleetCommand(): Command {
       else showRollout(r);
     });
   withConn(ro.command('show'))
+    .description(`a rollout, its report, and a page of its hosts (in the order they were assigned) and of its log (the newest lines first), ${ROLLOUT_PAGE} a page`)
     .argument('<id>')
+    .option('--targets-page <n>', 'which page of its hosts', (v) => pageNumber(v), 1)
+    .option('--log-page <n>', 'which page of its log (1: the newest lines)', (v) => pageNumber(v), 1)
+    .option('--per <n>', `hosts and log lines a page (at most ${MAX_ROLLOUT_PAGE})`, (v) => pageNumber(v, MAX_ROLLOUT_PAGE), ROLLOUT_PAGE)
+    .option('--all', 'every host and every log line (one page after another)')
     .option('--json', 'print JSON')
-    .action(async (id: string, o: Conn & { json?: boolean }) => {
-      const r = RolloutShow.parse(await client(o).request('GET', `/v1/admin/rollouts/${encodeURIComponent(id)}`));
+    .action(async (id: string, o: Conn & { targetsPage: number; logPage: number; per: number; all?: boolean; json?: boolean }) => {
+      const c = client(o);
+      const get = async (t: number, l: number, per: number) => RolloutShow.parse(await c.request('GET', `/v1/admin/rollouts/${encodeURIComponent(id)}?targets=${t}&log=${l}&per=${per}`));
+      let r: RolloutShow;
+      if (o.all) {
+        // the log's pages are newest first: read from the last page (the oldest lines) back to the first
+        r = await get(1, 1, MAX_ROLLOUT_PAGE);
+        const targets = [...(r.targets ?? [])];
+        for (let k = 2; targets.length < r.pages.targets.count; k++) {
+          const more = (await get(k, 1, MAX_ROLLOUT_PAGE)).targets ?? [];
+          if (!more.length) break;
+          targets.push(...more);
+        }
+        const logPages = Math.ceil(r.pages.log.count / MAX_ROLLOUT_PAGE);
+        const log = [];
+        for (let k = logPages; k >= 2; k--) log.push(...((await get(1, k, MAX_ROLLOUT_PAGE)).log ?? []));
+        log.push(...(r.log ?? []));
+        r = { ...r, targets, log, pages: { per: MAX_ROLLOUT_PAGE, targets: { page: 1, count: r.pages.targets.count }, log: { page: 1, count: r.pages.log.count } } };
+        if (!o.json) return showRollout(r, true);
+      } else r = await get(o.targetsPage, o.logPage, o.per);
       if (o.json) printJson(r);
       else showRollout(r);
     });

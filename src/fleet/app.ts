@@ -11,7 +11,8 @@
  *   GET  /v1/bundles/:id                 a host (its own kernel build only) or an admin: the bundle's bytes
  *   POST /v1/admin/enroll-tokens         → a one-time token
  *   POST /v1/admin/bundles?channel=C     a bundle (application/octet-stream) → its id
- *   GET  /v1/admin/bundles | hosts | rollouts | rollouts/:id (with its report) | cves
+ *   GET  /v1/admin/bundles | hosts | rollouts | cves
+ *   GET  /v1/admin/rollouts/:id?targets=N&log=N&per=M   its report, a page of its targets and of its log
  *   POST /v1/admin/rollouts              create
  *   POST /v1/admin/rollouts/:id/:action  pause | resume | abort | rollback
  *   POST /v1/admin/hosts/:host/pin       {patch}: rollouts of other patches skip the host
@@ -42,6 +43,7 @@ import {
   PinRequest,
   RolloutList,
   RolloutShow,
+  RolloutShowQuery,
   ServerStats,
   RolloutRequest,
   TokenReply,
@@ -192,7 +194,9 @@ export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
   app.get('/v1/admin/hosts', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: HostList } } }, async () => ({ hosts: await fleet.listHosts() }));
   app.get('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { querystring: NoQuery, response: { 200: RolloutList } } }, async () => ({ rollouts: await fleet.listRollouts() }));
   app.post('/v1/admin/rollouts', { config: { auth: 'admin' }, schema: { body: RolloutRequest, querystring: NoQuery, response: { 200: RolloutShow } } }, async (req) => fleet.createRollout(caller(req), req.body as z.infer<typeof RolloutRequest>));
-  app.get('/v1/admin/rollouts/:id', { config: { auth: 'admin' }, schema: { params: RolloutParam, querystring: NoQuery, response: { 200: RolloutShow } } }, async (req) => fleet.showRollout((req.params as { id: string }).id));
+  app.get('/v1/admin/rollouts/:id', { config: { auth: 'admin' }, schema: { params: RolloutParam, querystring: RolloutShowQuery, response: { 200: RolloutShow } } }, async (req) =>
+    fleet.showRollout((req.params as { id: string }).id, req.query as z.infer<typeof RolloutShowQuery>),
+  );
   app.post('/v1/admin/rollouts/:id/:action', { config: { auth: 'admin' }, schema: { params: ActionParams, body: Empty, querystring: NoQuery, response: { 200: RolloutShow } } }, async (req) => {
     const p = req.params as z.infer<typeof ActionParams>;
     return fleet.act(caller(req), p.id, p.action);

@@ -9,7 +9,8 @@
  *   POST /dashboard/logout
  *   GET  /dashboard                                 overview: host states, rollouts, CVEs
  *   GET  /dashboard/hosts?page=N                    the hosts, 100 a page (the query limited in SQL), each with its state and why
- *   GET  /dashboard/rollouts/:id                    one rollout: progress plot, transition times, failures, blockers
+ *   GET  /dashboard/rollouts/:id?targets=N&log=N    one rollout: progress plot, transition times, failures, blockers;
+ *                                                   its hosts and its log, 100 a page (the queries limited in SQL)
  *   POST /dashboard/rollouts/:id/:action            pause | resume | abort (a form with the session's CSRF token)
  *
  * Safety: the session cookie is HttpOnly, SameSite=Strict, Secure when the
@@ -22,6 +23,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from './errors.js';
 import { html, Html, progressPlot, transitionPlot } from './html.js';
+import { ROLLOUT_PAGE } from './protocol.js';
 import type { Fleet } from './service.js';
 import { csrfMatches, Sessions } from './sessions.js';
 
@@ -58,6 +60,22 @@ function parseCookies(header: string | undefined): Record<string, string> {
 }
 
 const when = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
+
+/** A page number from the query (absent: 1); anything else than 1, 2, … is refused. */
+function pageAsked(query: unknown, name: string): number {
+  const v = (query ?? {}) as Record<string, unknown>;
+  const asked = v[name] === undefined ? '1' : String(v[name]);
+  if (!/^[1-9]\d{0,6}$/.test(asked)) throw new FleetError('bad-request', `${name} ${asked.slice(0, 20)} is not a page number (1, 2, …)`, { type: 'request', id: name });
+  return Number(asked);
+}
+
+/** Links to the first, previous, nearby, next and last pages (nothing when there is one page). */
+function pageNav(n: number, pages: number, href: (k: number) => string): Html | '' {
+  if (pages <= 1) return '';
+  const link = (k: number, text: string, rel?: string) => (k === n ? html`<b>${text}</b>` : html`<a href="${href(k)}"${rel ? html` rel="${rel}"` : ''}>${text}</a>`);
+  const near = Array.from({ length: pages }, (_, i) => i + 1).filter((k) => Math.abs(k - n) <= 3);
+  return html`<nav class="pages">${n > 1 ? html`${link(1, 'First')}${link(n - 1, 'Previous', 'prev')}` : ''}${near.map((k) => link(k, String(k)))}${n < pages ? html`${link(n + 1, 'Next', 'next')}${link(pages, 'Last')}` : ''}</nav>`;
+}
 
 function page(title: string, body: Html, user?: string, csrf?: string): string {
   return html`<!doctype html>
@@ -209,20 +227,12 @@ export function registerDashboard(app: FastifyInstance, fleet: Fleet, o: Dashboa
   });
 
   guarded('/dashboard/hosts', async (req, s) => {
-    const q = (req.query ?? {}) as Record<string, unknown>;
-    const asked = q.page === undefined ? '1' : String(q.page);
-    if (!/^[1-9]\d{0,6}$/.test(asked)) throw new FleetError('bad-request', `page ${asked.slice(0, 20)} is not a page number (1, 2, …)`, { type: 'request', id: 'page' });
-    const n = Number(asked);
+    const n = pageAsked(req.query, 'page');
     const total = await fleet.countHosts();
     const pages = Math.max(1, Math.ceil(total / HOSTS_PAGE));
     if (n > pages) throw new FleetError('not-found', `there is no page ${n} of hosts: ${total} host${total === 1 ? '' : 's'} fill ${pages} page${pages === 1 ? '' : 's'} of ${HOSTS_PAGE}`, { type: 'request', id: 'page' });
     const hosts = await fleet.listHosts({ offset: (n - 1) * HOSTS_PAGE, limit: HOSTS_PAGE });
-    const link = (k: number, text: string, rel?: string) => (k === n ? html`<b>${text}</b>` : html`<a href="/dashboard/hosts?page=${k}"${rel ? html` rel="${rel}"` : ''}>${text}</a>`);
-    const near = Array.from({ length: pages }, (_, i) => i + 1).filter((k) => Math.abs(k - n) <= 3);
-    const nav =
-      pages > 1
-        ? html`<nav class="pages">${n > 1 ? html`${link(1, 'First')}${link(n - 1, 'Previous', 'prev')}` : ''}${near.map((k) => link(k, String(k)))}${n < pages ? html`${link(n + 1, 'Next', 'next')}${link(pages, 'Last')}` : ''}</nav>`
-        : '';
+    const nav = pageNav(n, pages, (k) => `/dashboard/hosts?page=${k}`);
     return page(
       'Hosts',
       html`<h1>Hosts (${total})</h1>
@@ -239,7 +249,15 @@ export function registerDashboard(app: FastifyInstance, fleet: Fleet, o: Dashboa
   guarded('/dashboard/rollouts/:id', async (req, s) => {
     const id = (req.params as { id: string }).id;
     if (!/^r-[0-9a-f]{16}$/.test(id)) throw new FleetError('not-found', `rollout ${id} does not exist`, { type: 'rollout', id: id.slice(0, 40) });
-    const r = await fleet.showRollout(id);
+    const tp = pageAsked(req.query, 'targets');
+    const lp = pageAsked(req.query, 'log');
+    const r = await fleet.showRollout(id, { targets: tp, log: lp, per: ROLLOUT_PAGE });
+    const tPages = Math.max(1, Math.ceil(r.pages.targets.count / ROLLOUT_PAGE));
+    const lPages = Math.max(1, Math.ceil(r.pages.log.count / ROLLOUT_PAGE));
+    if (tp > tPages || lp > lPages) throw new FleetError('not-found', `rollout ${id} has ${tPages} page${tPages === 1 ? '' : 's'} of hosts and ${lPages} of its log (${ROLLOUT_PAGE} a page)`, { type: 'request', id: 'page' });
+    const href = (t: number, l: number) => `/dashboard/rollouts/${r.id}?targets=${t}&log=${l}`;
+    const tNav = pageNav(tp, tPages, (k) => `${href(k, lp)}#hosts`);
+    const lNav = pageNav(lp, lPages, (k) => `${href(tp, k)}#log`);
     const p = r.report;
     const t = p.transitions;
     const sec = (v: number | null) => (v === null ? '-' : v < 1 ? `${Math.round(v * 1000)} ms` : `${v.toFixed(1)} s`);
@@ -259,8 +277,9 @@ ${p.pinned.length ? html`<p>Skipped (pinned to another patch): ${p.pinned.map((x
           ? html`<table><tr><th>Task</th><th>Hosts</th><th>Stack</th></tr>${p.blockers.map((b) => html`<tr><td>${b.comm}</td><td>${b.hosts.join(', ')}</td><td><pre>${b.stack.join('\n')}</pre></td></tr>`)}</table>`
           : html`<p class="empty">None reported.</p>`
       }
-<h2>Hosts</h2><table><tr><th>Host</th><th>Stage</th><th>State</th><th>Failure</th></tr>${(r.targets ?? []).map((x) => html`<tr><td>${x.hostId}</td><td>${x.stage + 1}</td><td>${x.state}</td><td>${x.failure ?? ''}</td></tr>`)}</table>
-<h2>Log</h2><pre>${(r.log ?? []).map((l) => `${when(l.at)} ${l.text}\n`).join('')}</pre>`,
+<h2 id="hosts">Hosts (${r.pages.targets.count})</h2><p id="targets-range">${r.pages.targets.count ? `In the order they were assigned: ${(tp - 1) * ROLLOUT_PAGE + 1}–${(tp - 1) * ROLLOUT_PAGE + (r.targets ?? []).length} of ${r.pages.targets.count}, page ${tp} of ${tPages}.` : 'No host assigned yet.'}</p>${tNav}
+<table><tr><th>Host</th><th>Stage</th><th>State</th><th>Failure</th></tr>${(r.targets ?? []).map((x) => html`<tr><td>${x.hostId}</td><td>${x.stage + 1}</td><td>${x.state}</td><td>${x.failure ?? ''}</td></tr>`)}</table>${tNav}
+<h2 id="log">Log (${r.pages.log.count} lines)</h2><p id="log-range">${lp === 1 ? 'The newest lines' : `Page ${lp} of ${lPages}, newest first`}; each page in time order.</p>${lNav}<pre>${(r.log ?? []).map((l) => `${when(l.at)} ${l.text}\n`).join('')}</pre>${lNav}`,
       s.user,
       s.csrf,
     );

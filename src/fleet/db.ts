@@ -377,6 +377,12 @@ function migrations(d: Dialect): Record<string, Migration> {
         await db.schema.alterTable('rollouts').addColumn('stage_size', 'integer', (c) => c.notNull().defaultTo(0)).execute();
       },
     },
+    '0005-rollout-pages': {
+      async up(db: Kysely<unknown>) {
+        // a rollout's targets are read a page at a time in the order they were assigned (assigned_at never changes)
+        await db.schema.createIndex('rollout_targets_order').on('rollout_targets').columns(['rollout_id', 'assigned_at', 'host_id']).execute();
+      },
+    },
   };
 }
 

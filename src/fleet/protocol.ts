@@ -275,7 +275,19 @@ export const RolloutReport = z.object({
   blockers: z.array(z.object({ comm: z.string(), stack: z.array(z.string()), hosts: z.array(z.string()) })),
   series: z.array(z.object({ at: Time, assigned: z.number(), applied: z.number(), healthy: z.number(), failed: z.number() })),
 });
-export const RolloutShow = RolloutInfo.extend({ report: RolloutReport });
+/** Which page of a rollout's targets and of its log a reply holds, of how many in all. */
+const PageOf = z.object({ page: z.number(), count: z.number() });
+export const RolloutShow = RolloutInfo.extend({ report: RolloutReport, pages: z.object({ per: z.number(), targets: PageOf, log: PageOf }) });
+/** Targets and log lines on a page of a rollout, unless asked for another count. */
+export const ROLLOUT_PAGE = 100;
+/** At most this many targets and log lines a page of GET /v1/admin/rollouts/:id. */
+export const MAX_ROLLOUT_PAGE = 1000;
+/** GET /v1/admin/rollouts/:id?targets=N&log=N&per=M: the page of targets (1: the first assigned) and of the log (1: the newest lines). */
+export const RolloutShowQuery = z.strictObject({
+  targets: z.coerce.number().int().min(1).max(1_000_000).optional(),
+  log: z.coerce.number().int().min(1).max(1_000_000).optional(),
+  per: z.coerce.number().int().min(1).max(MAX_ROLLOUT_PAGE).optional(),
+});
 export type RolloutShow = z.infer<typeof RolloutShow>;
 export const CveReport = z.object({
   cves: z.array(

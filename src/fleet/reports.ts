@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
- * The fleet's reports, computed from rows the server loaded (service.ts):
- * pure functions, no database, no clock of their own.
+ * The fleet's reports, computed from rows the server loaded and sums its
+ * database made (service.ts): pure functions, no database, no clock of their own.
  *
  * - A host's state: the first that holds of
  *     silent        no check-in for the silent time (3 missed check-ins)
@@ -21,7 +21,6 @@
  * - Per CVE: the bundles that carry it, the hosts covered (a bundle carrying it loaded, for
  *   their own kernel build) and the hosts not covered, each with why.
  */
-import type { TargetTable } from './db.js';
 import type { HostFacts } from './protocol.js';
 
 export const STALLED_SEC = 30;
@@ -81,27 +80,30 @@ export interface Distribution {
   buckets: { le: number | null; count: number }[];
 }
 
-const BOUNDS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300];
+/** The histogram's upper bounds in seconds (a last bucket takes the rest). */
+export const BOUNDS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300];
 
-function percentile(sorted: readonly number[], p: number): number | null {
-  if (!sorted.length) return null;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+/** The index of the p-th percentile (nearest rank) in n sorted values. */
+export function percentileIndex(n: number, p: number): number {
+  return Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1));
+}
+
+/**
+ * A distribution from what a database sums up: how many values, the largest, the values at the 50th and
+ * 90th percentile ranks (percentileIndex), and how many are at or below each of BOUNDS.
+ */
+export function distributionOf(s: { count: number; max: number | null; p50: number | null; p90: number | null; atOrBelow: readonly number[] }): Distribution {
+  const buckets = [...BOUNDS, null].map((le, i) => ({ le, count: (i < BOUNDS.length ? s.atOrBelow[i]! : s.count) - (i > 0 ? s.atOrBelow[i - 1]! : 0) }));
+  return { count: s.count, p50: s.count ? s.p50 : null, p90: s.count ? s.p90 : null, max: s.count ? s.max : null, buckets };
 }
 
 export function distribution(values: readonly number[]): Distribution {
-  const s = [...values].sort((a, b) => a - b);
-  const buckets = [...BOUNDS, null].map((le) => ({ le, count: 0 }));
-  for (const v of s) buckets.find((b) => b.le === null || v <= b.le)!.count++;
-  return { count: s.length, p50: percentile(s, 50), p90: percentile(s, 90), max: s.at(-1) ?? null, buckets };
+  const v = [...values].sort((a, b) => a - b);
+  const at = (p: number) => (v.length ? v[percentileIndex(v.length, p)]! : null);
+  return distributionOf({ count: v.length, max: v.at(-1) ?? null, p50: at(50), p90: at(90), atOrBelow: BOUNDS.map((b) => v.filter((x) => x <= b).length) });
 }
 
 // ---------- rollouts ----------
-
-export type TargetRow = Pick<TargetTable, 'host_id' | 'state' | 'failure' | 'assigned_at' | 'applied_at' | 'healthy_at' | 'failed_at'> & {
-  name: string;
-  /** The host's transition to the rollout's patch, as it reported it. */
-  transition: { seconds: number; blockers: Blocker[] } | null;
-};
 
 export type Blocker = NonNullable<HostFacts['lastTransition']>['blockers'][number];
 
@@ -111,6 +113,23 @@ export interface Blockers {
   hosts: string[];
 }
 
+/** At most this many points in a rollout's progress series (closer times are summed into one). */
+export const SERIES_POINTS = 200;
+
+/**
+ * What the database sums up of a rollout's targets (service.ts, in SQL), so that a report of 10,000 hosts
+ * is not built from 10,000 rows.
+ */
+export interface TargetSummary {
+  byState: Record<string, number>;
+  failures: { hostId: string; name: string; reason: string; at: number | null }[];
+  transitions: Distribution;
+  /** The hosts that reported tasks holding their transition up (the others reported none). */
+  blocked: { name: string; blockers: Blocker[] }[];
+  /** How many targets were assigned, applied, found healthy, failed at each time (or in each span, its last time), in time order. */
+  changes: { at: number; assigned: number; applied: number; healthy: number; failed: number }[];
+}
+
 export interface RolloutReport {
   byState: Record<string, number>;
   /** Hosts of the bundle's build and channel that a pin to another patch kept out. */
@@ -118,21 +137,14 @@ export interface RolloutReport {
   failures: { hostId: string; name: string; reason: string; at: number | null }[];
   transitions: Distribution;
   blockers: Blockers[];
-  /** Cumulative counts after each change, in time order. */
+  /** Cumulative counts after each change (at most SERIES_POINTS: closer changes summed), in time order. */
   series: { at: number; assigned: number; applied: number; healthy: number; failed: number }[];
 }
 
-export function rolloutReport(targets: readonly TargetRow[], pinned: RolloutReport['pinned']): RolloutReport {
-  const byState: Record<string, number> = {};
-  for (const t of targets) byState[t.state] = (byState[t.state] ?? 0) + 1;
-  const failures = targets.filter((t) => t.failure !== null).map((t) => ({ hostId: t.host_id, name: t.name, reason: t.failure!, at: t.failed_at }));
-  const times: number[] = [];
+export function rolloutReport(s: TargetSummary, pinned: RolloutReport['pinned']): RolloutReport {
   const groups = new Map<string, Blockers>();
-  for (const t of targets) {
-    const lt = t.transition;
-    if (!lt) continue;
-    times.push(lt.seconds);
-    for (const b of lt.blockers) {
+  for (const t of s.blocked) {
+    for (const b of t.blockers) {
       const key = JSON.stringify([b.comm, b.stack]);
       const g = groups.get(key) ?? { comm: b.comm, stack: b.stack, hosts: [] };
       if (!g.hosts.includes(t.name)) g.hosts.push(t.name);
@@ -141,23 +153,16 @@ export function rolloutReport(targets: readonly TargetRow[], pinned: RolloutRepo
   }
   for (const g of groups.values()) g.hosts.sort();
   const blockers = [...groups.values()].sort((a, b) => b.hosts.length - a.hosts.length || a.comm.localeCompare(b.comm));
-  const points: { at: number; k: 'assigned' | 'applied' | 'healthy' | 'failed' }[] = [];
-  for (const t of targets) {
-    points.push({ at: t.assigned_at, k: 'assigned' });
-    if (t.applied_at !== null) points.push({ at: t.applied_at, k: 'applied' });
-    if (t.healthy_at !== null) points.push({ at: t.healthy_at, k: 'healthy' });
-    if (t.failed_at !== null) points.push({ at: t.failed_at, k: 'failed' });
-  }
-  points.sort((a, b) => a.at - b.at);
   const series: RolloutReport['series'] = [];
   const c = { assigned: 0, applied: 0, healthy: 0, failed: 0 };
-  for (const p of points) {
-    c[p.k]++;
-    const last = series.at(-1);
-    if (last && last.at === p.at) Object.assign(last, c);
-    else series.push({ at: p.at, ...c });
+  for (const p of [...s.changes].sort((a, b) => a.at - b.at)) {
+    c.assigned += p.assigned;
+    c.applied += p.applied;
+    c.healthy += p.healthy;
+    c.failed += p.failed;
+    series.push({ at: p.at, ...c });
   }
-  return { byState, pinned, failures, transitions: distribution(times), blockers, series };
+  return { byState: s.byState, pinned, failures: s.failures, transitions: s.transitions, blockers, series };
 }
 
 // ---------- CVEs ----------

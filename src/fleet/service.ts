@@ -51,8 +51,9 @@ import {
   HostInfo,
   type RolloutInfo,
   type RolloutShow,
+  ROLLOUT_PAGE,
 } from './protocol.js';
-import { cveReport, hostState, rolloutReport, type Blocker } from './reports.js';
+import { BOUNDS, cveReport, distributionOf, hostState, percentileIndex, rolloutReport, SERIES_POINTS, type Blocker, type TargetSummary } from './reports.js';
 import { ACTIVE, failures, formatStages, holdsHost, instructionFor, parseStages, RolloutRefusal, transition, type AdminAction, type RolloutCore, type RolloutEvent, type RolloutStatus, type StageSpec, type Target, type TargetCounts, type TargetState } from './rollout.js';
 
 export interface Caller {
@@ -372,6 +373,9 @@ export class Fleet {
     if (active) rolloutIds.add(active.id);
     let changed = false;
     let moved = false;
+    // the host's assignment as a step written at once left it (undefined: read it again)
+    let settledAssignment: CheckinReply['assignment'] | undefined;
+    let underLocks = false;
     for (const rid of [...rolloutIds].sort()) {
       // Without a lock first: this host's target only. Host events touch only their own target (a failure that
       // halts the rollout is a change of it too), so events that change nothing here change nothing at all, and
@@ -389,30 +393,75 @@ export class Fleet {
       const bundle = await this.bundleMeta(r.bundle_id);
       const events = hostEvents(caller.id, rid, bundle, req, now);
       let core = coreOf(r);
-      let mine = [toTarget(row)];
+      const before = toTarget(row);
+      let mine = [before];
       let moves = false;
       let fails = false;
+      const lines: string[] = [];
       for (const e of events) {
         const step = transition(core, mine, e);
         if (step.changed.length || step.log.length || step.rollout.status !== core.status) moves = true;
         if (step.changed.some((c) => c.failure !== null && mine[0]!.failure === null)) fails = true;
         core = step.rollout;
         mine = step.changed.length ? step.changed : mine;
+        lines.push(...step.log);
       }
       // the host's transition to this patch, kept with the target for the rollout's report
       const lt = f.lastTransition;
-      if (lt && lt.patch === bundle.name && row.transition_at !== lt.at) {
-        await this.db.updateTable('rollout_targets').set({ transition_sec: lt.seconds, transition_at: lt.at, transition_blockers: JSON.stringify(lt.blockers) }).where('rollout_id', '=', rid).where('host_id', '=', caller.id).execute();
+      const transitionNow = lt && lt.patch === bundle.name && row.transition_at !== lt.at ? lt : null;
+      if (moves) moved = true;
+      if (moves && this.d.dialect === 'postgres' && !fails && core.status === r.status && holdsHost(core.status, before) === holdsHost(core.status, mine[0]!)) {
+        // one statement: the target moved only if it is still as read, its transition and the log written with it
+        const step = await this.hostStepAtOnce(rid, before, mine[0]!, lines, transitionNow, now);
+        if (step.written) {
+          if (step.lastOpen) changed = true;
+          if (active && active.id === rid) settledAssignment = assignmentOf({ ...r, state: mine[0]!.state });
+          continue;
+        }
+      }
+      if (transitionNow) {
+        await this.db.updateTable('rollout_targets').set({ transition_sec: transitionNow.seconds, transition_at: transitionNow.at, transition_blockers: JSON.stringify(transitionNow.blockers) }).where('rollout_id', '=', rid).where('host_id', '=', caller.id).execute();
       }
       if (!moves) continue;
-      moved = true;
+      underLocks = true;
       if (await this.onHost(rid, caller.id, events, fails)) changed = true;
     }
     // the ticker does the rest (new candidates, silent hosts); a rollout a check-in can move is ticked now
     if (changed) await this.tick();
-    // nothing moved: the assignment is what the row read above says
-    const assignment = moved ? await this.assignment(caller.id) : active ? assignmentOf(active) : null;
+    // nothing moved: the assignment is what the row read above says; a step written at once: what it wrote
+    const assignment = !moved ? (active ? assignmentOf(active) : null) : settledAssignment !== undefined && !underLocks && !changed ? settledAssignment : await this.assignment(caller.id);
     return { hostId: caller.id, assignment, nextCheckinSec: this.checkinSec };
+  }
+
+  /**
+   * A host's own step on its target (PostgreSQL), written in one statement instead of a transaction of five:
+   * it holds the rollout row FOR KEY SHARE for the statement (as onHostOnce does: full ticks, halts and admin
+   * actions wait for it; its lock is taken before the target is read, in the statement's one-time filter), and
+   * writes the target only if it is still what the check-in read (state, failure, applied time), with the
+   * host's transition and the step's log lines. Only for a step that records no failure, keeps the rollout's
+   * status and neither takes nor lets go of the host (rollout.ts holdsHost): what a host's results and
+   * reports do in a soak. `written` false: the target was not as read (or the rollout is gone); nothing was
+   * written, and the caller runs the step under the locks. `lastOpen`: the step settled the last target of
+   * the rollout that was open (a tick may move it now).
+   */
+  private async hostStepAtOnce(rid: string, was: Target, t: Target, lines: string[], tr: NonNullable<HostFacts['lastTransition']> | null, now: number): Promise<{ written: boolean; lastOpen: boolean }> {
+    const settles = t.state !== 'assigned' && t.state !== 'applied';
+    const r = await sql<{ n: number; last_open: boolean | null }>`
+      with held as (select id from rollouts where id = ${rid} for key share),
+      moved as (
+        update rollout_targets set
+          state = ${t.state}, failure = ${t.failure}, applied_at = ${t.appliedAt},
+          healthy_at = ${t.state === 'healthy' ? sql`coalesce(healthy_at, ${now}::bigint)` : sql`healthy_at`},
+          failed_at = ${t.failure !== null ? sql`coalesce(failed_at, ${now}::bigint)` : sql`failed_at`}
+          ${tr ? sql`, transition_sec = ${tr.seconds}, transition_at = ${tr.at}::bigint, transition_blockers = ${JSON.stringify(tr.blockers)}` : sql``}
+        where rollout_id = ${rid} and host_id = ${t.hostId} and exists (select 1 from held)
+          and state = ${was.state} and failure is not distinct from ${was.failure}::text and applied_at is not distinct from ${was.appliedAt}::bigint
+        returning host_id),
+      logged as (insert into rollout_events (rollout_id, at, text) select ${rid}, ${now}::bigint, u.x from moved, unnest(${lines}::text[]) with ordinality as u(x, n) order by u.n)
+      select (select count(*) from moved)::int as n,
+        ${settles ? sql`not exists (select 1 from rollout_targets where rollout_id = ${rid} and state in ('assigned', 'applied') and host_id <> ${t.hostId})` : sql`null`} as last_open`.execute(this.db);
+    const row = r.rows[0]!;
+    return { written: Number(row.n) === 1, lastOpen: Number(row.n) === 1 && row.last_open === true };
   }
 
   private async assignment(hostId: string): Promise<CheckinReply['assignment']> {
@@ -731,21 +780,33 @@ export class Fleet {
   async listRollouts(): Promise<RolloutInfo[]> {
     const rows = await this.db.selectFrom('rollouts').selectAll().orderBy('created_at').orderBy('id').execute();
     const out: RolloutInfo[] = [];
-    for (const r of rows) out.push(await this.rolloutInfo(r, false));
+    for (const r of rows) out.push(this.rolloutInfo(r, await this.countByState(r.id)));
     return out;
   }
 
-  async showRollout(id: string): Promise<RolloutShow> {
+  /**
+   * A rollout with its report and one page of its targets (in the order they were assigned) and of its log
+   * (page 1: the newest lines; each page in time order). The report's sums are made by the database: a
+   * rollout of 10,000 hosts is never loaded whole.
+   */
+  async showRollout(id: string, page: Partial<RolloutPage> = {}): Promise<RolloutShow> {
+    const per = page.per ?? ROLLOUT_PAGE;
+    const tp = page.targets ?? 1;
+    const lp = page.log ?? 1;
     const r = await this.db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
     if (!r) throw new FleetError('not-found', `rollout ${id} does not exist`, { type: 'rollout', id });
-    const targets = (
-      await this.db
-        .selectFrom('rollout_targets')
-        .innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id')
-        .select(['rollout_targets.host_id', 'hosts.name', 'rollout_targets.state', 'rollout_targets.failure', 'rollout_targets.assigned_at', 'rollout_targets.applied_at', 'rollout_targets.healthy_at', 'rollout_targets.failed_at', 'rollout_targets.transition_sec', 'rollout_targets.transition_blockers'])
-        .where('rollout_targets.rollout_id', '=', id)
-        .execute()
-    ).map((t) => ({ ...t, transition: t.transition_sec === null ? null : { seconds: Number(t.transition_sec), blockers: JSON.parse(t.transition_blockers ?? '[]') as Blocker[] } }));
+    const counts = await this.countByState(id);
+    const targets = await this.db
+      .selectFrom('rollout_targets')
+      .select(['host_id', 'stage', 'state', 'failure', 'assigned_at', 'applied_at'])
+      .where('rollout_id', '=', id)
+      .orderBy('assigned_at')
+      .orderBy('host_id')
+      .limit(per)
+      .offset((tp - 1) * per)
+      .execute();
+    const logCount = Number((await this.db.selectFrom('rollout_events').select((eb) => eb.fn.countAll<number>().as('n')).where('rollout_id', '=', id).executeTakeFirstOrThrow()).n);
+    const log = (await this.db.selectFrom('rollout_events').select(['at', 'text']).where('rollout_id', '=', id).orderBy('id', 'desc').limit(per).offset((lp - 1) * per).execute()).reverse();
     const pinned = await this.db
       .selectFrom('host_pins')
       .innerJoin('hosts', 'hosts.id', 'host_pins.host_id')
@@ -755,12 +816,90 @@ export class Fleet {
       .where('host_pins.patch', '!=', r.name)
       .orderBy('hosts.id')
       .execute();
-    return { ...(await this.rolloutInfo(r, true)), report: rolloutReport(targets, pinned) };
+    return {
+      ...this.rolloutInfo(r, counts),
+      targets: targets.map((t) => ({ hostId: t.host_id, stage: t.stage, state: t.state, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at })),
+      log: log.map((e) => ({ at: e.at, text: e.text })),
+      pages: { per, targets: { page: tp, count: counts.total }, log: { page: lp, count: logCount } },
+      report: rolloutReport(await this.summarize(id, counts.byState), pinned),
+    };
   }
 
-  private async rolloutInfo(r: RolloutTable, full: boolean): Promise<RolloutInfo> {
-    const targets = await this.db.selectFrom('rollout_targets').selectAll().where('rollout_id', '=', r.id).orderBy('assigned_at').orderBy('host_id').execute();
-    const info: RolloutInfo = {
+  /** A rollout's targets counted by state, in all, and those with a failure recorded. */
+  private async countByState(id: string): Promise<{ byState: Record<string, number>; total: number; failures: number }> {
+    const rows = await this.db
+      .selectFrom('rollout_targets')
+      .select(['state', (eb) => eb.fn.countAll<number>().as('n'), (eb) => eb.fn.count<number>('failure').as('failed')])
+      .where('rollout_id', '=', id)
+      .groupBy('state')
+      .orderBy('state')
+      .execute();
+    return { byState: Object.fromEntries(rows.map((x) => [x.state, Number(x.n)])), total: rows.reduce((a, x) => a + Number(x.n), 0), failures: rows.reduce((a, x) => a + Number(x.failed), 0) };
+  }
+
+  /** What the report needs of a rollout's targets, summed up by the database (reports.ts TargetSummary). */
+  private async summarize(id: string, byState: Record<string, number>): Promise<TargetSummary> {
+    const failures = await this.db
+      .selectFrom('rollout_targets')
+      .innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id')
+      .select(['rollout_targets.host_id', 'hosts.name', 'rollout_targets.failure', 'rollout_targets.failed_at'])
+      .where('rollout_targets.rollout_id', '=', id)
+      .where('rollout_targets.failure', 'is not', null)
+      .orderBy('rollout_targets.failed_at')
+      .orderBy('rollout_targets.host_id')
+      .execute();
+    // transition times: how many, the largest, how many at or below each bound, and the two percentile ranks
+    const timed = this.db.selectFrom('rollout_targets').where('rollout_id', '=', id).where('transition_sec', 'is not', null);
+    const t = (await timed
+      .select((eb) => [
+        eb.fn.count<number>('transition_sec').as('n'),
+        eb.fn.max('transition_sec').as('max'),
+        ...BOUNDS.map((b, i) => eb.fn.sum<number>(sql<number>`case when transition_sec <= ${b} then 1 else 0 end`).as(`le${i}`)),
+      ])
+      .executeTakeFirstOrThrow()) as unknown as Record<string, number | string | null>;
+    const n = Number(t.n);
+    const rank = async (p: number) => (n ? Number((await timed.select('transition_sec').orderBy('transition_sec').limit(1).offset(percentileIndex(n, p)).executeTakeFirstOrThrow()).transition_sec) : null);
+    const transitions = distributionOf({ count: n, max: t.max === null ? null : Number(t.max), p50: await rank(50), p90: await rank(90), atOrBelow: BOUNDS.map((_, i) => Number(t[`le${i}`] ?? 0)) });
+    const blocked = (
+      await this.db
+        .selectFrom('rollout_targets')
+        .innerJoin('hosts', 'hosts.id', 'rollout_targets.host_id')
+        .select(['hosts.name', 'rollout_targets.transition_blockers'])
+        .where('rollout_targets.rollout_id', '=', id)
+        .where('rollout_targets.transition_blockers', 'is not', null)
+        .where('rollout_targets.transition_blockers', '!=', '[]')
+        .execute()
+    ).map((x) => ({ name: x.name, blockers: JSON.parse(x.transition_blockers!) as Blocker[] }));
+    return { byState, failures: failures.map((f) => ({ hostId: f.host_id, name: f.name, reason: f.failure!, at: f.failed_at })), transitions, blocked, changes: await this.changes(id) };
+  }
+
+  /**
+   * How many of a rollout's targets were assigned, applied, healthy, failed at each time, summed by the
+   * database; more than SERIES_POINTS times are summed into that many equal spans (each at its last time).
+   */
+  private async changes(id: string): Promise<TargetSummary['changes']> {
+    const points = sql`(select assigned_at as at, 'assigned' as k from rollout_targets where rollout_id = ${id}
+      union all select applied_at, 'applied' from rollout_targets where rollout_id = ${id} and applied_at is not null
+      union all select healthy_at, 'healthy' from rollout_targets where rollout_id = ${id} and healthy_at is not null
+      union all select failed_at, 'failed' from rollout_targets where rollout_id = ${id} and failed_at is not null) as points`;
+    const span = (await sql<{ lo: number | null; hi: number | null; times: number }>`select min(at) as lo, max(at) as hi, count(distinct at) as times from ${points}`.execute(this.db)).rows[0]!;
+    if (span.lo === null || span.hi === null) return [];
+    const lo = Number(span.lo);
+    const width = Number(span.times) <= SERIES_POINTS ? 1 : Math.ceil((Number(span.hi) - lo + 1) / SERIES_POINTS);
+    const rows = (await sql<{ b: number; at: number; k: string; n: number }>`select b, max(at) as at, k, count(*) as n from (select cast((at - ${lo}) / ${width} as integer) as b, at, k from ${points}) as spans group by b, k`.execute(this.db)).rows;
+    const by = new Map<number, TargetSummary['changes'][number]>();
+    for (const x of rows) {
+      const b = Number(x.b);
+      const c = by.get(b) ?? { at: 0, assigned: 0, applied: 0, healthy: 0, failed: 0 };
+      c.at = Math.max(c.at, Number(x.at));
+      c[x.k as 'assigned' | 'applied' | 'healthy' | 'failed'] += Number(x.n);
+      by.set(b, c);
+    }
+    return [...by.values()].sort((a, b) => a.at - b.at);
+  }
+
+  private rolloutInfo(r: RolloutTable, counts: { failures: number }): RolloutInfo {
+    return {
       id: r.id,
       bundleId: r.bundle_id,
       name: r.name,
@@ -774,14 +913,16 @@ export class Fleet {
       startAt: r.start_at,
       reason: r.reason,
       createdAt: r.created_at,
-      failures: failures(targets.map((t) => ({ failure: t.failure }) as Target)),
+      failures: counts.failures,
     };
-    if (full) {
-      info.targets = targets.map((t) => ({ hostId: t.host_id, stage: t.stage, state: t.state, failure: t.failure, assignedAt: t.assigned_at, appliedAt: t.applied_at }));
-      info.log = (await this.db.selectFrom('rollout_events').select(['at', 'text']).where('rollout_id', '=', r.id).orderBy('id').execute()).map((e) => ({ at: e.at, text: e.text }));
-    }
-    return info;
   }
+}
+
+/** Which page of a rollout's targets and of its log (1: the first targets assigned; the newest lines), and how many a page. */
+export interface RolloutPage {
+  targets: number;
+  log: number;
+  per: number;
 }
 
 /** A host event turned out, under its locks, to record a failure: it runs again holding the rollout exclusively. */

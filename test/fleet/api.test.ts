@@ -5,6 +5,8 @@
  * publish, check-ins, a staged rollout to done, a canary that halts and rolls
  * back; then bad requests on every endpoint, each refused with nothing changed.
  * The dashboard's hosts page in pages of 100, and its login limit per address.
+ * A rollout of 250 hosts read in pages (API and dashboard), its report summed
+ * by the database (the same as summed here from every value).
  */
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +14,7 @@ import { migrate, type Database } from '../../src/fleet/db.js';
 import { newIdentity, signRequest, type Identity } from '../../src/fleet/protocol.js';
 import { apiOnSqlite, BOUND, call, type Clock, enrollHost, facts, makeBundles, OTHER, send, snapshot } from './helpers.js';
 import { HOSTS_PAGE, LOGIN_LIMIT } from '../../src/fleet/dashboard.js';
+import { distribution, SERIES_POINTS } from '../../src/fleet/reports.js';
 import { Sessions } from '../../src/fleet/sessions.js';
 
 const MIN = 60_000;
@@ -28,7 +31,7 @@ beforeAll(async () => {
   bundles = makeBundles();
   let migrated: string[];
   ({ d, app, clock, admin, migrated } = await apiOnSqlite('suture-fleet-db-'));
-  expect(migrated).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard', '0004-stage-size']);
+  expect(migrated).toEqual(['0001-fleet', '0002-reports-pins', '0003-dashboard', '0004-stage-size', '0005-rollout-pages']);
   expect(await migrate(d)).toEqual([]); // a second migration does nothing
 });
 afterAll(async () => {
@@ -309,6 +312,82 @@ describe('dashboard: the hosts page pages; logins are limited per address', () =
       expect(r.statusCode, bad).toBe(400);
       expect(r.body).toContain(`page ${bad} is not a page number`);
     }
+  });
+
+  it('a rollout of the 250 hosts: its hosts and its log in pages (API, dashboard), its report summed by the database', async () => {
+    const adminCall = (url: string) => call(a.app, a.clock, a.admin, 'GET', url);
+    expect((await call(a.app, a.clock, a.admin, 'POST', '/v1/admin/bundles?channel=stable', makeBundles().bound)).status).toBe(200);
+    const keys = new Map<string, Identity>();
+    // 250 more hosts that check in (those above never did: no kernel build, no rollout for them)
+    for (let i = 0; i < 250; i++) {
+      const h = await enrollHost(a.app, a.clock, a.admin, `q-${String(i).padStart(3, '0')}`);
+      keys.set(h.hostId, h);
+      expect((await call(a.app, a.clock, h, 'POST', '/v1/checkin', { facts: facts(BOUND), results: [] })).status).toBe(200);
+    }
+    const created = await call(a.app, a.clock, a.admin, 'POST', '/v1/admin/rollouts', { name: 'fake_bound', channel: 'stable', stages: '100%', soakSec: 0, maxFailures: 1, delaySec: 0 });
+    expect(created.status).toBe(200);
+    const rid = created.json.id as string;
+    // every host applies it at its own millisecond, with its own transition time: 251 times, more than a series' points
+    const seconds: number[] = [];
+    let i = 0;
+    for (const [hostId, h] of keys) {
+      a.clock.advance(1);
+      const sec = (++i) * 0.01;
+      seconds.push(sec);
+      const f = facts(BOUND, { loaded: [{ name: 'fake_bound', sha256: null }], installed: [{ name: 'fake_bound', sha256: null }], lastTransition: { patch: 'fake_bound', seconds: sec, at: a.clock.now(), blockers: [] } });
+      const r = await call(a.app, a.clock, h, 'POST', '/v1/checkin', { facts: f, results: [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }] });
+      expect(r.status, hostId).toBe(200);
+    }
+    const s = (await adminCall(`/v1/admin/rollouts/${rid}`)).json;
+    expect(s.status).toBe('done');
+    expect(s.pages).toEqual({ per: 100, targets: { page: 1, count: 250 }, log: { page: 1, count: 3 + 250 + 250 + 1 } });
+    expect(s.targets).toHaveLength(100);
+    expect(s.log).toHaveLength(100);
+    expect(s.log.at(-1).text).toBe('done: 250 hosts healthy');
+    // all assigned by one tick: in the order of their ids
+    const order = [...keys.keys()].sort();
+    expect(s.targets.map((t: { hostId: string }) => t.hostId)).toEqual(order.slice(0, 100));
+    expect((await adminCall(`/v1/admin/rollouts/${rid}?targets=3`)).json.targets.map((t: { hostId: string }) => t.hostId)).toEqual(order.slice(200));
+    expect((await adminCall(`/v1/admin/rollouts/${rid}?targets=4`)).json.targets).toEqual([]);
+    // the log's second page of 5: the 5 lines before the newest 5, in time order
+    const newest10 = (await adminCall(`/v1/admin/rollouts/${rid}?per=10`)).json.log;
+    expect((await adminCall(`/v1/admin/rollouts/${rid}?log=2&per=5`)).json.log).toEqual(newest10.slice(0, 5));
+    const oldest = (await adminCall(`/v1/admin/rollouts/${rid}?log=101&per=5`)).json.log.map((l: { text: string }) => l.text);
+    expect(oldest).toHaveLength(4);
+    expect(oldest[0]).toMatch(/^created by /);
+    expect(oldest[1]).toBe('started');
+    // the report: counts, the transition times summed in SQL are what every value gives, the series at most SERIES_POINTS
+    const rep = s.report;
+    expect(rep.byState).toEqual({ healthy: 250 });
+    expect(rep.transitions).toEqual(distribution(seconds));
+    expect(rep.transitions.p50).toBe(seconds[124]);
+    expect(rep.series.length).toBeLessThanOrEqual(SERIES_POINTS);
+    expect(rep.series.length).toBeGreaterThan(SERIES_POINTS / 2);
+    // 251 times in 200 spans of 2 ms: the first holds the hand-out and the first host's result
+    expect(rep.series[0]).toMatchObject({ assigned: 250, applied: 1, healthy: 1, failed: 0 });
+    expect(rep.series.at(-1)).toMatchObject({ assigned: 250, applied: 250, healthy: 250, failed: 0 });
+    for (let k = 1; k < rep.series.length; k++) {
+      expect(rep.series[k].at).toBeGreaterThan(rep.series[k - 1].at);
+      expect(rep.series[k].healthy).toBeGreaterThanOrEqual(rep.series[k - 1].healthy);
+    }
+    // bad pages: refused at the edge
+    for (const q of ['per=0', 'per=1001', 'targets=0', 'log=x', 'page=1']) expect((await adminCall(`/v1/admin/rollouts/${rid}?${q}`)).status, q).toBe(400);
+    // the dashboard's page: 100 hosts and 100 log lines a page, with links
+    const hostRows = (body: string) => [...body.matchAll(/<tr><td>(h-[0-9a-f]+)<\/td><td>1<\/td>/g)].map((m) => m[1]);
+    const d1 = await get(`/dashboard/rollouts/${rid}`);
+    expect(d1.statusCode).toBe(200);
+    expect(d1.body).toContain('Hosts (250)');
+    expect(d1.body).toContain('In the order they were assigned: 1–100 of 250, page 1 of 3.');
+    expect(d1.body).toContain(`<a href="/dashboard/rollouts/${rid}?targets=2&amp;log=1#hosts" rel="next">Next</a>`);
+    expect(d1.body).toContain(`<a href="/dashboard/rollouts/${rid}?targets=1&amp;log=2#log" rel="next">Next</a>`);
+    expect(hostRows(d1.body)).toEqual(order.slice(0, 100));
+    expect(d1.body).toContain('done: 250 hosts healthy');
+    const d3 = await get(`/dashboard/rollouts/${rid}?targets=3&log=6`);
+    expect(hostRows(d3.body)).toEqual(order.slice(200));
+    expect(d3.body).toContain('started\n');
+    expect(d3.body).not.toContain('done: 250 hosts healthy');
+    expect((await get(`/dashboard/rollouts/${rid}?targets=4`)).statusCode).toBe(404);
+    expect((await get(`/dashboard/rollouts/${rid}?log=0`)).statusCode).toBe(400);
   });
 
   it(`${LOGIN_LIMIT} logins a minute per address: the next is refused (429, even with the right password), another address is not`, async () => {

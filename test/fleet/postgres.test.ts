@@ -190,20 +190,21 @@ describe('two server processes on one PostgreSQL', () => {
     const adminId = readIdentityFile(join(dir, 'server', 'admin.key'));
     const admin = new FleetClient(servers[0]!.base, adminId);
     const hosts: FleetClient[] = [];
-    for (const name of ['locks-a', 'locks-b']) {
+    const hostIds: string[] = [];
+    for (const name of ['locks-a', 'locks-b', 'locks-c']) {
       const tok = (await admin.request('POST', '/v1/admin/enroll-tokens', { expiresSec: 600 })) as { token: string };
       const id = newIdentity();
       const host = new FleetClient(servers[1]!.base, id);
-      await host.request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name, channel: 'testing' });
+      hostIds.push(((await host.request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name, channel: 'testing' })) as { hostId: string }).hostId);
       await host.request('POST', '/v1/checkin', { facts: facts(OTHER), results: [] });
       hosts.push(host);
     }
     await admin.request('POST', '/v1/admin/bundles?channel=testing', makeBundles().rebuild);
     // a long soak: an applied result leaves its target unsettled (a settled last target would tick at once, and wait)
-    const { id: rid } = (await admin.request('POST', '/v1/admin/rollouts', { name: 'fake_rebuild', channel: 'testing', stages: '2', soakSec: 600, maxFailures: 1, delaySec: 0 })) as { id: string };
+    const { id: rid } = (await admin.request('POST', '/v1/admin/rollouts', { name: 'fake_rebuild', channel: 'testing', stages: '3', soakSec: 600, maxFailures: 1, delaySec: 0 })) as { id: string };
     const states = async () => (await d.db.selectFrom('rollout_targets').select('state').where('rollout_id', '=', rid).execute()).map((t) => t.state).sort();
-    for (let i = 0; i < 100 && (await states()).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(await states()).toEqual(['assigned', 'assigned']);
+    for (let i = 0; i < 100 && (await states()).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await states()).toEqual(['assigned', 'assigned', 'assigned']);
     const applied = { facts: facts(OTHER, { loaded: [{ name: 'fake_rebuild', sha256: null }], installed: [{ name: 'fake_rebuild', sha256: null }] }), results: [{ rolloutId: rid, action: 'install', outcome: 'applied', reason: null }] };
     /** Hold the rollout's row in one mode while `during` runs; then let go. */
     const holding = (mode: 'forNoKeyUpdate' | 'forUpdate', during: () => Promise<void>) =>
@@ -216,7 +217,7 @@ describe('two server processes on one PostgreSQL', () => {
       const t0 = performance.now();
       await hosts[0]!.request('POST', '/v1/checkin', applied);
       expect(performance.now() - t0).toBeLessThan(1500);
-      expect(await states()).toEqual(['applied', 'assigned']);
+      expect(await states()).toEqual(['applied', 'assigned', 'assigned']);
     });
     // an exclusive lock: the second host's waits until it is let go
     let done = false;
@@ -225,9 +226,20 @@ describe('two server processes on one PostgreSQL', () => {
       reply = hosts[1]!.request('POST', '/v1/checkin', applied).then(() => (done = true));
       await new Promise((r) => setTimeout(r, 1500));
       expect(done).toBe(false);
-      expect(await states()).toEqual(['applied', 'assigned']);
+      expect(await states()).toEqual(['applied', 'assigned', 'assigned']);
     });
     await reply;
-    expect(await states()).toEqual(['applied', 'applied']);
+    expect(await states()).toEqual(['applied', 'applied', 'assigned']);
+    // A host's result read its target before a change that holds the rollout exclusively (here: the third host's
+    // target cancelled, as an abort does) and is written after it: it finds the target changed and writes
+    // nothing over it (it runs again under the locks, where 'applied' does not apply to a cancelled target).
+    await d.db.transaction().execute(async (tx) => {
+      await tx.selectFrom('rollouts').select('id').where('id', '=', rid).forUpdate().execute();
+      reply = hosts[2]!.request('POST', '/v1/checkin', applied);
+      await new Promise((r) => setTimeout(r, 1000));
+      await tx.updateTable('rollout_targets').set({ state: 'cancelled' }).where('rollout_id', '=', rid).where('host_id', '=', hostIds[2]!).execute();
+    });
+    expect(((await reply) as CheckinReply).assignment).toBeNull();
+    expect(await states()).toEqual(['applied', 'applied', 'cancelled']);
   }, 120_000);
 });
