@@ -132,7 +132,8 @@ export function buildApp(fleet: Fleet, o: AppOptions = {}): FastifyInstance {
       const k = (req.body as { publicKey?: unknown } | undefined)?.publicKey;
       if (PublicKeySchema.safeParse(k).success) enrollKey = k as string;
     }
-    req.caller = await fleet.authenticate(req.headers, req.method, req.url, req.rawBody, auth, enrollKey);
+    // a check-in records its nonce itself, in its first statement (service.ts checkin)
+    req.caller = await fleet.authenticate(req.headers, req.method, req.url, req.rawBody, auth, enrollKey, { deferNonce: req.routeOptions.url === '/v1/checkin' });
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {

@@ -62,6 +62,11 @@ export interface Caller {
   keyId: string;
   /** The caller's clock when it signed the request (ms). */
   time?: number;
+  /**
+   * The request's nonce, not recorded yet (authenticate's `deferNonce`, PostgreSQL): the operation records it in
+   * its own first statement and refuses the request, having changed nothing, if it was used already.
+   */
+  pendingNonce?: { nonce: string; expiresAt: number };
 }
 
 export interface FleetOptions {
@@ -109,7 +114,7 @@ export class Fleet {
    * public key an enrolment request carries (the one request signed by a key
    * the server does not know yet).
    */
-  async authenticate(headers: Record<string, string | string[] | undefined>, method: string, url: string, body: Buffer, want: 'admin' | 'host' | 'any' | 'enroll', enrollKey?: string): Promise<Caller> {
+  async authenticate(headers: Record<string, string | string[] | undefined>, method: string, url: string, body: Buffer, want: 'admin' | 'host' | 'any' | 'enroll', enrollKey?: string, o: { deferNonce?: boolean } = {}): Promise<Caller> {
     const s = readSignedHeaders(headers);
     if (typeof s === 'string') throw new FleetError('unauthenticated', `the request has no valid ${s} header: every request is signed (see protocol.ts)`, { type: 'request', id: `${method} ${url}` });
     const now = this.now();
@@ -130,12 +135,14 @@ export class Fleet {
     }
     if (!verifyRequest(publicKey, s, method, url, body)) throw new FleetError('unauthenticated', `the signature of key ${s.keyId} does not match this request (method, path, body, time or nonce changed, or another key signed it)`, { type: 'key', id: s.keyId });
     if (want !== 'enroll' && want !== 'any' && caller.role !== want) throw new FleetError('forbidden', `${caller.role} ${caller.id} may not call ${method} ${url.split('?')[0]} (${want}s only)`, { type: caller.role, id: caller.id });
+    // a check-in on PostgreSQL records its nonce in its own first statement (one round trip less)
+    if (o.deferNonce && this.d.dialect === 'postgres') return { ...caller, pendingNonce: { nonce: s.nonce, expiresAt: s.time + WINDOW_MS } };
     const r = await this.db
       .insertInto('nonces')
       .values({ key_id: s.keyId, nonce: s.nonce, expires_at: s.time + WINDOW_MS })
       .onConflict((oc) => oc.columns(['key_id', 'nonce']).doNothing())
       .executeTakeFirst();
-    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw new FleetError('unauthenticated', `nonce ${s.nonce} of key ${s.keyId} was used already: a replayed request`, { type: 'key', id: s.keyId });
+    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw replayed(s.keyId, s.nonce);
     return caller;
   }
 
@@ -224,10 +231,17 @@ export class Fleet {
     return rows.map((r) => this.bundleInfo(r));
   }
 
+  private readonly bundleBytes = new Map<string, { data: Buffer; build_id: string }>();
   /** A bundle's bytes. A host gets only bundles for its own kernel build. */
   async bundleData(caller: Caller, id: string): Promise<Buffer> {
-    const b = await this.db.selectFrom('bundles').select(['data', 'build_id']).where('id', '=', id).executeTakeFirst();
+    const b = this.bundleBytes.get(id) ?? (await this.db.selectFrom('bundles').select(['data', 'build_id']).where('id', '=', id).executeTakeFirst());
     if (!b) throw new FleetError('not-found', `bundle ${id} is not published here`, { type: 'bundle', id });
+    // a bundle's row never changes (its id is its bytes' sha256): the last 8 read of at most 16 MiB each are kept, so
+    // a stage's downloads cost no read of them
+    if (!this.bundleBytes.has(id) && b.data.length <= 16 * 2 ** 20) {
+      if (this.bundleBytes.size >= 8) this.bundleBytes.delete(this.bundleBytes.keys().next().value!);
+      this.bundleBytes.set(id, b);
+    }
     if (caller.role === 'host') {
       const h = await this.db.selectFrom('hosts').select('build_id').where('id', '=', caller.id).executeTakeFirstOrThrow();
       if (h.build_id !== b.build_id) throw new FleetError('forbidden', `bundle ${id} is for kernel build ${b.build_id}; host ${caller.id} runs ${h.build_id ?? 'an unreported build'}`, { type: 'bundle', id });
@@ -363,8 +377,23 @@ export class Fleet {
         .where('host_active.host_id', '=', caller.id);
     let active;
     if (this.d.dialect === 'postgres') {
-      // one round trip: the facts written by a data-modifying WITH (PostgreSQL runs it whatever the SELECT returns)
-      active = await activeOf(this.db.with('facts_written', (q) => update(q as unknown as Database['db']).returning('hosts.id')) as unknown as QueryCreator<DB>).executeTakeFirst();
+      // One round trip: the request's nonce recorded (when authenticate left it to this), the facts written only if it
+      // was new (data-modifying WITHs, which PostgreSQL runs whatever the SELECT returns), and the host's rollout read.
+      const pending = caller.pendingNonce;
+      const kept = (q: QueryCreator<DB>) =>
+        pending
+          ? q.insertInto('nonces').values({ key_id: caller.keyId, nonce: pending.nonce, expires_at: pending.expiresAt }).onConflict((oc) => oc.columns(['key_id', 'nonce']).doNothing()).returning('nonce')
+          : q.selectNoFrom(sql<string>`null`.as('nonce'));
+      const row = (await this.db
+        .with('kept', kept)
+        .with('facts_written', (q) => update(q as unknown as Database['db']).where((eb) => eb.exists((eb as unknown as QueryCreator<DB & { kept: { nonce: string } }>).selectFrom('kept').select('kept.nonce'))).returning('hosts.id'))
+        .selectFrom(sql<{ one: number }>`(select 1 as one)`.as('one'))
+        .leftJoin(activeOf(this.db as unknown as QueryCreator<DB>).as('a'), (j) => j.onTrue())
+        .selectAll('a')
+        .select(sql<number>`(select count(*) from kept)`.as('fresh'))
+        .executeTakeFirstOrThrow()) as Awaited<ReturnType<ReturnType<typeof activeOf>['executeTakeFirstOrThrow']>> & { fresh: number | string };
+      if (pending && Number(row.fresh) !== 1) throw replayed(caller.keyId, pending.nonce);
+      active = row.id === null ? undefined : row;
     } else {
       await update(this.db).execute();
       active = await activeOf(this.db).executeTakeFirst();
@@ -923,6 +952,10 @@ export interface RolloutPage {
   targets: number;
   log: number;
   per: number;
+}
+
+function replayed(keyId: string, nonce: string): FleetError {
+  return new FleetError('unauthenticated', `nonce ${nonce} of key ${keyId} was used already: a replayed request`, { type: 'key', id: keyId });
 }
 
 /** A host event turned out, under its locks, to record a failure: it runs again holding the rollout exclusively. */

@@ -12,7 +12,9 @@
  * again: the hand-out goes on where it stopped, the stage is not started
  * again, no host is taken twice, and the rollout ends only with all 24.
  * A host's result is not held up by a hand-out holding the rollout's row
- * (FOR NO KEY UPDATE), and is by an admin action or a halt (FOR UPDATE).
+ * (FOR NO KEY UPDATE), and is by an admin action or a halt (FOR UPDATE); one
+ * that read its target before such a change does not write over it. A replayed
+ * check-in is refused by either server with nothing written.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -21,7 +23,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetClient, readIdentityFile } from '../../src/fleet/client.js';
 import { openDatabase, type Database } from '../../src/fleet/db.js';
-import { newIdentity, type CheckinReply } from '../../src/fleet/protocol.js';
+import { newIdentity, signRequest, type CheckinReply } from '../../src/fleet/protocol.js';
 import { BOUND, facts, listening, makeBundles, OTHER } from './helpers.js';
 import { startPostgres, type PgCluster } from './pg-cluster.js';
 
@@ -242,4 +244,27 @@ describe('two server processes on one PostgreSQL', () => {
     expect(((await reply) as CheckinReply).assignment).toBeNull();
     expect(await states()).toEqual(['applied', 'applied', 'cancelled']);
   }, 120_000);
+
+  it('a replayed check-in is refused by either server, having written nothing (its nonce is recorded in the check-in\'s own statement)', async () => {
+    const admin = new FleetClient(servers[0]!.base, readIdentityFile(join(dir, 'server', 'admin.key')));
+    const tok = (await admin.request('POST', '/v1/admin/enroll-tokens', { expiresSec: 600 })) as { token: string };
+    const id = newIdentity();
+    const { hostId } = (await new FleetClient(servers[0]!.base, id).request('POST', '/v1/enroll', { token: tok.token, publicKey: id.publicKey, name: 'replayed', channel: 'replay' })) as { hostId: string };
+    const signed = (uptimeSec: number) => {
+      const raw = Buffer.from(JSON.stringify({ facts: facts(OTHER, { uptimeSec }), results: [] }));
+      return { raw, headers: { ...signRequest(id, 'POST', '/v1/checkin', raw), 'content-type': 'application/json' } };
+    };
+    const send = (base: string, r: ReturnType<typeof signed>) => fetch(`${base}/v1/checkin`, { method: 'POST', headers: r.headers, body: r.raw });
+    const uptime = async () => (JSON.parse((await d.db.selectFrom('hosts').select('facts').where('id', '=', hostId).executeTakeFirstOrThrow()).facts!) as { uptimeSec: number }).uptimeSec;
+    const first = signed(111);
+    expect((await send(servers[0]!.base, first)).status).toBe(200);
+    expect((await send(servers[1]!.base, signed(222))).status).toBe(200);
+    expect(await uptime()).toBe(222);
+    for (const s of servers) {
+      const again = await send(s.base, first);
+      expect(again.status).toBe(401);
+      expect(((await again.json()) as { error: { message: string } }).error.message).toMatch(/was used already: a replayed request/);
+    }
+    expect(await uptime()).toBe(222);
+  }, 60_000);
 });
