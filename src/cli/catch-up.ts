@@ -12,7 +12,7 @@ import { catchUp, defaultCatchUpName, type CatchUpResult } from '../patchbuild/c
 import { checkModuleName } from '../patchbuild/generate.js';
 import { fixesFromSeries, fixesFromTree, seriesFiles } from '../patchbuild/catch-up/fixes.js';
 import { renderCatchUpHtml } from '../patchbuild/catch-up/report.js';
-import { suspectFixes } from '../patchbuild/catch-up/suspects.js';
+import { suspectFixes, type Suspect } from '../patchbuild/catch-up/suspects.js';
 import { treeChanges } from '../patchbuild/catch-up/tree-diff.js';
 import { readSecretKey } from '../bundle/keys.js';
 import { compareVersions } from '../util/debian-version.js';
@@ -20,7 +20,7 @@ import { SutureError } from '../util/errors.js';
 import { sutureHome } from '../util/paths.js';
 import type { Reporter } from '../util/progress.js';
 import { DISK_KMODS } from '../vm/disk.js';
-import { provePatch, type ProofResult } from '../vm/prove.js';
+import { proofEvidence, provePatch, type ProofResult } from '../vm/prove.js';
 import { outcomeErrorKind } from '../vm/outcome.js';
 import { parseMaxUnits, show } from './build-patch.js';
 import { signModuleFile } from './bundle.js';
@@ -138,14 +138,15 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
   const proof = result.module && o.prove ? await prove(meta, home, result, o, reporter) : undefined;
   const bundle = result.module && o.sign ? signModuleFile(result.module.path, o.sign, {}) : undefined;
   const totalMs = Math.round(performance.now() - t0);
-  if (o.report) writeFileSync(o.report, renderCatchUpHtml(result, proof, { totalMs, generatedAt: new Date().toISOString() }));
+  const suspects = result.module && proof && !proof.proven ? suspectFixes(result.fixes, result.module.name, proofEvidence(proof)) : [];
+  if (o.report) writeFileSync(o.report, renderCatchUpHtml(result, proof, { totalMs, generatedAt: new Date().toISOString(), suspects }));
   const exit = !result.module ? (result.fixes.some((f) => f.verdict === 'refused') ? EXIT.unsupportedChange : EXIT.noChange) : proof && !proof.proven ? proofExit(proof) : EXIT.ok;
-  const json = { ...result, proof: proof ? { ...proofJson(proof), suspects: suspectFixes(result.fixes, result.module!.name, proof.logProblems) } : o.prove ? null : 'skipped (--no-prove)', bundle: bundle ? { path: bundle.path, sha256: bundle.sha256, keyId: bundle.keyId } : undefined, report: o.report, totalMs, exitCode: exit };
+  const json = { ...result, proof: proof ? { ...proofJson(proof), suspects } : o.prove ? null : 'skipped (--no-prove)', bundle: bundle ? { path: bundle.path, sha256: bundle.sha256, keyId: bundle.keyId } : undefined, report: o.report, totalMs, exitCode: exit };
   if (o.jsonFile) writeFileSync(o.jsonFile, `${JSON.stringify(json, null, 2)}\n`);
   if (o.json) {
     printJson(json);
   } else {
-    printText(result, proof, o);
+    printText(result, proof, o, suspects);
     if (bundle) out(`signed ${show(bundle.path)} (key ${bundle.keyId}, sha256 ${bundle.sha256})`);
     if (o.report) out(`report: ${show(o.report)}`);
   }
@@ -182,10 +183,22 @@ async function prove(meta: KernelMetadata, home: string, r: CatchUpResult, o: Ca
 }
 
 function proofJson(p: ProofResult) {
-  return { proven: p.proven, reason: p.reason, transitionMs: p.transitionMs, accel: p.vm.accel, bootMs: p.vm.bootMs, totalMs: Math.round(p.vm.totalMs), steps: p.steps.map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs })), modules: p.modules, logProblems: p.logProblems };
+  return {
+    proven: p.proven,
+    reason: p.reason,
+    transitionMs: p.transitionMs,
+    accel: p.vm.accel,
+    bootMs: p.vm.bootMs,
+    totalMs: Math.round(p.vm.totalMs),
+    // A failed step's output says why (a stuck transition names its tasks and their stacks).
+    steps: p.steps.map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs, ...(s.status !== 0 ? { output: s.output } : {}) })),
+    modules: p.modules,
+    logProblems: p.logProblems,
+    logContext: p.logContext,
+  };
 }
 
-function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags): void {
+function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags, suspects: readonly Suspect[]): void {
   out(`catch-up of ${r.kernel} to ${r.what}: ${r.fixes.length} fix${r.fixes.length === 1 ? '' : 'es'}, ${r.unitsCompiled} units compiled, ${r.unitsSettled} settled by the preprocessor`);
   out('');
   out(table([['fix', 'verdict', 'title / files', 'why'], ...r.fixes.map((f) => [f.id, f.verdict, trim(f.title ?? f.label, 60), trim(f.why, 90)])]));
@@ -212,7 +225,6 @@ function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags
   if (notLoaded.length) out(`patched modules that do not load in the VM (their part waits for them on a host): ${notLoaded.map((x) => `${x.name} (${x.why})`).join(', ')}`);
   if (!o.prove) out('not proven (--no-prove)');
   else if (p) out(p.proven ? `proven in the VM: transition ${p.transitionMs === undefined ? '?' : p.transitionMs.toFixed(1)} ms, smoke workload ok, kernel log clean, disabled and unloaded` : `NOT proven: ${p.reason}`);
-  const suspects = p ? suspectFixes(r.fixes, r.module.name, p.logProblems) : [];
   if (suspects.length) {
     out('the kernel log names code these fixes carry:');
     for (const s of suspects) out(`  ${s.fix} ${trim(s.title, 70)}: ${s.functions.join(', ')}\n      ${trim(s.lines[0]!, 150)}`);

@@ -52,7 +52,11 @@ umount /tmp/smoke-tmpfs
 export function disableAndUnload(patch: string): string {
   return `p=/sys/kernel/livepatch/${patch}
 echo 0 > $p/enabled
-i=0; while [ -d $p ]; do sleep 0.2; i=$((i+1)); if [ $i -gt 600 ]; then echo "the transition to disabled did not complete in 120 s"; cat $p/transition 2>/dev/null; exit 1; fi; done
+i=0; while [ -d $p ]; do sleep 0.2; i=$((i+1)); if [ $i -gt 600 ]; then
+  echo "the transition to disabled did not complete in 120 s; the tasks still in patched code, with their stacks:"
+  for d in /proc/[0-9]*; do if [ "$(cat $d/patch_state 2>/dev/null)" = 1 ]; then echo "task \${d#/proc/} $(cat $d/comm 2>/dev/null)"; sed 's/^/    /' $d/stack 2>/dev/null; fi; done
+  exit 1
+fi; done
 rmmod ${patch}
 ! grep -q "^${patch} " /proc/modules
 echo "${patch}: disabled and unloaded"
@@ -83,9 +87,32 @@ export function parseModuleLoads(output: string): { name: string; loaded: boolea
   return out;
 }
 
+const PROBLEM = /\bBUG[: ]|\bOops\b|\bWARNING:|INFO: task .* blocked for more than|\bgeneral protection fault\b|\bKernel panic\b|\bRIP: /;
+
 /** Kernel log lines that fail a proof. */
 export function logProblems(dmesg: readonly string[]): string[] {
-  return dmesg.filter((l) => /\bBUG[: ]|\bOops\b|\bWARNING:|INFO: task .* blocked for more than|\bgeneral protection fault\b|\bKernel panic\b|\bRIP: /.test(l));
+  return dmesg.filter((l) => PROBLEM.test(l));
+}
+
+/**
+ * Each problem with what the kernel printed after it (modules linked in, registers, the call trace:
+ * the code that led there, livepatch functions included), up to its end-of-trace line or 40 lines;
+ * the first 20 problems.
+ */
+export function logContext(dmesg: readonly string[]): string[][] {
+  const out: string[][] = [];
+  for (let i = 0; i < dmesg.length && out.length < 20; i++) {
+    if (!PROBLEM.test(dmesg[i]!) || /\bRIP: /.test(dmesg[i]!)) continue;
+    const block = [dmesg[i]!];
+    let j = i + 1;
+    for (; j < dmesg.length && j < i + 40; j++) {
+      block.push(dmesg[j]!);
+      if (/---\[ end trace/.test(dmesg[j]!)) break;
+    }
+    out.push(block);
+    i = j;
+  }
+  return out;
 }
 
 export interface ProofRequest {
@@ -110,6 +137,8 @@ export interface ProofResult {
   readonly transitionMs: number | undefined;
   readonly steps: readonly { label: string; status: number | null; durationMs: number | null; output: string }[];
   readonly logProblems: readonly string[];
+  /** Each problem with the lines the kernel printed after it (logContext). */
+  readonly logContext: readonly (readonly string[])[];
   /** Each patched module (or dependency) and whether it loaded in the guest. */
   readonly modules: readonly { name: string; loaded: boolean; why?: string }[];
   readonly vm: VmResult;
@@ -150,8 +179,13 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
             ? `the kernel log shows ${problems.length} problem line${problems.length === 1 ? '' : 's'}: ${problems[0]}`
             : undefined;
     const modules = parseModuleLoads(vm.commands.find((c) => c.label === 'load the patched modules')?.output ?? '');
-    return { proven: reason === undefined, ...(reason ? { reason } : {}), transitionMs: vm.loads[0]?.kernelTransitionMs, steps, logProblems: problems, modules, vm };
+    return { proven: reason === undefined, ...(reason ? { reason } : {}), transitionMs: vm.loads[0]?.kernelTransitionMs, steps, logProblems: problems, logContext: logContext(vm.dmesg), modules, vm };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** What a failed proof shows of the code involved: the kernel log's problems with their traces, and the output of the steps that failed (a stuck transition's tasks and their stacks). */
+export function proofEvidence(p: Pick<ProofResult, 'logProblems' | 'logContext' | 'steps'>): string[] {
+  return [...p.logProblems, ...p.logContext.flat(), ...p.steps.filter((s) => s.status !== 0).flatMap((s) => s.output.split('\n'))];
 }

@@ -6,7 +6,7 @@
  * the time of each stage as a bar chart. Every text from a source tree or a
  * changelog is escaped. Pure: a result in, a string out.
  */
-import { suspectFixes } from './suspects.js';
+import type { Suspect } from './suspects.js';
 import type { ProofResult } from '../../vm/prove.js';
 import type { CatchUpResult } from './catch-up.js';
 import type { FixVerdict } from './judge.js';
@@ -31,7 +31,7 @@ function timingChart(timings: Readonly<Record<string, number>>): string {
   return `<svg role="img" aria-label="time per stage" width="640" height="${rows.length * h + 4}" xmlns="http://www.w3.org/2000/svg">${bars}</svg>`;
 }
 
-export function renderCatchUpHtml(r: CatchUpResult, proof: ProofResult | undefined, meta: { totalMs: number; generatedAt: string }): string {
+export function renderCatchUpHtml(r: CatchUpResult, proof: ProofResult | undefined, meta: { totalMs: number; generatedAt: string; suspects?: readonly Suspect[] }): string {
   const count = (v: FixVerdict) => r.fixes.filter((f) => f.verdict === v).length;
   const summary = ORDER.map((v) => `<span class="pill" style="background:${COLOUR[v]}">${esc(v)}: ${count(v)}</span>`).join(' ');
   const sections = ORDER.map((v) => {
@@ -64,8 +64,9 @@ ${rows}
     ? '<p>Not proven in a VM.</p>'
     : `<p class="${proof.proven ? 'ok' : 'bad'}">${proof.proven ? 'Proven' : `NOT proven: ${esc(proof.reason ?? '')}`} (${esc(proof.vm.accel)}, boot ${proof.vm.bootMs === null ? '?' : (proof.vm.bootMs / 1000).toFixed(1)} s, transition ${proof.transitionMs ?? '?'} ms)</p>
 <table><thead><tr><th>step</th><th>status</th><th>time</th></tr></thead><tbody>${proof.steps.map((s) => `<tr><td>${esc(s.label)}</td><td>${s.status ?? '—'}</td><td>${s.durationMs === null ? '' : `${(s.durationMs / 1000).toFixed(1)} s`}</td></tr>`).join('')}</tbody></table>
-${proof.logProblems.length ? `<pre>${proof.logProblems.map(esc).join('\n')}</pre>` : '<p>Kernel log: no BUG, Oops, WARNING or hung task.</p>'}
-${suspects(r, proof)}`;
+${proof.logProblems.length ? `<pre>${(proof.logContext.length ? proof.logContext.map((b) => b.join('\n')) : proof.logProblems).map(esc).join('\n\n')}</pre>` : '<p>Kernel log: no BUG, Oops, WARNING or hung task.</p>'}
+${proof.steps.filter((x) => x.status !== 0).map((x) => `<p class="bad">${esc(x.label)} failed:</p><pre>${esc(x.output.trim())}</pre>`).join('')}
+${suspects(meta.suspects ?? [])}`;
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>suture catch-up: ${esc(r.kernel)} to ${esc(r.what)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;width:100%;margin-bottom:1em}td,th{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top;text-align:left}.pill{color:#fff;padding:2px 8px;border-radius:10px}.refusal{margin-top:4px}.ok{color:#1a7f37}.bad{color:#cf222e}code{font-size:12px}</style></head>
@@ -82,9 +83,8 @@ ${sections}
 `;
 }
 
-/** The included fixes whose carried code the kernel log names (suspects.ts), with the option that leaves them out. */
-function suspects(r: CatchUpResult, proof: ProofResult): string {
-  const s = r.module ? suspectFixes(r.fixes, r.module.name, proof.logProblems) : [];
+/** The included fixes whose carried code a failed proof names (suspects.ts), with the option that leaves them out. */
+function suspects(s: readonly Suspect[]): string {
   if (!s.length) return '';
   return `<p class="bad">The kernel log names code these fixes carry; leave them out with ${s.map((x) => `<code>--exclude ${esc(x.fix)}</code>`).join(' ')}:</p><ul>${s.map((x) => `<li>${esc(x.fix)} ${esc(x.title)}: ${x.functions.map((f) => `<code>${esc(f)}</code>`).join(', ')}</li>`).join('')}</ul>`;
 }
