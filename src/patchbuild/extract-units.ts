@@ -155,7 +155,9 @@ function externalName(
   const { src } = syms;
   // New globals of another unit of this patch stay plain names: the module link resolves them.
   if (!local && verdicts.units.some((o) => o.diff.newData.includes(sym) || o.diff.functions.some((f) => f.status === 'new' && f.name === sym))) return sym;
-  const objects = object === 'vmlinux' ? ['vmlinux'] : [object, 'vmlinux'];
+  // A static of the unit (local in its object) lives where the unit is linked: a module's own static is
+  // never vmlinux's namesake (w83793's `reset` module parameter beside vmlinux's `reset`).
+  const objects = object === 'vmlinux' ? ['vmlinux'] : local ? [object] : [object, 'vmlinux'];
   let r: ResolvedSymbol;
   try {
     r = resolveSymbol(src, { name: sym, objects, role: 'referenced', anchors: syms.anchorsOf.get(unit)!, usedBy: unit });

@@ -120,18 +120,26 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       let replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: true, tolerateUnresolved: true, step, warn: () => undefined });
       /**
        * Refuse the included fixes `refuse` names (whole: with their rules), then redo what depends on the
-       * set of carried units (their symbols, the provenance check) for the fixes left.
+       * set of carried units (the symbols of their objects) for the fixes left. Each replaced function's
+       * resolution and provenance stand alone (its unit's anchors, its object's symbols): those of the
+       * functions left are kept, not checked again.
        */
       const leaveOut = async (refuse: (r: FixReport) => readonly FixRefusal[] | undefined, why: (refusals: readonly FixRefusal[]) => string) => {
         reports = reports.map((r) => {
           const refusals = r.verdict === 'included' ? refuse(r) : undefined;
           return refusals?.length ? { ...r, verdict: 'refused' as const, why: why(refusals), refusals } : r;
         });
-        verdicts = restrict(judged.verdicts, unitsOf(included()));
-        functions = allFunctions.filter((f) => unitsOf(included()).has(f.unit));
-        if (included().length) {
-          syms = await patchSymbols(meta, verdicts, step);
-          replaced = await checkReplaced(meta, verdicts, functions, syms, btf, { skipProvenance: false, step, warn });
+        const kept = unitsOf(included());
+        verdicts = restrict(judged.verdicts, kept);
+        functions = allFunctions.filter((f) => kept.has(f.unit));
+        if (!included().length) return;
+        syms = await patchSymbols(meta, verdicts, step);
+        const left = new Set(functions.map((f) => `${f.object}\0${f.name}`));
+        replaced = { functions: replaced.functions.filter((f) => kept.has(f.unit)), provenance: replaced.provenance.filter((p) => left.has(`${p.object}\0${p.function}`)) };
+        const still = replaced.provenance.filter((p) => p.verdict === 'differs' || p.verdict === 'unresolved');
+        if (still.length) {
+          // A unit of an included fix keeps a function the kernel does not reproduce: fixes sharing a unit are entangled, so this is a bug.
+          throw new SutureError('internal', `after leaving fixes out, included fixes still replace ${still.map((p) => `${p.object}: ${p.function} (${p.verdict})`).join(', ')}`);
         }
       };
       // The orig build must reproduce the shipped bytes; a fix whose functions do not is left out (refused), the rest go on.
