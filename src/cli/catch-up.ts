@@ -195,6 +195,7 @@ function proofJson(p: ProofResult) {
     modules: p.modules,
     logProblems: p.logProblems,
     logContext: p.logContext,
+    baseline: p.baseline,
   };
 }
 
@@ -225,6 +226,8 @@ function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags
   if (notLoaded.length) out(`patched modules that do not load in the VM (their part waits for them on a host): ${notLoaded.map((x) => `${x.name} (${x.why})`).join(', ')}`);
   if (!o.prove) out('not proven (--no-prove)');
   else if (p) out(p.proven ? `proven in the VM: transition ${p.transitionMs === undefined ? '?' : p.transitionMs.toFixed(1)} ms, smoke workload ok, kernel log clean, disabled and unloaded` : `NOT proven: ${p.reason}`);
+  const own = p?.baseline?.preexisting ?? [];
+  if (own.length) out(`the kernel's own log problems, printed without the patch too (a second boot, ${((p!.baseline!.ms) / 1000).toFixed(0)} s), not counted: ${own.length} line${own.length === 1 ? '' : 's'}, first: ${trim(own[0]!.trim(), 120)}`);
   if (suspects.length) {
     out('the kernel log names code these fixes carry:');
     for (const s of suspects) out(`  ${s.fix} ${trim(s.title, 70)}: ${s.functions.join(', ')}\n      ${trim(s.lines[0]!, 150)}`);

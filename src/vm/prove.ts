@@ -128,6 +128,8 @@ export interface ProofRequest {
   readonly stateDir: string;
   readonly timeoutMs?: number;
   readonly onEvent?: (e: VmEvent) => void;
+  /** false: no second boot to tell the kernel's own problems from the patch's (default: made when needed). */
+  readonly baseline?: boolean;
 }
 
 export interface ProofResult {
@@ -139,9 +141,35 @@ export interface ProofResult {
   readonly logProblems: readonly string[];
   /** Each problem with the lines the kernel printed after it (logContext). */
   readonly logContext: readonly (readonly string[])[];
+  /**
+   * The boot without the patch (same kernel, modules and workload), made when the kernel log had problems:
+   * the problem lines it printed too are the kernel's own (`preexisting`) and do not fail the proof.
+   */
+  readonly baseline?: { readonly outcome: string; readonly ms: number; readonly preexisting: readonly string[] };
   /** Each patched module (or dependency) and whether it loaded in the guest. */
   readonly modules: readonly { name: string; loaded: boolean; why?: string }[];
   readonly vm: VmResult;
+}
+
+/** A problem line without what changes from boot to boot (time stamp, CPU, PID, task name, addresses). */
+export function problemKey(line: string): string {
+  return line
+    .replace(/^\[\s*[\d.]+\]\s*/, '')
+    .replace(/CPU: \d+ PID: \d+/, 'CPU: * PID: *')
+    .replace(/\b(Comm|task):? \S+/g, '$1 *')
+    .replace(/\b0x[0-9a-f]{8,}\b|\b[0-9a-f]{16}\b/g, '*');
+}
+
+/**
+ * Which problem lines of the proof the boot without the patch printed too. A line that names code of the
+ * livepatch module (`[name]`) is always the patch's.
+ */
+export function splitPreexisting(proof: readonly string[], without: readonly string[], patchName: string): { fresh: string[]; preexisting: string[] } {
+  const known = new Set(without.map(problemKey));
+  const fresh: string[] = [];
+  const preexisting: string[] = [];
+  for (const l of proof) (!l.includes(`[${patchName}]`) && known.has(problemKey(l)) ? preexisting : fresh).push(l);
+  return { fresh, preexisting };
 }
 
 export async function provePatch(req: ProofRequest): Promise<ProofResult> {
@@ -167,7 +195,29 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
       disk: { file: disk, mountpoint: '/mnt/disk' },
       ...(req.onEvent ? { onEvent: req.onEvent } : {}),
     });
-    const problems = logProblems(vm.dmesg);
+    const seen = logProblems(vm.dmesg);
+    // A problem line is the patch's only if the same kernel, the same modules and the same workload do not
+    // print it without the patch: a second boot says so, paid for only when there is a problem.
+    let baseline: ProofResult['baseline'];
+    let problems = seen;
+    if (seen.length && req.baseline !== false) {
+      const t0 = performance.now();
+      const base = await runVm({
+        kernelImage: req.kernelImage,
+        kmods: [...req.kmods],
+        modules: req.modules.map((m) => m.path),
+        loads: [],
+        commands: commands.filter((c) => c.label === 'load the patched modules' || c.label === 'smoke workload'),
+        stateDir: req.stateDir,
+        timeoutMs: req.timeoutMs ?? 300_000,
+        memoryMb: 1024,
+        disk: { file: disk, mountpoint: '/mnt/disk' },
+        ...(req.onEvent ? { onEvent: (e: VmEvent) => req.onEvent!(e.type === 'step-start' ? { ...e, label: `without the patch: ${e.label}` } : e) } : {}),
+      });
+      const split = splitPreexisting(seen, logProblems(base.dmesg), req.patchName);
+      problems = split.fresh;
+      baseline = { outcome: base.outcome, ms: Math.round(performance.now() - t0), preexisting: split.preexisting };
+    }
     const steps = [...vm.kmods, ...vm.loads, ...vm.commands].map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs, output: s.output }));
     const failed = steps.find((s) => s.status !== 0);
     const reason =
@@ -179,7 +229,8 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
             ? `the kernel log shows ${problems.length} problem line${problems.length === 1 ? '' : 's'}: ${problems[0]}`
             : undefined;
     const modules = parseModuleLoads(vm.commands.find((c) => c.label === 'load the patched modules')?.output ?? '');
-    return { proven: reason === undefined, ...(reason ? { reason } : {}), transitionMs: vm.loads[0]?.kernelTransitionMs, steps, logProblems: problems, logContext: logContext(vm.dmesg), modules, vm };
+    const context = logContext(vm.dmesg).filter((b) => !baseline?.preexisting.includes(b[0]!));
+    return { proven: reason === undefined, ...(reason ? { reason } : {}), transitionMs: vm.loads[0]?.kernelTransitionMs, steps, logProblems: problems, logContext: context, ...(baseline ? { baseline } : {}), modules, vm };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

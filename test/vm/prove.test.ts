@@ -6,7 +6,7 @@
  * lines are the form 6.1 prints (the whole-update proof's own first lines).
  */
 import { describe, expect, it } from 'vitest';
-import { logContext, logProblems, proofEvidence } from '../../src/vm/prove.js';
+import { logContext, logProblems, problemKey, proofEvidence, splitPreexisting } from '../../src/vm/prove.js';
 
 const dmesg = [
   '[   50.000000] loaded',
@@ -41,5 +41,20 @@ describe('a failed proof says why', () => {
     expect(e).toContain('    [<0>] rescuer_thread+0x2a/0x3c0 [lp]');
     expect(e).toContain('[  170.299300]  ext4_put_super+0x40/0x3a0 [ext4]');
     expect(e).not.toContain('files on /mnt/disk: ok');
+  });
+});
+
+describe("the kernel's own problems", () => {
+  // The whole-update proof's crypto self-test WARNING, and the same from a boot without the patch.
+  const proof = [
+    '[   53.972877] WARNING: CPU: 0 PID: 357 at crypto/testmgr.c:5907 alg_test.cold+0x7c/0xf5',
+    '[   53.973542] RIP: 0010:alg_test.cold+0x7c/0xf5',
+    '[  170.297100] WARNING: CPU: 0 PID: 1323 at kernel/workqueue.c:2809 __flush_workqueue+0x3de/0x430 [livepatch_cu53]',
+    '[  170.310000] WARNING: CPU: 0 PID: 1400 at fs/ext4/inode.c:100 ext4_evict_inode+0x10/0x90 [ext4]',
+  ];
+  const without = ['[    1.474791] WARNING: CPU: 0 PID: 98 at crypto/testmgr.c:5907 alg_test.cold+0x7c/0xf5', '[    1.479532] RIP: 0010:alg_test.cold+0x7c/0xf5', '[    2.0] WARNING: CPU: 0 PID: 7 at kernel/workqueue.c:2809 __flush_workqueue+0x3de/0x430'];
+  it('lines the boot without the patch printed too (times and PIDs aside) are not the patch\'s; code of the livepatch always is', () => {
+    expect(problemKey(proof[0]!)).toBe(problemKey(without[0]!));
+    expect(splitPreexisting(proof, without, 'livepatch_cu53')).toEqual({ fresh: [proof[2], proof[3]], preexisting: [proof[0], proof[1]] });
   });
 });

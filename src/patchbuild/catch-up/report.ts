@@ -66,6 +66,7 @@ ${rows}
 <table><thead><tr><th>step</th><th>status</th><th>time</th></tr></thead><tbody>${proof.steps.map((s) => `<tr><td>${esc(s.label)}</td><td>${s.status ?? '—'}</td><td>${s.durationMs === null ? '' : `${(s.durationMs / 1000).toFixed(1)} s`}</td></tr>`).join('')}</tbody></table>
 ${proof.logProblems.length ? `<pre>${(proof.logContext.length ? proof.logContext.map((b) => b.join('\n')) : proof.logProblems).map(esc).join('\n\n')}</pre>` : '<p>Kernel log: no BUG, Oops, WARNING or hung task.</p>'}
 ${proof.steps.filter((x) => x.status !== 0).map((x) => `<p class="bad">${esc(x.label)} failed:</p><pre>${esc(x.output.trim())}</pre>`).join('')}
+${proof.baseline?.preexisting.length ? `<p>The kernel's own log problems, printed without the patch too (a second boot of the same kernel, modules and workload), not counted:</p><pre>${proof.baseline.preexisting.map(esc).join('\n')}</pre>` : ''}
 ${suspects(meta.suspects ?? [])}`;
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>suture catch-up: ${esc(r.kernel)} to ${esc(r.what)}</title>
