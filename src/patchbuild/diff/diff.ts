@@ -8,7 +8,7 @@ import type { ElfObject } from '../../elf/mod.js';
 import { Identities, referencedSymbol, unnumbered } from './identity.js';
 import { ObjectIndex, bytesOf, sizeOf, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
-import { changedData, changedInitOrExit, dataSizeChanged, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, parentOfPiece, traceable, unsupportedSection, type Refusal } from './rules.js';
+import { changedData, changedInitOrExit, dataSizeChanged, isIgnoredSection, isInitOrExit, isReadOnly, isSpecialStatic, kthreadMainLoop, parentOfPiece, traceable, unsupportedSection, type Refusal } from './rules.js';
 
 export type { Refusal } from './rules.js';
 import { SPECIAL_SECTIONS, UNSUPPORTED_SECTIONS } from './special-sections.js';
@@ -100,6 +100,36 @@ function referencesTo(idx: ObjectIndex, target: string): string[] {
   return out;
 }
 
+/** What starts a kernel thread on a function (kthread_run() and kthread_create() expand to these). */
+const KTHREAD_CREATORS = new Set(['kthread_create_on_node', 'kthread_create_on_cpu', '__kthread_create_on_node']);
+
+/**
+ * The function of the unit that starts a kernel thread running `name`: one that takes `name`'s address
+ * (a reference that is not a call or jump to it) and calls a kthread creator.
+ */
+function threadStarter(idx: ObjectIndex, name: string): { starter: string; creator: string } | undefined {
+  if (parentOfPiece(name)) return undefined; // a .cold or .part piece is entered from its parent, never started
+  for (const g of idx.functions.values()) {
+    if (g.name === name) continue;
+    const rels = idx.relocationsIn(g.section, g.offset, Math.max(g.size, 1));
+    const creator = rels.map((r) => r.symbol?.name).find((n): n is string => !!n && KTHREAD_CREATORS.has(n));
+    if (!creator) continue;
+    const code = bytesOf(g.section);
+    const takesAddress = rels.some((r) => {
+      const s = r.symbol;
+      if (!s) return false;
+      const target = s.name === name ? name : typeof s.section !== 'number' ? referencedSymbol(idx, s.section, Number(s.value), r)?.sym.name : undefined;
+      if (target !== name) return false;
+      const at = Number(r.offset);
+      const op = code[at - 1]!;
+      // call/jmp rel32 and jcc rel32 (0f 8x) go to it; only an address handed over starts a thread.
+      return op !== 0xe8 && op !== 0xe9 && !(code[at - 2] === 0x0f && op >= 0x80 && op <= 0x8f);
+    });
+    if (takesAddress) return { starter: g.name, creator };
+  }
+  return undefined;
+}
+
 export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContext): ObjectDiff {
   const o = new ObjectIndex(orig, `${ctx.unit} (orig)`);
   const p = new ObjectIndex(patched, `${ctx.unit} (patched)`);
@@ -144,6 +174,8 @@ export function diffObjects(orig: ElfObject, patched: ElfObject, ctx: DiffContex
     }
     verdicts.set(name, { name, status: 'changed', reasons, traceable: traceable(o, of), firstDifference });
     if (isInitOrExit(of.section)) refusals.push(changedInitOrExit(ctx.unit, name, of.section.name));
+    const thread = threadStarter(o, origName);
+    if (thread) refusals.push(kthreadMainLoop(ctx.unit, name, thread.starter, thread.creator));
   }
 
   // Pieces (foo.cold, foo.part.0) have no ftrace call: their parent carries the change.

@@ -20,6 +20,7 @@ export type RuleId =
   | 'changed-struct-layout'
   | 'module-static-key'
   | 'unnamed-data-reference'
+  | 'kthread-main-loop'
   | 'assembly-file'
   | 'build-file'
   | 'file-created-deleted-renamed';
@@ -146,6 +147,26 @@ export function changedInitOrExit(unit: string, name: string, section: string): 
     symbol: name,
     reason: `${name} is ${section.startsWith('.init') ? '__init' : '__exit'} code (${section}) and it changed`,
     instead: 'init code ran at boot and is gone: fix the state it set up from a pre-patch callback, or patch the code that uses it',
+  };
+}
+
+/**
+ * A changed function that is a kernel thread's main function (the unit hands
+ * it to kthread_create_on_node() or kthread_create_on_cpu(); kthread_run()
+ * expands to those). The thread sleeps inside it and never returns from it:
+ * livepatch's consistency model moves a task to the new code only when no
+ * replaced function is on its stack, so the transition waits for that
+ * thread forever (found on pktgen_thread_worker: the kpktgend threads
+ * started after the patch ran the new loop, and the patch could not be
+ * disabled). Rule 'kthread-main-loop'.
+ */
+export function kthreadMainLoop(unit: string, name: string, starter: string, creator: string): Refusal {
+  return {
+    rule: 'kthread-main-loop',
+    file: unit,
+    symbol: name,
+    reason: `${name} is the main function of a kernel thread (${starter} starts it with ${creator}): a thread that sleeps in it never returns from it, so the livepatch transition can never move that thread to the new code, nor back`,
+    instead: `change the functions ${name} calls (each is replaced at its next call), not the thread's loop itself`,
   };
 }
 

@@ -107,6 +107,21 @@ describe('the diff engine\'s rules on rules.c', () => {
     expect((await layoutRefusals([unit], undefined, cache)).map((r) => r.symbol)).toEqual(['struct settings']);
   });
 
+  it("kthread-main-loop: a changed kernel thread's loop is refused; a function it calls is not", () => {
+    const obj = (...defines: string[]) => {
+      const o = join(dir, `kthread-${n++}.o`);
+      execFileSync(join(FIXTURES, 'build.sh'), [join(FIXTURES, 'kthread.c'), o, ...defines]);
+      return parse(o);
+    };
+    const base = obj();
+    const loop = diffObjects(base, obj('-DLOOP_CHANGES'), { unit: 'kthread.c', structSize: () => undefined });
+    expect(rules(loop)).toEqual([['kthread-main-loop', 'worker']]);
+    expect(loop.refusals[0]!.reason).toContain('start_worker starts it with kthread_create_on_node');
+    const helper = diffObjects(base, obj('-DHELPER_CHANGES'), { unit: 'kthread.c', structSize: () => undefined });
+    expect(helper.refusals).toEqual([]);
+    expect(helper.functions.map((f) => f.name)).toEqual(['step']);
+  });
+
   it('module-static-key: a jump label on a module\'s key, a static call, a tracepoint: what to write instead', () => {
     expect(moduleKeyRefusal('__jump_table', 'ovs_key', 'openvswitch', 'net/openvswitch/x.c', 'f')).toMatchObject({ rule: 'module-static-key', instead: expect.stringContaining('static_key_enabled(&ovs_key)') });
     expect(moduleKeyRefusal('.static_call_sites', 'sc', 'm', 'u.c', 'f').instead).toContain('KPATCH_STATIC_CALL');
