@@ -190,8 +190,9 @@ function proofJson(p: ProofResult) {
     accel: p.vm.accel,
     bootMs: p.vm.bootMs,
     totalMs: Math.round(p.vm.totalMs),
-    // A failed step's output says why (a stuck transition names its tasks and their stacks).
-    steps: p.steps.map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs, ...(s.status !== 0 ? { output: s.output } : {}) })),
+    // A failed step's output says why (a stuck transition names its tasks and their stacks); the disable's
+    // says how long it took and, past 30 s, what it waited for.
+    steps: p.steps.map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs, ...(s.status !== 0 || s.label.startsWith('disable and unload') ? { output: s.output } : {}) })),
     modules: p.modules,
     logProblems: p.logProblems,
     logContext: p.logContext,
