@@ -6,7 +6,7 @@
  * Also the one-object compile of a kbuild directory (`suture build --source`).
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ElfObject } from '../elf/mod.js';
@@ -122,6 +122,7 @@ export async function compileUnitsReport(
     const stable = formatPatch(stabilizeLines(files));
     await step('apply', 'Applying the patch in the build overlay (line numbers kept stable)', () => applyPatch(trees, stable, 'the patch'));
     const patchedCache = opts.cachePatched ? join(meta.paths.root, 'patched-objects', createHash('sha256').update(stable).digest('hex').slice(0, 24)) : undefined;
+    if (patchedCache) usePatchedSet(patchedCache);
     const candidates = units.filter((u) => opts.settleFirst?.has(u.unit));
     const settled = candidates.length
       ? await step('preprocess', `Preprocessing ${candidates.length} unit${candidates.length === 1 ? '' : 's'} reached only through what changed (one whose code cannot change is not compiled)`, (update) =>
@@ -155,6 +156,36 @@ export async function compileUnitsReport(
   } finally {
     if (!opts.keep) removeBuildTrees(trees);
   }
+}
+
+/** How many sets of patched objects a workspace keeps (one per distinct set of applied changes: a whole update's is hundreds of MiB). */
+export const PATCHED_SETS_KEPT = 4;
+/** A set used this recently is never removed: another catch-up on the workspace may be compiling into it. */
+export const PATCHED_SET_GRACE_MS = 6 * 3600_000;
+
+/**
+ * Which cached sets of patched objects to remove: all but the `keep` most
+ * recently used, except those used within `graceMs` of `nowMs`. Pure, so the
+ * choice is tested apart from the directory it is made in.
+ */
+export function patchedSetsToPrune(sets: readonly { name: string; usedMs: number }[], nowMs: number, keep = PATCHED_SETS_KEPT, graceMs = PATCHED_SET_GRACE_MS): string[] {
+  return [...sets]
+    .sort((a, b) => b.usedMs - a.usedMs || a.name.localeCompare(b.name))
+    .slice(keep)
+    .filter((s) => nowMs - s.usedMs > graceMs)
+    .map((s) => s.name);
+}
+
+/** Marks a patched-object set as used now (its directory's mtime) and removes the sets patchedSetsToPrune picks beside it. */
+function usePatchedSet(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const now = Date.now();
+  utimesSync(dir, now / 1000, now / 1000);
+  const parent = dirname(dir);
+  const sets = readdirSync(parent, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => ({ name: e.name, usedMs: statSync(join(parent, e.name)).mtimeMs }));
+  for (const name of patchedSetsToPrune(sets, now)) rmSync(join(parent, name), { recursive: true, force: true });
 }
 
 /** make in one side's tree: half the cores each, as both sides run at once. */
