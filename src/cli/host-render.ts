@@ -60,7 +60,11 @@ export function liveDisplay(reporter: Reporter, step: StepHandle, onEnded?: (e: 
         const verb = p.state === 'reversing' || p.state === 'reverse-stalled' ? 'reversing' : p.target === 1 ? 'patching' : 'unpatching';
         // The step line shows the elapsed time itself (live on a terminal); the detail changes only when
         // the count does, so plain-line logs get a line per change, not one every two seconds.
-        const pending = p.scan ? `: ${p.scan.pending} of ${p.scan.tasks} tasks still to switch` : '';
+        const pending = p.completing
+          ? ': every task has switched; the kernel is completing the transition (each released function waits for an RCU-tasks grace period)'
+          : p.scan
+            ? `: ${p.scan.pending} of ${p.scan.tasks} tasks still to switch`
+            : '';
         step.update(`${e.patch} ${verb}${pending}`);
         const key = p.scan?.blockers.map((b) => `${b.tid}:${b.stack.find((f) => f.patched)?.function ?? ''}`).join(',') ?? '';
         if (p.scan && p.scan.blockers.length && key !== shownKey) {
@@ -114,6 +118,8 @@ export function watchJson(w: WatchResult | undefined) {
     // every task seen holding the transition up, with when (a task that switched is still named)
     blockers: w.heldBy.map((b) => ({ ...blockerJson(b), firstSeenMs: round(b.firstSeenMs), lastSeenMs: round(b.lastSeenMs) })),
     states: w.history.map((h) => ({ state: h.state, atMs: round(h.atMs) })),
+    // from every task switched to the end: the kernel releasing replaced functions (an RCU-tasks grace period each)
+    completingMs: w.completingMs === undefined ? undefined : round(w.completingMs),
   };
 }
 

@@ -116,6 +116,9 @@ async function runDisable(name: string, o: DisableOptions, unload: boolean): Pro
     out(unload ? `${name} was already disabled; module removed` : `${name} is already disabled (its module is still loaded: suture unload ${name} removes it)`);
   } else if (r.outcome === 'complete') {
     out(`${name}: unpatching complete in ${fmtMs(r.transition!.elapsedMs)}${kernel}${unload ? '; module removed' : ''}`);
+    if ((r.transition!.completingMs ?? 0) >= 1000) {
+      out(`${name}: ${fmtMs(r.transition!.completingMs!)} of it after every task had switched: the kernel releasing the patched functions' ftrace handlers`);
+    }
     if (!unload) {
       out(`a disabled livepatch cannot be enabled again (the kernel refuses); to apply it again: suture unload ${name}, then suture load FILE`);
     }

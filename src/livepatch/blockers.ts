@@ -37,6 +37,14 @@ export interface PendingScan {
   pending: number;
   /** Details of up to `limit` pending tasks, the ones in a patched function first. */
   blockers: Blocker[];
+  /**
+   * Every task is at the target state but the transition is not over: the kernel is completing it
+   * (klp_complete_transition). Unpatching, and replacing a patch, takes each released function's
+   * ftrace handler out, which waits for RCU-tasks grace periods (about 0.1–0.2 s a function), so a
+   * patch of a thousand functions spends minutes here with nothing to wait for but the kernel.
+   * Not set while the tasks have no state yet (the transition's first moments).
+   */
+  completing: boolean;
 }
 
 /** `[<0>] suture_stall_wait+0x5a/0x90 [suture_stall_target]` → a frame (unmarked). */
@@ -93,9 +101,11 @@ export function blockerReason(b: Pick<Blocker, 'state' | 'stack'>, target: 0 | 1
 export function scanPending(fs: HostFs, target: 0 | 1, matcher: FrameMatcher, limit = 8): PendingScan {
   const tasks = fs.tasks();
   const pending: TaskRef[] = [];
+  let switched = 0;
   for (const t of tasks) {
     const s: PatchState | undefined = fs.patchState(t);
     if (s !== undefined && s !== -1 && s !== target) pending.push(t);
+    else if (s === target) switched++;
   }
   const described: Blocker[] = [];
   for (const t of pending) {
@@ -114,7 +124,7 @@ export function scanPending(fs: HostFs, target: 0 | 1, matcher: FrameMatcher, li
     described.push(b);
   }
   described.sort((a, b) => Number(b.stack.some((f) => f.patched)) - Number(a.stack.some((f) => f.patched)) || a.pid - b.pid);
-  return { tasks: tasks.length, pending: pending.length, blockers: described.slice(0, limit) };
+  return { tasks: tasks.length, pending: pending.length, blockers: described.slice(0, limit), completing: pending.length === 0 && switched > 0 };
 }
 
 /** A task seen pending during a watched transition, with when it was seen (ms since the transition started). */

@@ -133,11 +133,18 @@ export interface WatchProgress {
   elapsedMs: number;
   /** The latest scan of pending tasks (after the blocker threshold). */
   scan: PendingScan | undefined;
+  /** Every task has switched and the kernel is completing the transition (PendingScan.completing). */
+  completing: boolean;
 }
 
 export interface WatchOptions {
-  /** Give up waiting (state 'stalled') after this long; Infinity waits for ever. */
+  /**
+   * Give up waiting (state 'stalled') after this long; Infinity waits for ever. Not while every task
+   * has switched and the kernel is completing the transition: that is waited for up to `completionLimitMs`.
+   */
   timeoutMs: number;
+  /** How long the kernel's completion of a transition is waited for once every task has switched (default 10 min). */
+  completionLimitMs?: number;
   /** On timeout, reverse the transition and wait until it is back where it started. */
   revertOnTimeout: boolean;
   /** How long before pending tasks are scanned and blockers named (ms). */
@@ -175,6 +182,11 @@ export interface WatchResult {
   history: { state: TransitionStateName; atMs: number }[];
   /** The watch was stopped by a signal before the end (outcome stalled or reverse-stalled: left running). */
   interrupted: boolean;
+  /**
+   * From when every task was first seen switched to the end of the watch: the kernel's completion
+   * (releasing replaced functions' ftrace handlers). Undefined when no scan saw it.
+   */
+  completingMs: number | undefined;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -208,7 +220,11 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
   const seen = new Map<number, SeenBlocker>();
   let maxPending = 0;
   let reversedAtMs: number | undefined;
-  const report = () => opts.onProgress?.({ state: tr.state, target: tr.target, elapsedMs: tr.elapsedMs(), scan });
+  const completionLimitMs = opts.completionLimitMs ?? 600_000;
+  /** When a scan first saw every task switched (ms since start), while the latest scan still does. */
+  let completingSince: number | undefined;
+  let completingFirst: number | undefined;
+  const report = () => opts.onProgress?.({ state: tr.state, target: tr.target, elapsedMs: tr.elapsedMs(), scan, completing: completingSince !== undefined });
   let interrupted = false;
 
   for (;;) {
@@ -235,9 +251,15 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
       maxPending = Math.max(maxPending, scan.pending);
       if (scan.blockers.length) blockers = scan;
       foldScan(seen, scan, tr.elapsedMs());
+      if (scan.completing) completingSince ??= tr.elapsedMs();
+      else completingSince = undefined;
+      if (completingSince !== undefined) completingFirst ??= completingSince;
       report();
     }
-    if (now >= deadline && (tr.state === 'patching' || tr.state === 'unpatching' || tr.state === 'reversing')) {
+    // Every task switched: the kernel is completing the transition, and no task can hold it up any
+    // more; it is not stalled (and writing `enabled` now would block on the kernel's klp_mutex).
+    const completing = completingSince !== undefined && tr.elapsedMs() - completingSince < completionLimitMs;
+    if (now >= deadline && !completing && (tr.state === 'patching' || tr.state === 'unpatching' || tr.state === 'reversing')) {
       tr.timeout();
       report();
       if ((tr.state as TransitionStateName) === 'stalled' && opts.revertOnTimeout) {
@@ -261,5 +283,6 @@ export async function watchTransition(fs: HostFs, tr: Transition, opts: WatchOpt
   const outcome = tr.state as WatchResult['outcome'];
   opts.onEnd?.(outcome, tr.elapsedMs());
   report();
-  return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, heldBy: heldUpBy(seen), history: tr.history, interrupted };
+  const completingMs = completingFirst === undefined ? undefined : tr.elapsedMs() - completingFirst;
+  return { outcome, elapsedMs: tr.elapsedMs(), reversedAtMs, maxPending, blockers, heldBy: heldUpBy(seen), history: tr.history, interrupted, completingMs };
 }

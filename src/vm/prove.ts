@@ -50,17 +50,20 @@ umount /tmp/smoke-tmpfs
 
 /**
  * Disable a livepatch, wait for its transition and for its directory to go, and unload it. The wait is
- * by the clock, up to `limitS` seconds (a sleeping task in a replaced function holds the transition
- * until it wakes; under TCG the whole update's 1133 functions took 140 s); how long it took is said.
+ * by the clock, up to `limitS` seconds: a sleeping task in a replaced function holds the transition
+ * until it wakes, and once every task has switched the kernel still takes each function's ftrace handler
+ * out with an RCU-tasks grace period (ftrace_shutdown; at least the RCU-tasks kthread's 100 ms sleep
+ * each), so the whole update's 1133 functions took 140 s with no task pending. How long it took is said.
  */
 export function disableAndUnload(patch: string, limitS = 300): string {
   return `p=/sys/kernel/livepatch/${patch}
 t0=$(date +%s)
 echo 0 > $p/enabled
-pending() { for d in /proc/[0-9]*; do if [ "$(cat $d/patch_state 2>/dev/null)" = 1 ]; then echo "task \${d#/proc/} $(cat $d/comm 2>/dev/null)"; sed 's/^/    /' $d/stack 2>/dev/null; fi; done; }
+pending() { n=0; for d in /proc/[0-9]*; do if [ "$(cat $d/patch_state 2>/dev/null)" = 1 ]; then n=$((n+1)); echo "task \${d#/proc/} $(cat $d/comm 2>/dev/null)"; sed 's/^/    /' $d/stack 2>/dev/null; fi; done
+  [ $n -gt 0 ] || echo "none: every task has switched; the kernel is completing the transition (each released function's ftrace handler waits for an RCU-tasks grace period)"; }
 said=
 while [ -d $p ]; do sleep 0.5; e=$(( $(date +%s) - t0 ))
-  if [ -z "$said" ] && [ $e -ge 30 ]; then said=1; echo "still waiting after 30 s for the tasks in patched code:"; pending; fi
+  if [ -z "$said" ] && [ $e -ge 30 ]; then said=1; echo "still waiting after 30 s; the tasks in patched code:"; pending; fi
   if [ $e -gt ${limitS} ]; then
     echo "the transition to disabled did not complete in ${limitS} s; the tasks still in patched code, with their stacks:"; pending
     exit 1

@@ -81,7 +81,23 @@ describe('scanPending', () => {
   it('no transition: every task reads -1 and none is pending', () => {
     const k = new FakeKernel();
     k.addTask(2, 'a', 'S', '');
-    expect(scanPending(k.fs, 1, matcher)).toEqual({ tasks: 2, pending: 0, blockers: [] });
+    expect(scanPending(k.fs, 1, matcher)).toEqual({ tasks: 2, pending: 0, blockers: [], completing: false });
+  });
+
+  it('every task at the target while the transition lasts: the kernel is completing it (not while tasks have no state yet)', () => {
+    const k = new FakeKernel();
+    k.setPatchState(1, 0);
+    k.addTask(2, 'a', 'S', '', 0);
+    expect(scanPending(k.fs, 0, matcher)).toMatchObject({ tasks: 2, pending: 0, completing: true });
+    // the kernel sets every task back to -1 just before it clears `transition`: none pending, some switched
+    k.addTask(3, 'b', 'S', '', -1);
+    expect(scanPending(k.fs, 0, matcher).completing).toBe(true);
+    // one task left at the old state: still a transition waiting for it
+    k.addTask(4, 'c', 'S', '', 1);
+    expect(scanPending(k.fs, 0, matcher)).toMatchObject({ pending: 1, completing: false });
+    // the first moments (tasks not given a state yet)
+    const fresh = new FakeKernel();
+    expect(scanPending(fresh.fs, 1, matcher).completing).toBe(false);
   });
 });
 
@@ -96,7 +112,7 @@ describe('foldScan / heldUpBy', () => {
     stack,
     reason: blockerReason({ state, stack }, 1),
   });
-  const scan = (...blockers: Blocker[]) => ({ tasks: 10, pending: blockers.length, blockers });
+  const scan = (...blockers: Blocker[]) => ({ tasks: 10, pending: blockers.length, blockers, completing: false });
 
   it('keeps why a task held the transition up after it woke on its way out, and when it was seen', () => {
     const seen = new Map<number, SeenBlocker>();

@@ -55,7 +55,7 @@ function parse(text: string | undefined): any {
 beforeAll(async () => {
   const meta = await ensureKernel();
   dir = mkdtempSync(join(tmpdir(), 'suture-host-vm-'));
-  for (const n of ['livepatch-cmdline', 'suture-stall-target', 'livepatch-stall', 'livepatch-cumulative-v1', 'livepatch-cumulative-v2']) {
+  for (const n of ['livepatch-cmdline', 'suture-stall-target', 'livepatch-stall', 'livepatch-cumulative-v1', 'livepatch-cumulative-v2', 'suture-many-target', 'livepatch-many']) {
     const ko = await buildFixtureModule(meta, n);
     mods[n] = join(dir, `${n}.ko`);
     copyFileSync(ko, mods[n]!);
@@ -160,7 +160,22 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
         script: `${capture(`suture replace --allow-unsigned --json ${M}/livepatch-cumulative-v2.ko`, 'replace')}; echo @@; ls ${LP}; echo @@; grep -c livepatch_cumulative_v1 /proc/modules; echo @@; cat /proc/cmdline; echo @@; cat /proc/version; echo @@; suture uname -v; suture uname`,
       },
       { name: 'replace-unload', script: 'suture unload livepatch_cumulative_v2 >/dev/null 2>&1; echo "rc=$?"; echo @@; cat /proc/cmdline' },
-      // 6. force, last: a forced patch's module stays for good
+      // 6. a patch of 64 functions: once every task has switched, the kernel takes each function's ftrace
+      // handler out with RCU-tasks grace periods, for seconds. A reader held in the new suture_many_0
+      // (hold=1) makes the kernel complete the unpatching from its retry work, as on a busy host, not
+      // within the write to `enabled`: suture watches it, and --timeout 3 must not call it stalled.
+      {
+        name: 'many',
+        script:
+          `insmod ${M}/suture-many-target.ko; cat /proc/suture_many; echo @@; ` +
+          `suture load --allow-unsigned ${M}/livepatch-many.ko >/dev/null 2>&1; echo "rc=$?"; echo @@; cat /proc/suture_many; echo @@; ` +
+          `echo 1 > /sys/module/livepatch_many/parameters/hold; cat /proc/suture_many >/tmp/many-reader.out 2>&1 </dev/null & echo $! >/tmp/many-reader.pid; ` +
+          `i=0; while ! grep -q livepatch_many_hold /proc/$(cat /tmp/many-reader.pid)/stack 2>/dev/null && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done; ` +
+          `(sleep 1.5; echo 0 > /sys/module/livepatch_many/parameters/hold) & ` +
+          `${capture('suture unload --timeout 3 --json livepatch_many', 'many')}; echo @@; ls ${LP}; echo @@; grep -c livepatch_many /proc/modules; echo @@; cat /proc/suture_many; echo @@; ` +
+          `cat /tmp/many-reader.out; echo @@; dmesg | grep -c "livepatch_many': unpatching complete"`,
+      },
+      // 7. force, last: a forced patch's module stays for good
       {
         name: 'force',
         script:
@@ -377,6 +392,26 @@ describe('suture on a host (in the real kernel, suture running in the guest)', (
     const [rcU, cmdlineU] = r.out['replace-unload']!.parts;
     expect(rcU).toBe('rc=0\n');
     expect(cmdlineU).toMatch(/^console=ttyS0/);
+  });
+
+  it('a patch of 64 functions unloads under --timeout 3 though a task held it for 1.5 s: the seconds the kernel spends completing the transition after every task switched are not a stall', () => {
+    const [before, load, patched, rc, err, out, ls, count, after, reader, logged] = r.out['many']!.parts;
+    expect(before!.trim()).toBe('2016');
+    expect(load!.trim()).toBe('rc=0');
+    expect(patched!.trim()).toBe('66016');
+    expect(rc!.trim(), err).toBe('rc=0');
+    const j = parse(out);
+    expect(j).toMatchObject({ command: 'unload', outcome: 'complete', removed: true });
+    // the reader held it for 1.5 s; then the kernel's completion (64 functions, at least 100 ms each) ran past the 3 s timeout
+    expect(j.transition.elapsedMs).toBeGreaterThan(3000);
+    expect(j.transition.completingMs).toBeGreaterThan(1000);
+    expect(j.transition.blockers.map((b: { comm: string }) => b.comm)).toContain('cat');
+    expect(reader!.trim()).toBe('66016');
+    expect(j.transition.states.map((x: { state: string }) => x.state)).toEqual(['idle', 'unpatching', 'complete']);
+    expect(ls!.trim()).toBe('');
+    expect(count!.trim()).toBe('0');
+    expect(after!.trim()).toBe('2016');
+    expect(logged!.trim()).toBe('1');
   });
 
   it('force: explained without --yes (exit 2); with it the transition completes at once; forcing a patching transition pins no module', () => {

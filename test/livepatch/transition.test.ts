@@ -190,6 +190,41 @@ describe('watchTransition', () => {
     expect(r.history.map((h) => h.state)).toEqual(['idle', 'patching', 'stalled']);
   });
 
+  it('every task switched but `transition` still 1 (the kernel completing it): not stalled at the timeout, waited for up to the completion limit', async () => {
+    const k = new FakeKernel();
+    k.put('/sys/kernel/livepatch/p/transition', '1\n');
+    k.put('/sys/kernel/livepatch/p/enabled', '0\n');
+    k.setPatchState(1, 0);
+    k.addTask(2, 'a', 'S', '[<0>] do_epoll_wait+0x1/0x2\n', 0);
+    const c = fakeClock();
+    const tr = new Transition('p', c.clock);
+    tr.start(0);
+    const progress: boolean[] = [];
+    // the kernel releases its functions for 5 s (an RCU-tasks grace period each), past the 2 s timeout
+    const sleep = async (ms: number) => {
+      c.advance(ms);
+      if (c.clock() >= 5000) k.put('/sys/kernel/livepatch/p/transition', '0\n');
+    };
+    const r = await watchTransition(k.fs, tr, { timeoutMs: 2000, revertOnTimeout: true, matcher: noMatcher, clock: c.clock, sleep, onProgress: (p) => progress.push(p.completing) });
+    expect(r.outcome).toBe('complete');
+    expect(r.history.map((h) => h.state)).toEqual(['idle', 'unpatching', 'complete']);
+    expect(k.get('/sys/kernel/livepatch/p/enabled')).toBe('0\n'); // no reversal written
+    expect(r.completingMs).toBeGreaterThan(4500);
+    expect(progress).toContain(true);
+
+    // ... but only up to the completion limit
+    const k2 = new FakeKernel();
+    k2.put('/sys/kernel/livepatch/p/transition', '1\n');
+    k2.setPatchState(1, 0);
+    const c2 = fakeClock();
+    const tr2 = new Transition('p', c2.clock);
+    tr2.start(0);
+    const r2 = await watchTransition(k2.fs, tr2, { timeoutMs: 2000, completionLimitMs: 10_000, revertOnTimeout: false, matcher: noMatcher, clock: c2.clock, sleep: c2.sleep });
+    expect(r2.outcome).toBe('stalled');
+    expect(c2.clock()).toBeGreaterThanOrEqual(10_000);
+    expect(c2.clock()).toBeLessThan(12_000);
+  });
+
   it('on timeout with revert: writes 0 to enabled, waits for the reversal, ends "reversed"', async () => {
     const { k, c, tr } = patchingP();
     const r = await watchTransition(k.fs, tr, {
