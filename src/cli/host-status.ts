@@ -33,7 +33,7 @@ function patchJson(p: PatchStatus) {
 
 function transitionJson(t: TransitionStatus | undefined) {
   if (!t) return null;
-  return { patch: t.patch, target: t.target, tasks: t.tasks, pendingTasks: t.pendingTasks, blockers: t.blockers.map(blockerJson) };
+  return { patch: t.patch, target: t.target, tasks: t.tasks, pendingTasks: t.pendingTasks, completing: t.completing, blockers: t.blockers.map(blockerJson) };
 }
 
 function functionsText(p: PatchStatus): string {
@@ -59,7 +59,12 @@ function listTable(patches: PatchStatus[]): string {
 }
 
 function transitionText(t: TransitionStatus): string[] {
-  const lines = [`${t.patch} is ${t.target === 'patched' ? 'patching' : 'unpatching'}: ${t.pendingTasks} of ${t.tasks} tasks still to switch`];
+  const verb = t.target === 'patched' ? 'patching' : 'unpatching';
+  const lines = [
+    t.completing
+      ? `${t.patch} is ${verb}: every task has switched; the kernel is completing the transition (each released function waits for an RCU-tasks grace period)`
+      : `${t.patch} is ${verb}: ${t.pendingTasks} of ${t.tasks} tasks still to switch`,
+  ];
   for (const b of t.blockers) for (const l of blockerLines(b)) lines.push(`  ${l}`);
   return lines;
 }

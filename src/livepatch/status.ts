@@ -61,6 +61,8 @@ export interface TransitionStatus {
   target: 'patched' | 'unpatched';
   tasks: number;
   pendingTasks: number;
+  /** Every task has switched: the kernel is completing the transition (PendingScan.completing). */
+  completing: boolean;
   blockers: Blocker[];
 }
 
@@ -187,6 +189,7 @@ export function transitionStatus(host: Host, patches: PatchStatus[]): Transition
     target: target === 1 ? 'patched' : 'unpatched',
     tasks: scan.tasks,
     pendingTasks: scan.pending,
+    completing: scan.completing,
     blockers: scan.blockers,
   };
 }
@@ -217,7 +220,13 @@ export function hostStatus(host: Host): HostStatus {
   guard = tryRead(() => host.store.guard(), 'suture boot treats the guard as tripped');
   armed = tryRead(() => host.store.armed(), '');
   const stopped = host.store.stopSwitch();
-  if (transition) attention.push(`livepatch ${transition.patch} is in transition (${transition.pendingTasks} tasks still to switch)`);
+  if (transition) {
+    attention.push(
+      transition.completing
+        ? `livepatch ${transition.patch} is in transition: every task has switched and the kernel is completing it`
+        : `livepatch ${transition.patch} is in transition (${transition.pendingTasks} tasks still to switch)`,
+    );
+  }
   if (guard) {
     attention.push(
       guard.suspects && guard.suspects.length > 1
