@@ -132,7 +132,7 @@ export async function compileUnitsReport(
     const toCompile = units.filter((u) => !settled.has(u.unit));
     const compiled = await step('compile', `Compiling ${toCompile.length} unit${toCompile.length === 1 ? '' : 's'}, orig and patched side by side`, async (update) => {
       update(toCompile.length <= 8 ? toCompile.map((u) => u.object).join(' ') : `${toCompile.length} objects`);
-      const c = await compileBoth(meta, home, trees, toCompile.map((u) => u.object), toCompile.length > 8 ? (totals) => compileProgress(totals, update) : undefined, { keepGoing: opts.keepGoing ?? false, patchedCache });
+      const c = await compileBoth(meta, home, trees, toCompile.map((u) => u.object), toCompile.length > 8 ? (targets) => compileProgress(targets, update) : undefined, { keepGoing: opts.keepGoing ?? false, patchedCache });
       if (c.ms.orig === 0) update('orig objects from the workspace cache');
       if (c.ms.patched === 0 && patchedCache) update('patched objects from the workspace cache (the same changes compiled before)');
       return c;
@@ -222,7 +222,7 @@ async function settleUnits(
   const targets = todo.map((u) => u.object.replace(/\.o$/, '.i'));
   const tc = toolchainFor(meta, home);
   const make = sideMakeArgs(meta);
-  const onLine = todo.length > 8 ? compileProgress({ orig: todo.length, patched: todo.length }, update) : undefined;
+  const onLine = todo.length > 8 ? compileProgress({ orig: targets, patched: targets }, update) : undefined;
   await Promise.all(
     (['orig', 'patched'] as const).map((side) => tc.run([...make, '-k', ...targets], t[side].merged, { overlay: t[side], ...(onLine ? { onLine: (l: string) => onLine(side, l) } : {}) })),
   );
@@ -282,13 +282,19 @@ function linesAbout(log: readonly string[], object: string): string {
  * `CC` or `CPP` lines) out of what each side has to build (the cached ones
  * are not built), and the time left at the rate so far.
  */
-export function compileProgress(totals: Readonly<Record<Side, number>>, update: (detail: string) => void): (side: Side, line: string) => void {
+export function compileProgress(targets: Readonly<Record<Side, readonly string[]>>, update: (detail: string) => void): (side: Side, line: string) => void {
   const t0 = performance.now();
   const done: Record<Side, number> = { orig: 0, patched: 0 };
+  // Only the targets count: kbuild also compiles what some of them need (a generated file's object), which made the count pass the total.
+  const wanted = { orig: new Set(targets.orig), patched: new Set(targets.patched) };
+  const seen = { orig: new Set<string>(), patched: new Set<string>() };
+  const totals = { orig: wanted.orig.size, patched: wanted.patched.size };
   let last = 0;
   const want = totals.orig + totals.patched;
   return (side, line) => {
-    if (!/^\s+(?:CC|CPP)(\s+\[M\])?\s+\S+\.[oi]$/.test(line)) return;
+    const m = /^\s+(?:CC|CPP)(?:\s+\[M\])?\s+(\S+\.[oi])$/.exec(line);
+    if (!m || !wanted[side].has(m[1]!) || seen[side].has(m[1]!)) return;
+    seen[side].add(m[1]!);
     done[side]++;
     const now = performance.now();
     if (now - last < 1000) return;
@@ -310,7 +316,7 @@ export async function compileBoth(
   home: string,
   t: BuildTrees,
   objects: readonly string[],
-  progress?: (totals: Record<Side, number>) => (side: Side, line: string) => void,
+  progress?: (targets: Record<Side, readonly string[]>) => (side: Side, line: string) => void,
   opts: { keepGoing: boolean; patchedCache?: string | undefined } = { keepGoing: false },
 ): Promise<CompiledObjects> {
   const cache = origCacheDir(meta);
@@ -318,7 +324,7 @@ export async function compileBoth(
   const origToBuild = objects.filter((o) => !existsSync(cached(o)));
   const pcache = opts.patchedCache;
   const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !existsSync(join(pcache, `${o}.failed`))) : objects;
-  const onLine = progress?.({ orig: origToBuild.length, patched: patchedToBuild.length });
+  const onLine = progress?.({ orig: origToBuild, patched: patchedToBuild });
   const tc = toolchainFor(meta, home);
   const make = [...sideMakeArgs(meta), ...OBJECT_ONLY_ARGS];
   const failed = new Map<string, string>();
