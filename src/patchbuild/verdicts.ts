@@ -13,7 +13,7 @@
  * Every refusal of any unit stops the build here, all of them listed.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { BtfStructs } from '../kernel/btf.js';
@@ -46,19 +46,20 @@ export interface Verdicts {
 
 /**
  * Struct layouts that differ between a unit's orig and patched debug info, as refusals. With `cacheDir`,
- * what pahole printed for an object file is kept there, keyed by the file's path, size, inode and
- * modification time: the orig and patched object caches never rewrite a file in place, so a warm
- * catch-up reads the layouts of its thousand units without running pahole again.
+ * what pahole printed for an object file is kept there, keyed by the sha256 of the file's bytes (read
+ * anyway, to skip identical objects): each catch-up copies its objects into a new build directory, so a
+ * key of path, inode and mtime never matched again, and a warm catch-up ran pahole on its thousand units
+ * every time (55 s); by content, it reads them from the cache.
  */
 export async function layoutRefusals(units: readonly CompiledUnit[], update?: (detail: string) => void, cacheDir?: string): Promise<Refusal[]> {
   let done = 0;
   // One pahole per core: a catch-up compares thousands of units.
   const perUnit = await mapPool(units, cpus().length, async (u) => {
-    if (Buffer.compare(u.bytes.orig, u.bytes.patched) === 0) return []; // the same object, debug info and all (not counted)
+    const bytes = { orig: u.bytes.orig, patched: u.bytes.patched };
+    if (Buffer.compare(bytes.orig, bytes.patched) === 0) return []; // the same object, debug info and all (not counted)
     const layout = async (side: Side) => {
       const file = u.files[side];
-      const st = cacheDir ? statSync(file) : undefined;
-      const key = st ? createHash('sha256').update(`${file}\0${st.size}\0${st.ino}\0${st.mtimeMs}`).digest('hex') : undefined;
+      const key = cacheDir ? createHash('sha256').update(bytes[side]).digest('hex') : undefined;
       const cached = key ? join(cacheDir!, key.slice(0, 2), `${key}.json`) : undefined;
       if (cached && existsSync(cached)) return new Map<string, string>(JSON.parse(readFileSync(cached, 'utf8')) as [string, string][]);
       const r = await run(['pahole', '--anon_include', file], { maxCapture: 64 << 20 });

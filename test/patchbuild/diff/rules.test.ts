@@ -9,7 +9,7 @@
  * 30-refuse-module-static-key.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,7 +90,7 @@ describe('the diff engine\'s rules on rules.c', () => {
     expect(changedLayouts(layout(base), layout(build('-DLIMIT=20')))).toEqual([]);
   });
 
-  it("changed-struct-layout with a layout cache: pahole's reading kept per object file, read again only when the file changes", async () => {
+  it("changed-struct-layout with a layout cache: pahole's reading kept by the object's content, read again only when the bytes change", async () => {
     const cache = join(dir, 'layouts');
     const grown = build('-DSTRUCT_GROWS');
     const unit = new CompiledUnit({ unit: 'rules.c', object: 'rules.o', home: { kind: 'vmlinux', object: 'rules.o' } as never }, { orig: base, patched: grown });
@@ -101,10 +101,17 @@ describe('the diff engine\'s rules on rules.c', () => {
     // The second run reads the cache: a cached reading edited by hand shows through (nothing else could).
     for (const f of files()) writeFileSync(f, JSON.stringify([['struct settings', 'size: 4']]));
     expect(await layoutRefusals([unit], undefined, cache)).toEqual([]);
-    // A file written again (a new mtime) is read by pahole again.
-    const later = new Date(Date.now() + 5000);
-    utimesSync(grown, later, later);
-    expect((await layoutRefusals([unit], undefined, cache)).map((r) => r.symbol)).toEqual(['struct settings']);
+    // The same bytes copied to another path (each catch-up copies its objects into a new build directory): still the cache.
+    const copies = { orig: join(dir, 'copy-orig.o'), patched: join(dir, 'copy-patched.o') };
+    copyFileSync(base, copies.orig);
+    copyFileSync(grown, copies.patched);
+    const copied = new CompiledUnit({ unit: 'rules.c', object: 'rules.o', home: { kind: 'vmlinux', object: 'rules.o' } as never }, copies);
+    expect(await layoutRefusals([copied], undefined, cache)).toEqual([]);
+    // Other bytes (the patched side built again, differently) are read by pahole.
+    const other = build('-DSTRUCT_GROWS', '-DLIMIT=20');
+    const changed = new CompiledUnit({ unit: 'rules.c', object: 'rules.o', home: { kind: 'vmlinux', object: 'rules.o' } as never }, { orig: base, patched: other });
+    expect((await layoutRefusals([changed], undefined, cache)).map((r) => r.symbol)).toEqual(['struct settings']);
+    expect(files()).toHaveLength(3);
   });
 
   it("kthread-main-loop: a changed kernel thread's loop is refused; a function it calls is not", () => {
