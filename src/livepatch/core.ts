@@ -185,9 +185,32 @@ export async function finishPending(host: Host, onEvent?: (e: HostEvent) => void
   return done;
 }
 
-async function runTransition(host: Host, patch: string, target: Target, opts: TransitionOptions): Promise<WatchResult> {
+/**
+ * Watch a transition to its end. `kick` starts it (the write to `enabled`), after the clock has: the
+ * kernel may complete the whole transition inside that write, so its time counts, and it runs off the
+ * main thread while the watch reads sysfs (until the write takes effect, `enabled` still reads the old value).
+ */
+async function runTransition(host: Host, patch: string, target: Target, opts: TransitionOptions, kick?: () => Promise<void>): Promise<WatchResult> {
   const tr = new Transition(patch);
   tr.start(target);
+  let write: Promise<void> | undefined;
+  if (kick) {
+    let settled = false;
+    let failed: unknown;
+    write = kick().then(
+      () => void (settled = true),
+      (e: unknown) => void ((settled = true), (failed = e)),
+    );
+    while (!settled && host.fs.enabled(patch) === (target === 0)) await sleep(1);
+    if (failed !== undefined) throw failed;
+  }
+  const result = await watchTransitionFor(host, tr, patch, target, opts);
+  // The write ends when the kernel's first try does (with the whole completion, when every task switched at once).
+  if (write && !result.interrupted) await write;
+  return result;
+}
+
+function watchTransitionFor(host: Host, tr: Transition, patch: string, target: Target, opts: TransitionOptions): Promise<WatchResult> {
   let reversedSeen = false;
   return watchTransition(host.fs, tr, {
     timeoutMs: opts.timeoutMs,
@@ -494,8 +517,7 @@ export async function disablePatch(host: Host, name: string, opts: TransitionOpt
     await finishPending(host, opts.onEvent);
     // Enabled (patched, or patching in progress: then writing 0 reverses it) → 0.
     // Already disabled (unpatching in progress): only watch.
-    if (p.enabled) fs.writeEnabled(name, 0);
-    const transition = await runTransition(host, name, 0, opts);
+    const transition = await runTransition(host, name, 0, opts, p.enabled ? () => fs.writeEnabledAsync(name, 0) : undefined);
     if (transition.interrupted && fs.transition(name) === true) {
       if (opts.unload) store.addPending({ op: 'rmmod', module: name, reason: 'unload was interrupted', since: new Date().toISOString() });
       throw interruptedError(

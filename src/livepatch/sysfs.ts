@@ -16,6 +16,7 @@
  * SutureError naming the file and the kernel's errno.
  */
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gnuBuildIdFromNotes } from '../kernel/build-id.js';
 import { SutureError } from '../util/errors.js';
@@ -151,13 +152,30 @@ export class HostFs {
 
   /** Write `enabled`: 0 starts an unpatch transition, or reverses this patch's transition in progress. */
   writeEnabled(patch: string, value: 0 | 1): void {
-    this.write(`${HostFs.LIVEPATCH}/${patch}/enabled`, `${value}\n`, {
-      EINVAL:
-        value === 1
-          ? `the kernel cannot enable ${patch} again (a disabled livepatch stays disabled; reload its module)`
-          : `${patch} is already disabled`,
-      EBUSY: `another livepatch is in transition; ${patch} can be disabled once it completes`,
-    });
+    this.write(`${HostFs.LIVEPATCH}/${patch}/enabled`, `${value}\n`, enabledMeaning(patch, value));
+  }
+
+  /**
+   * The same write off the main thread (libuv's pool): when every task can switch at once, the kernel
+   * completes the whole transition inside this write, and unpatching a big patch takes minutes there
+   * (each function's ftrace handler waits for RCU-tasks grace periods); suture keeps watching meanwhile.
+   */
+  async writeEnabledAsync(patch: string, value: 0 | 1): Promise<void> {
+    const full = this.path(`${HostFs.LIVEPATCH}/${patch}/enabled`);
+    const text = `${value}\n`;
+    let fh;
+    try {
+      fh = await open(full, 'w');
+    } catch (e) {
+      throw openError(full, e);
+    }
+    try {
+      await fh.write(text);
+    } catch (e) {
+      throw writeError(full, text, enabledMeaning(patch, value), e);
+    } finally {
+      await fh.close();
+    }
   }
 
   /** Write 1 to `force`: every task is marked switched at once. */
@@ -173,22 +191,12 @@ export class HostFs {
     try {
       fd = openSync(full, 'w');
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new SutureError('not-found', `${full} does not exist (the livepatch is gone)`, { cause: e });
-      if (code === 'EACCES' || code === 'EPERM') {
-        throw new SutureError('environment', `cannot write ${full} (${code})`, { hint: 'run suture as root', cause: e });
-      }
-      throw new SutureError('kernel-refused', `cannot open ${full}: ${(e as Error).message}`, { cause: e });
+      throw openError(full, e);
     }
     try {
       writeSync(fd, text);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? 'error';
-      throw new SutureError(
-        'kernel-refused',
-        `the kernel refused writing ${JSON.stringify(text.trim())} to ${full} (${code})${meaning[code] ? `: ${meaning[code]}` : ''}`,
-        { cause: e },
-      );
+      throw writeError(full, text, meaning, e);
     } finally {
       closeSync(fd);
     }
@@ -349,4 +357,24 @@ export class HostFs {
     }
     return undefined;
   }
+}
+
+/** What the kernel's refusals of a write to `enabled` mean. */
+function enabledMeaning(patch: string, value: 0 | 1): Record<string, string> {
+  return {
+    EINVAL: value === 1 ? `the kernel cannot enable ${patch} again (a disabled livepatch stays disabled; reload its module)` : `${patch} is already disabled`,
+    EBUSY: `another livepatch is in transition; ${patch} can be disabled once it completes`,
+  };
+}
+
+function openError(full: string, e: unknown): SutureError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new SutureError('not-found', `${full} does not exist (the livepatch is gone)`, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM') return new SutureError('environment', `cannot write ${full} (${code})`, { hint: 'run suture as root', cause: e });
+  return new SutureError('kernel-refused', `cannot open ${full}: ${(e as Error).message}`, { cause: e });
+}
+
+function writeError(full: string, text: string, meaning: Record<string, string>, e: unknown): SutureError {
+  const code = (e as NodeJS.ErrnoException).code ?? 'error';
+  return new SutureError('kernel-refused', `the kernel refused writing ${JSON.stringify(text.trim())} to ${full} (${code})${meaning[code] ? `: ${meaning[code]}` : ''}`, { cause: e });
 }
