@@ -204,15 +204,8 @@ async function runTransition(host: Host, patch: string, target: Target, opts: Tr
     while (!settled && host.fs.enabled(patch) === (target === 0)) await sleep(1);
     if (failed !== undefined) throw failed;
   }
-  const result = await watchTransitionFor(host, tr, patch, target, opts);
-  // The write ends when the kernel's first try does (with the whole completion, when every task switched at once).
-  if (write && !result.interrupted) await write;
-  return result;
-}
-
-function watchTransitionFor(host: Host, tr: Transition, patch: string, target: Target, opts: TransitionOptions): Promise<WatchResult> {
   let reversedSeen = false;
-  return watchTransition(host.fs, tr, {
+  const result = await watchTransition(host.fs, tr, {
     timeoutMs: opts.timeoutMs,
     revertOnTimeout: opts.revertOnTimeout,
     signal: opts.signal,
@@ -227,6 +220,9 @@ function watchTransitionFor(host: Host, tr: Transition, patch: string, target: T
       opts.onEvent?.({ type: 'transition', patch, progress });
     },
   });
+  // The write ends when the kernel's first try does (with the whole completion, when every task switched at once).
+  if (write && !result.interrupted) await write;
+  return result;
 }
 
 export interface LoadOptions extends TransitionOptions {

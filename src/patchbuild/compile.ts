@@ -284,24 +284,21 @@ function linesAbout(log: readonly string[], object: string): string {
  */
 export function compileProgress(targets: Readonly<Record<Side, readonly string[]>>, update: (detail: string) => void): (side: Side, line: string) => void {
   const t0 = performance.now();
-  const done: Record<Side, number> = { orig: 0, patched: 0 };
-  // Only the targets count: kbuild also compiles what some of them need (a generated file's object), which made the count pass the total.
+  // Only the targets count, once each: kbuild also compiles what some of them need (a generated file's object), which made the count pass the total.
   const wanted = { orig: new Set(targets.orig), patched: new Set(targets.patched) };
-  const seen = { orig: new Set<string>(), patched: new Set<string>() };
-  const totals = { orig: wanted.orig.size, patched: wanted.patched.size };
+  const done = { orig: new Set<string>(), patched: new Set<string>() };
   let last = 0;
-  const want = totals.orig + totals.patched;
+  const want = wanted.orig.size + wanted.patched.size;
   return (side, line) => {
     const m = /^\s+(?:CC|CPP)(?:\s+\[M\])?\s+(\S+\.[oi])$/.exec(line);
-    if (!m || !wanted[side].has(m[1]!) || seen[side].has(m[1]!)) return;
-    seen[side].add(m[1]!);
-    done[side]++;
+    if (!m || !wanted[side].has(m[1]!) || done[side].has(m[1]!)) return;
+    done[side].add(m[1]!);
     const now = performance.now();
     if (now - last < 1000) return;
     last = now;
-    const all = done.orig + done.patched;
+    const all = done.orig.size + done.patched.size;
     const left = all ? ((now - t0) / all) * Math.max(0, want - all) : 0;
-    update(`orig ${done.orig}/${totals.orig}, patched ${done.patched}/${totals.patched}${all > 4 ? `, about ${left >= 60_000 ? `${Math.ceil(left / 60_000)} min` : `${Math.ceil(left / 1000)} s`} left` : ''}`);
+    update(`orig ${done.orig.size}/${wanted.orig.size}, patched ${done.patched.size}/${wanted.patched.size}${all > 4 ? `, about ${left >= 60_000 ? `${Math.ceil(left / 60_000)} min` : `${Math.ceil(left / 1000)} s`} left` : ''}`);
   };
 }
 
