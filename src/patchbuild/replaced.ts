@@ -7,9 +7,6 @@
  * provenance: the orig build of each replaced function reproduces the bytes
  * the kernel shipped (diff/provenance.ts), or the build stops.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ElfView } from '../elf/mod.js';
 import type { BtfStructs } from '../kernel/btf.js';
 import { moduleName, readModuleIndex } from '../kernel/modules.js';
 import { resolveSymbol, SymbolResolutionError, workspaceSymbolSources, type Candidate, type SymbolSources } from '../kernel/symbols/mod.js';
@@ -92,7 +89,8 @@ export async function checkReplaced(
       const fn = o.functions.get(f.name)!;
       let shipped: Uint8Array | undefined;
       if (r.candidate?.entry && src.image) shipped = src.image.image.read(r.candidate.entry.address, fn.size);
-      else if (r.candidate?.symbol) shipped = moduleFunctionBytes(meta, f.object, f.name, fn.size);
+      // The copy resolved (its symtab entry), not the first of its name: a module may have several.
+      else if (r.candidate?.symbol) shipped = src.modules.get(moduleName(r.candidate.object))?.bytesOf(r.candidate.symbol, fn.size);
       const p = compareWithShipped(o, fn, f.object, shipped, [], staticBranchSites(o, fn, (n) => btf.structSize(n)));
       provenance.push(p);
       update(`${f.name}: ${p.verdict}`);
@@ -110,19 +108,3 @@ export async function checkReplaced(
   return { functions: resolved, provenance };
 }
 
-/** The bytes of a function in the shipped module file (for provenance of module code). */
-function moduleFunctionBytes(meta: KernelMetadata, module: string, fn: string, size: number): Uint8Array | undefined {
-  const index = readModuleIndex(meta.paths.modules);
-  const rel = index.files.get(moduleName(module));
-  if (!rel) return undefined;
-  const file = join(meta.paths.modules, rel);
-  if (!existsSync(file)) return undefined;
-  const view = ElfView.parse(readFileSync(file), { file });
-  const symtab = view.findSection('.symtab');
-  if (!symtab) return undefined;
-  const sym = view.symbols(symtab).find((s) => s.name === fn && (s.info & 0xf) === 2);
-  if (!sym) return undefined;
-  const sec = view.sections[sym.shndx];
-  if (!sec) return undefined;
-  return view.data(sec).subarray(Number(sym.value), Number(sym.value) + size);
-}

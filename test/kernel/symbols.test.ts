@@ -186,6 +186,18 @@ describe('resolveSymbol', () => {
     } catch (e) {
       expect((e as SutureError).hint).toContain('frob.isra.0');
     }
+    // Clones of every searched table, in table order, each once; a clone of a clone counts for both names.
+    const mod = ModuleSymbols.fromList('binfmt_x', [modSym(1, 'frob.constprop.0'), modSym(2, 'frobnicate'), modSym(3, 'frob.constprop.0.cold'), modSym(4, 'frob.isra.0')]);
+    const both = sources({ vmlinux: VmlinuxSymbols.parse(`${KALLSYMS}\nffffffff81010100 t frob.isra.0\nffffffff81010200 t frob.part.0`), modules: new Map([['binfmt_x', mod]]) });
+    try {
+      resolveSymbol(both, { ...req, name: 'frob', anchors: [] });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as SymbolResolutionError).clones).toEqual(['frob.isra.0', 'frob.part.0', 'frob.constprop.0', 'frob.constprop.0.cold']);
+    }
+    expect(mod.clonesOf('frob.constprop.0')).toEqual(['frob.constprop.0.cold']);
+    expect(mod.clonesOf('frobnicate')).toEqual([]);
+    expect(both.vmlinux.clonesOf('frob', 1)).toEqual(['frob.isra.0']);
   });
 
   it('a name in vmlinux and in a target module: the module copy when the fix\'s module code uses it', () => {

@@ -6,6 +6,7 @@
  * livepatch counts `sympos` in). Lines of loaded modules (`[name]` suffix)
  * are not vmlinux and are skipped.
  */
+import { CloneIndex } from './clones.js';
 import { SutureError } from '../../util/errors.js';
 
 export interface KallsymsEntry {
@@ -142,16 +143,14 @@ export class VmlinuxSymbols {
     };
   }
 
+  #clones: CloneIndex | undefined;
+
   /** Names that start with `name.` (GCC clones such as `foo.isra.0`, `foo.constprop.0`, `foo.cold`). */
   clonesOf(name: string, limit = 8): string[] {
-    const out = new Set<string>();
-    const prefix = `${name}.`;
-    for (const e of this.entries) {
-      if (e.name.startsWith(prefix)) out.add(e.name);
-      if (out.size >= limit) break;
-    }
-    return [...out];
+    this.#clones ??= new CloneIndex(this.entries.map((e) => e.name));
+    return this.#clones.of(name, limit);
   }
+
 }
 
 /** True for kallsyms type letters of code. */

@@ -11,6 +11,7 @@
  *
  * livepatch counts `sympos` in that order, skipping undefined symbols.
  */
+import { CloneIndex } from './clones.js';
 import { readFileSync } from 'node:fs';
 import {
   ElfView,
@@ -144,6 +145,21 @@ export class ModuleSymbols {
       out.set(Buffer.from(end < 0 ? name : name.subarray(0, end)).toString('latin1'), dv.getUint32(at, true));
     }
     return out;
+  }
+
+  #clones: CloneIndex | undefined;
+
+  /** Names of its symbols that start with `name.` (GCC clones), in symtab order. */
+  clonesOf(name: string): string[] {
+    this.#clones ??= new CloneIndex(this.symbols.map((s) => s.name));
+    return this.#clones.of(name);
+  }
+
+  /** The first `size` bytes of a symbol in the module file (undefined for a symbol without file bytes, or a list-only module). */
+  bytesOf(sym: ModuleSymbol, size: number): Uint8Array | undefined {
+    const sec = this.#view?.sections[sym.shndx];
+    if (!this.#view || !sec || sec.type === 8 /* SHT_NOBITS */) return undefined;
+    return this.#view.data(sec).subarray(Number(sym.value), Number(sym.value) + size);
   }
 
   /** Defined symbols with this name, in symtab order. */

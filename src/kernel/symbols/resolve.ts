@@ -382,9 +382,7 @@ function finish(
 function notFound(src: SymbolSources, name: string, objects: readonly string[], usedBy: string): SutureError {
   const notes: string[] = [];
   const clones = src.vmlinux.clonesOf(name);
-  for (const m of src.modules.values()) {
-    for (const s of m.symbols) if (s.name.startsWith(`${name}.`) && !clones.includes(s.name)) clones.push(s.name);
-  }
+  for (const m of src.modules.values()) for (const c of m.clonesOf(name)) if (!clones.includes(c)) clones.push(c);
   if (clones.length) notes.push(`the compiler renamed or split it: ${clones.join(', ')}; use that name`);
   const exp = src.exports.get(name);
   const exportedBy = exp && !objects.includes(exp.object) ? exp.object : undefined;
