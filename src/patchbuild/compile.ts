@@ -215,7 +215,9 @@ async function settleUnits(
   for (const u of units) {
     const marker = patchedCache ? join(patchedCache, `${u.object}${SETTLED}`) : undefined;
     if (marker && existsSync(marker)) out.set(u.unit, readFileSync(marker, 'utf8'));
-    else if (!(patchedCache && existsSync(join(patchedCache, u.object)) && existsSync(join(origCacheDir(meta), u.object)))) todo.push(u);
+    else if (!patchedCache) todo.push(u);
+    // Compiled both ways with the same changes before, or found not to compile: the caches have it.
+    else if (!(existsSync(join(patchedCache, `${u.object}.failed`)) || (existsSync(join(patchedCache, u.object)) && existsSync(join(origCacheDir(meta), u.object))))) todo.push(u);
   }
   if (out.size) update(`${out.size} settled before (the same changes, from the workspace cache)`);
   if (!todo.length) return out;
@@ -318,9 +320,11 @@ export async function compileBoth(
 ): Promise<CompiledObjects> {
   const cache = origCacheDir(meta);
   const cached = (obj: string) => join(cache, obj);
-  const origToBuild = objects.filter((o) => !existsSync(cached(o)));
   const pcache = opts.patchedCache;
-  const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !existsSync(join(pcache, `${o}.failed`))) : objects;
+  // An object that did not compile with the same changes before (either side) is not tried again: its reason is kept.
+  const failedBefore = (o: string) => pcache !== undefined && existsSync(join(pcache, `${o}.failed`));
+  const origToBuild = objects.filter((o) => !existsSync(cached(o)) && !failedBefore(o));
+  const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !failedBefore(o)) : objects;
   const onLine = progress?.({ orig: origToBuild, patched: patchedToBuild });
   const tc = toolchainFor(meta, home);
   const make = [...sideMakeArgs(meta), ...OBJECT_ONLY_ARGS];

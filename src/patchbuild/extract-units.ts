@@ -73,6 +73,8 @@ export function extractUnits(
   const runtimeConstants: (RuntimeConstSite & { unit: string })[] = [];
   const keyRefusals: Refusal[] = [];
   const namespaces = new Set<string>();
+  // The new globals of every unit of this patch (data and functions), which the module link resolves.
+  const newGlobals = new Set(verdicts.units.flatMap((o) => [...o.diff.newData, ...o.diff.functions.filter((f) => f.status === 'new').map((f) => f.name)]));
   verdicts.units.forEach((d, i) => {
     const { object } = d;
     const unit = d.compiled.unit;
@@ -106,7 +108,7 @@ export function extractUnits(
         data: [...d.diff.newData, ...d.diff.changedConstants],
         exportAs,
         structSize: (s) => btf.structSize(s),
-        externalName: (sym) => externalName(sym, d, verdicts, syms, refs, nss),
+        externalName: (sym) => externalName(sym, d, newGlobals, syms, refs, nss),
       });
     } catch (e) {
       if (leftOut && e instanceof UnnamedReferenceError) {
@@ -145,7 +147,7 @@ export function extractUnits(
 function externalName(
   { name: sym, local }: { name: string; local: boolean },
   d: UnitVerdict,
-  verdicts: Verdicts,
+  newGlobals: ReadonlySet<string>,
   syms: PatchSymbols,
   references: Map<string, Reference>,
   namespaces: Set<string>,
@@ -154,7 +156,7 @@ function externalName(
   const unit = d.compiled.unit;
   const { src } = syms;
   // New globals of another unit of this patch stay plain names: the module link resolves them.
-  if (!local && verdicts.units.some((o) => o.diff.newData.includes(sym) || o.diff.functions.some((f) => f.status === 'new' && f.name === sym))) return sym;
+  if (!local && newGlobals.has(sym)) return sym;
   // A static of the unit (local in its object) lives where the unit is linked: a module's own static is
   // never vmlinux's namesake (w83793's `reset` module parameter beside vmlinux's `reset`).
   const objects = object === 'vmlinux' ? ['vmlinux'] : local ? [object] : [object, 'vmlinux'];

@@ -50,19 +50,39 @@ function prepare(fix: MatchInput): Prepared {
   };
 }
 
-/** How well an entry names a fix: 0 for not at all. */
-export function matchScore(entry: ChangelogEntry, fix: MatchInput | Prepared): number {
-  const { pw, pathText, text } = 'files' in fix ? prepare(fix) : fix;
+/** What an entry's title offers for matching, computed once per entry (the matching is entries × fixes). */
+interface EntryKeys {
+  /** Its subsystem prefixes that name a subsystem: each with its normal form, its words' normal forms and its path form. */
+  readonly prefixes: readonly { readonly normal: string; readonly words: readonly string[]; readonly path: string }[];
+  /** Identifiers of the title, as whole-word patterns. */
+  readonly words: readonly RegExp[];
+  /** Plain words of the title, normalised (to compare with path words). */
+  readonly plain: readonly string[];
+}
+
+function entryKeys(entry: ChangelogEntry): EntryKeys {
   const { prefixes: all, words } = titleKeys(entry.title);
-  const prefixes = all.filter((p) => !GENERIC.has(p));
-  const prefixHits = prefixes.filter((p) => pw.has(normal(p)) || p.split(/\s+/).every((x) => pw.has(normal(x))) || pathText.includes(`/${p.replace(/\s+/g, '')}`)).length;
+  return {
+    prefixes: all.filter((p) => !GENERIC.has(p)).map((p) => ({ normal: normal(p), words: p.split(/\s+/).map(normal), path: `/${p.replace(/\s+/g, '')}` })),
+    words: words.map((w) => new RegExp(`\\b${w.replace(/\(\)$/, '')}\\b`)),
+    plain: (entry.title.slice(entry.title.lastIndexOf(': ') + 2).match(/[A-Za-z][A-Za-z0-9_]{3,}/g) ?? []).map(normal),
+  };
+}
+
+function score(k: EntryKeys, { pw, pathText, text }: Prepared): number {
+  const prefixHits = k.prefixes.filter((p) => pw.has(p.normal) || p.words.every((x) => pw.has(x)) || pathText.includes(p.path)).length;
   if (!prefixHits) return 0;
-  const wordHits = words.filter((w) => new RegExp(`\\b${w.replace(/\(\)$/, '')}\\b`).test(text)).length;
+  const wordHits = k.words.filter((w) => w.test(text)).length;
   // Plain words of the title that are path words (mballoc → fs/ext4/mballoc.c).
-  const plain = (entry.title.slice(entry.title.lastIndexOf(': ') + 2).match(/[A-Za-z][A-Za-z0-9_]{3,}/g) ?? []).filter((w) => pw.has(normal(w))).length;
+  const plain = k.plain.filter((w) => pw.has(w)).length;
   // Part of the prefixes alone ("net:" of "net: sched:") is no match without a word of the title in the change.
-  if (prefixHits < prefixes.length && !wordHits && !plain) return 0;
-  return prefixHits * 10 + (prefixHits === prefixes.length ? 5 : 0) + wordHits * 20 + plain * 3;
+  if (prefixHits < k.prefixes.length && !wordHits && !plain) return 0;
+  return prefixHits * 10 + (prefixHits === k.prefixes.length ? 5 : 0) + wordHits * 20 + plain * 3;
+}
+
+/** How well an entry names a fix: 0 for not at all. */
+export function matchScore(entry: ChangelogEntry, fix: MatchInput): number {
+  return score(entryKeys(entry), prepare(fix));
 }
 
 export function matchChangelog(fixes: readonly MatchInput[], entries: readonly ChangelogEntry[]): Matching {
@@ -70,7 +90,8 @@ export function matchChangelog(fixes: readonly MatchInput[], entries: readonly C
   const unmatched: { entry: ChangelogEntry; why: string }[] = [];
   const prepared = fixes.map((f) => ({ f, p: prepare(f) }));
   for (const e of entries) {
-    const scored = prepared.map(({ f, p }) => ({ f, s: matchScore(e, p) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s);
+    const keys = entryKeys(e);
+    const scored = prepared.map(({ f, p }) => ({ f, s: score(keys, p) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s);
     if (!scored.length) {
       unmatched.push({ entry: e, why: otherArchOnly(e) ? `for ${e.arches.join(', ')} only` : 'no changed file carries its subsystem' });
       continue;

@@ -170,10 +170,21 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
     const keptOffsets = entries.get(spec)!.filter((e) => e.ownerSection && keep.has(e.ownerSection)).map((e) => e.offset);
     const data = new Uint8Array(keptOffsets.length * size);
     const moved: Relocation[] = [];
+    // Each kept entry's relocations by a binary search in offset order (a filter of all per entry was
+    // entries × relocations: seconds for a big object's __jump_table).
+    const byOffset = [...relocs].sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
     keptOffsets.forEach((off, i) => {
       data.set(sec.data.subarray(off, off + size), i * size);
-      for (const r of relocs) {
-        if (r.offset >= BigInt(off) && r.offset < BigInt(off + size)) moved.push(new Relocation(BigInt(i * size) + (r.offset - BigInt(off)), r.type, r.symbol, r.addend));
+      let lo = 0;
+      let hi = byOffset.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (byOffset[mid]!.offset < BigInt(off)) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let k = lo; k < byOffset.length && byOffset[k]!.offset < BigInt(off + size); k++) {
+        const r = byOffset[k]!;
+        moved.push(new Relocation(BigInt(i * size) + (r.offset - BigInt(off)), r.type, r.symbol, r.addend));
       }
     });
     sec.data = data;
