@@ -5,7 +5,8 @@
  * include/config/auto.conf, and its obj-y / obj-m / lib-y lists and composite
  * objects (`ext4-y := inode.o ...`) are read back. No build is needed.
  */
-import { mkdtempSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync, existsSync, rmSync, readFileSync, statSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { SutureError } from '../util/errors.js';
@@ -47,11 +48,31 @@ suture-probe: ;
 FORCE: ;
 `;
 
+/** What one directory's evaluation gave, as kept on disk: its lists, no Makefile, or kbuild's error. */
+type Evaluated =
+  | { readonly kind: 'dir'; readonly objY: string[]; readonly objM: string[]; readonly libY: string[]; readonly composites: [string, string[]][] }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'error'; readonly message: string; readonly details: string };
+
+interface CacheFile {
+  /** The probe and the tree's config: another of either and nothing kept holds. */
+  readonly basis: string;
+  /** Directory → the size and mtime of its Makefile and Kbuild, and what make said. */
+  readonly dirs: Record<string, { readonly stamp: string; readonly result: Evaluated }>;
+}
+
 export class KbuildObjects {
   private readonly cache = new Map<string, DirObjects | null>();
   private readonly probe: string;
+  /** Evaluations kept across runs (`cacheFile`): a whole-update catch-up asks about hundreds of directories, one make each. */
+  private kept: CacheFile | undefined;
+  private keptChanged = false;
 
-  constructor(readonly tree: string) {
+  /** `cacheFile`: where evaluations are kept between runs (the tree must not change under it but by its files' stamps). */
+  constructor(
+    readonly tree: string,
+    private readonly cacheFile?: string,
+  ) {
     const d = mkdtempSync(join(tmpdir(), 'suture-kbuild-'));
     this.probe = join(d, 'probe.mk');
     writeFileSync(this.probe, PROBE);
@@ -59,31 +80,73 @@ export class KbuildObjects {
 
   close(): void {
     rmSync(dirname(this.probe), { recursive: true, force: true });
+    if (this.cacheFile && this.kept && this.keptChanged) {
+      const tmp = `${this.cacheFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(this.kept));
+      renameSync(tmp, this.cacheFile);
+    }
+  }
+
+  /** A file's size and mtime, '-' when it is missing. */
+  private fileStamp(rel: string): string {
+    try {
+      const st = statSync(join(this.tree, rel));
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return '-';
+    }
+  }
+
+  private stamp(dir: string): string {
+    return `${this.fileStamp(join(dir, 'Makefile'))}/${this.fileStamp(join(dir, 'Kbuild'))}`;
+  }
+
+  private keptFor(): CacheFile {
+    if (this.kept) return this.kept;
+    const conf = this.fileStamp('include/config/auto.conf');
+    const basis = createHash('sha256').update(PROBE).update(conf).digest('hex');
+    let kept: CacheFile | undefined;
+    if (this.cacheFile && existsSync(this.cacheFile)) {
+      try {
+        const k = JSON.parse(readFileSync(this.cacheFile, 'utf8')) as CacheFile;
+        if (k.basis === basis) kept = k;
+      } catch {
+        // unreadable (an interrupted write of an older version): evaluated again
+      }
+    }
+    this.kept = kept ?? { basis, dirs: {} };
+    return this.kept;
   }
 
   /** The object lists of one directory, or null when it has no Makefile (or Kbuild). */
   async dir(dir: string): Promise<DirObjects | null> {
     if (this.cache.has(dir)) return this.cache.get(dir)!;
-    if (!existsSync(join(this.tree, dir, 'Makefile')) && !existsSync(join(this.tree, dir, 'Kbuild'))) {
-      this.cache.set(dir, null);
-      return null;
+    const kept = this.keptFor();
+    const stamp = this.stamp(dir);
+    let e = kept.dirs[dir]?.stamp === stamp ? kept.dirs[dir]!.result : undefined;
+    if (!e) {
+      e = await this.evaluate(dir);
+      kept.dirs[dir] = { stamp, result: e };
+      this.keptChanged = true;
     }
-    const r = await run(['make', '-s', '--no-print-directory', '-f', this.probe, `obj=${dir}`], { cwd: this.tree });
-    if (r.code !== 0) {
-      throw new SutureError('build', `kbuild could not evaluate ${dir}/Makefile in ${this.tree}`, {
-        details: r.stderr.trim().split('\n').slice(-5).join('\n'),
-      });
-    }
-    const words = (key: string) =>
-      (new RegExp(`^suture:${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '').split(/\s+/).filter(Boolean);
-    const composites = new Map<string, string[]>();
-    for (const m of r.stdout.matchAll(/^suture:composite:([^=]+)=(.*)$/gm)) {
-      const parts = m[2]!.split(/\s+/).filter(Boolean);
-      if (parts.length) composites.set(m[1]!, parts);
-    }
-    const d: DirObjects = { dir, objY: words('obj-y'), objM: words('obj-m'), libY: words('lib-y'), composites };
+    if (e.kind === 'error') throw new SutureError('build', e.message, { details: e.details });
+    const d = e.kind === 'none' ? null : { dir, objY: e.objY, objM: e.objM, libY: e.libY, composites: new Map(e.composites) };
     this.cache.set(dir, d);
     return d;
+  }
+
+  private async evaluate(dir: string): Promise<Evaluated> {
+    if (!existsSync(join(this.tree, dir, 'Makefile')) && !existsSync(join(this.tree, dir, 'Kbuild'))) return { kind: 'none' };
+    const r = await run(['make', '-s', '--no-print-directory', '-f', this.probe, `obj=${dir}`], { cwd: this.tree });
+    if (r.code !== 0) return { kind: 'error', message: `kbuild could not evaluate ${dir}/Makefile in ${this.tree}`, details: r.stderr.trim().split('\n').slice(-5).join('\n') };
+    const words = (key: string) =>
+      (new RegExp(`^suture:${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '').split(/\s+/).filter(Boolean);
+    const composites: [string, string[]][] = [];
+    for (const m of r.stdout.matchAll(/^suture:composite:([^=]+)=(.*)$/gm)) {
+      const parts = m[2]!.split(/\s+/).filter(Boolean);
+      if (parts.length) composites.push([m[1]!, parts]);
+    }
+    return { kind: 'dir', objY: words('obj-y'), objM: words('obj-m'), libY: words('lib-y'), composites };
   }
 
   /**

@@ -114,7 +114,7 @@ export async function findUnits(
   maxUnits: number,
   say: { update(detail: string): void; warn(message: string): void },
 ): Promise<Units> {
-  const kb = new KbuildObjects(meta.paths.source);
+  const kb = new KbuildObjects(meta.paths.source, join(meta.paths.root, 'kbuild-dirs.json'));
   try {
     const { units: us, notes, viaHeader } = await unitsOf(meta, files, maxUnits);
     for (const n of notes) say.update(n);

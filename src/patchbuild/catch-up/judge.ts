@@ -104,7 +104,7 @@ export function excludedFixes(fixes: readonly Fix[], names: readonly string[], w
 }
 
 export async function prejudge(meta: KernelMetadata, fixes: readonly Fix[], maxUnits: number, update: (d: string) => void, excluded: ReadonlyMap<string, FixRefusal> = new Map()): Promise<Prejudged> {
-  const kb = new KbuildObjects(meta.paths.source);
+  const kb = new KbuildObjects(meta.paths.source, join(meta.paths.root, 'kbuild-dirs.json'));
   const graph = await treeIncludeGraph(meta.paths.source, join(meta.paths.root, 'include-graph.json'));
   const byFix = new Map<string, FixPlan>();
   const viaHeader = new Map<string, string[]>();
