@@ -13,7 +13,7 @@ import { checkModuleName } from '../patchbuild/generate.js';
 import { fixesFromSeries, fixesFromTree, seriesFiles } from '../patchbuild/catch-up/fixes.js';
 import { renderCatchUpHtml } from '../patchbuild/catch-up/report.js';
 import { suspectFixes, type Suspect } from '../patchbuild/catch-up/suspects.js';
-import { treeChanges } from '../patchbuild/catch-up/tree-diff.js';
+import { treeChanges, treeChangesCacheFile } from '../patchbuild/catch-up/tree-diff.js';
 import { readSecretKey } from '../bundle/keys.js';
 import { compareVersions } from '../util/debian-version.js';
 import { SutureError } from '../util/errors.js';
@@ -124,7 +124,10 @@ async function runCatchUp(o: CatchUpFlags): Promise<number> {
       const pkg = `linux-source-${ref.series}`;
       const older = await fetchSourceRelease({ home, pkg, version: meta.packageVersion, ...(fromSrc && existsSync(fromSrc.file) ? { deb: fromSrc.file } : { apt }), reporter });
       const newerSrc = await fetchSourceRelease({ home, pkg, version: toVersion, apt, reporter });
-      const changes = await step('changes', `Comparing linux ${meta.packageVersion} with ${toVersion}`, (update) => treeChanges(older.tree, newerSrc.tree, `linux ${meta.packageVersion}..${toVersion}`, (d, t) => update(`${d} of ${t} changed files`)));
+      const cacheFile = treeChangesCacheFile(older, newerSrc);
+      const changes = await step('changes', `Comparing linux ${meta.packageVersion} with ${toVersion}`, (update) =>
+        treeChanges(older.tree, newerSrc.tree, `linux ${meta.packageVersion}..${toVersion}`, (d, t) => update(`${d} of ${t} changed files`), cacheFile),
+      );
       return step('fixes', `Forming fixes from ${changes.length} changed files and matching the changelog`, () =>
         fixesFromTree({ changes, tree: meta.paths.source, graphCache: join(meta.paths.root, 'include-graph.json'), fromTree: older.tree, changelogText: readFileSync(newerSrc.changelog, 'utf8'), fromVersion: meta.packageVersion, toVersion }),
       );
@@ -228,7 +231,7 @@ function printText(r: CatchUpResult, p: ProofResult | undefined, o: CatchUpFlags
   if (!o.prove) out('not proven (--no-prove)');
   else if (p) out(p.proven ? `proven in the VM: transition ${p.transitionMs === undefined ? '?' : p.transitionMs.toFixed(1)} ms, smoke workload ok, kernel log clean, disabled and unloaded` : `NOT proven: ${p.reason}`);
   const own = p?.baseline?.preexisting ?? [];
-  if (own.length) out(`the kernel's own log problems, printed without the patch too (a second boot, ${((p!.baseline!.ms) / 1000).toFixed(0)} s), not counted: ${own.length} line${own.length === 1 ? '' : 's'}, first: ${trim(own[0]!.trim(), 120)}`);
+  if (own.length) out(`the kernel's own log problems, printed without the patch too (a second boot beside the proof, ${((p!.baseline!.ms) / 1000).toFixed(0)} s), not counted: ${own.length} line${own.length === 1 ? '' : 's'}, first: ${trim(own[0]!.trim(), 120)}`);
   if (suspects.length) {
     out('the kernel log names code these fixes carry:');
     for (const s of suspects) out(`  ${s.fix} ${trim(s.title, 70)}: ${s.functions.join(', ')}\n      ${trim(s.lines[0]!, 150)}`);

@@ -8,7 +8,7 @@
  * what the archive holds.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { SutureError, fsError } from '../util/errors.js';
 import { runChecked } from '../util/exec.js';
@@ -27,6 +27,14 @@ export interface SourceRelease {
   tree: string;
   /** changelog.Debian, uncompressed. */
   changelog: string;
+}
+
+/**
+ * What tells one extraction of a release from another (its ready marker, with the time it was extracted):
+ * what is derived from the tree and kept is keyed by it.
+ */
+export function sourceReleaseStamp(r: SourceRelease): string {
+  return readFileSync(join(dirname(dirname(r.tree)), 'source.json'), 'utf8');
 }
 
 /** Where one version is kept. */

@@ -6,8 +6,10 @@
  * writes each changed file's hunks, and the patch parser reads them back, so
  * a catch-up and `suture build fix.patch` see changes the same way.
  */
-import { lstatSync, readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { createHash } from 'node:crypto';
+import { sourceReleaseStamp, type SourceRelease } from '../../kernel/source-release.js';
 import { mapPool } from '../../util/pool.js';
 import { SutureError } from '../../util/errors.js';
 import { run } from '../../util/exec.js';
@@ -85,11 +87,11 @@ done
 `;
 const MARKER = /^\x01suture-diff (\d+)$/;
 
-/** The unified diffs of some files, parsed: the hunks against `from` (undefined: no text change, or binary). */
-export async function filePatches(from: string, to: string, files: readonly { path: string; change: TreeChange['change'] }[], label: string): Promise<(FilePatch | undefined)[]> {
+/** The unified diffs of some files as diff wrote them (undefined: no text change). */
+export async function fileDiffs(from: string, to: string, files: readonly { path: string; change: TreeChange['change'] }[]): Promise<(string | undefined)[]> {
   const r = await run(['sh', '-c', DIFF_BATCH, 'suture-diff', from, to, ...files.flatMap((f) => [f.change, f.path])], { maxCapture: 512 << 20 });
   if (r.code !== 0) throw new SutureError('environment', `diff -u of ${files.length} files under ${to} failed (exit ${r.code})`, { details: r.stderr.trim() });
-  const out: (FilePatch | undefined)[] = [];
+  const out: (string | undefined)[] = [];
   let text: string[] = [];
   for (const line of r.stdout.split('\n')) {
     const m = MARKER.exec(line);
@@ -101,26 +103,71 @@ export async function filePatches(from: string, to: string, files: readonly { pa
     if (!f) throw new SutureError('internal', `diff -u under ${to} said more files than it was given (${files.length})`);
     const status = Number(m[1]);
     if (status > 1) throw new SutureError('environment', `diff -u of ${f.path} failed (exit ${status})`, { details: r.stderr.trim() });
-    const body = text.join('\n');
+    out.push(status === 0 ? undefined : `${text.join('\n')}\n`);
     text = [];
-    out.push(status === 0 || (/^Binary files /m.test(body) && !body.includes('@@')) ? undefined : parseSourcePatch(`${body}\n`, label, 1)[0]);
   }
   if (out.length !== files.length) throw new SutureError('environment', `diff -u under ${to} stopped after ${out.length} of ${files.length} files`, { details: r.stderr.trim() });
   return out;
 }
 
-/** Every change between the trees, with its hunks; `onFile` hears progress. */
-export async function treeChanges(from: string, to: string, label: string, onFile?: (done: number, total: number) => void): Promise<TreeChange[]> {
-  const files = await changedFiles(from, to);
-  const batches: (typeof files)[] = [];
-  for (let i = 0; i < files.length; i += 100) batches.push(files.slice(i, i + 100));
-  let done = 0;
-  // A few shells at once, across the cores.
-  const out = await mapPool(batches, 4, async (batch) => {
-    const patches = await filePatches(from, to, batch, label);
-    done += batch.length;
-    onFile?.(done, files.length);
-    return batch.map((f, i): TreeChange => ({ ...f, patch: patches[i] }));
-  });
-  return out.flat();
+/** One file's diff parsed: the hunks against `from` (undefined: no text change, or a binary file). */
+function parsedDiff(text: string | undefined, label: string): FilePatch | undefined {
+  if (text === undefined || (/^Binary files /m.test(text) && !text.includes('@@'))) return undefined;
+  return parseSourcePatch(text, label, 1)[0];
+}
+
+/** The unified diffs of some files, parsed. */
+export async function filePatches(from: string, to: string, files: readonly { path: string; change: TreeChange['change'] }[], label: string): Promise<(FilePatch | undefined)[]> {
+  return (await fileDiffs(from, to, files)).map((t) => parsedDiff(t, label));
+}
+
+/** Where the changes between two extracted releases are kept: beside the newer, keyed by both extractions. */
+export function treeChangesCacheFile(older: SourceRelease, newer: SourceRelease): string {
+  const key = createHash('sha256').update(sourceReleaseStamp(older)).update('\0').update(sourceReleaseStamp(newer)).digest('hex').slice(0, 24);
+  return join(dirname(dirname(newer.tree)), 'changes', `${key}.json`);
+}
+
+interface RawChange {
+  readonly path: string;
+  readonly change: TreeChange['change'];
+  readonly diff?: string;
+}
+
+/**
+ * Every change between the trees, with its hunks; `onFile` hears progress.
+ * With `cacheFile`, what diff wrote is kept there and read back next time
+ * (the trees must not change under it: pristine sources, extracted once); it
+ * is parsed again each time, so a newer parser never reads an older one's output.
+ */
+export async function treeChanges(from: string, to: string, label: string, onFile?: (done: number, total: number) => void, cacheFile?: string): Promise<TreeChange[]> {
+  let raw: RawChange[] | undefined;
+  if (cacheFile && existsSync(cacheFile)) {
+    try {
+      raw = JSON.parse(readFileSync(cacheFile, 'utf8')) as RawChange[];
+      onFile?.(raw.length, raw.length);
+    } catch {
+      raw = undefined; // an unreadable cache is made again
+    }
+  }
+  if (!raw) {
+    const files = await changedFiles(from, to);
+    const batches: (typeof files)[] = [];
+    for (let i = 0; i < files.length; i += 100) batches.push(files.slice(i, i + 100));
+    let done = 0;
+    // A few shells at once, across the cores.
+    const diffs = await mapPool(batches, 4, async (batch) => {
+      const texts = await fileDiffs(from, to, batch);
+      done += batch.length;
+      onFile?.(done, files.length);
+      return batch.map((f, i): RawChange => ({ ...f, ...(texts[i] !== undefined ? { diff: texts[i] } : {}) }));
+    });
+    raw = diffs.flat();
+    if (cacheFile) {
+      mkdirSync(dirname(cacheFile), { recursive: true });
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(raw));
+      renameSync(tmp, cacheFile);
+    }
+  }
+  return raw.map((c) => ({ path: c.path, change: c.change, patch: parsedDiff(c.diff, label) }));
 }

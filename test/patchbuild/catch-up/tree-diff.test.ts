@@ -59,6 +59,18 @@ describe('tree changes', () => {
     expect(seen.at(-1)).toBe(changes.length);
   });
 
+  it('kept in a cache file: read back and parsed again, the same changes, without diffing the trees', async () => {
+    const cacheFile = join(dir, 'cache', 'changes.json');
+    const direct = await treeChanges(from, to, 'update');
+    expect(await treeChanges(from, to, 'update', undefined, cacheFile)).toEqual(direct);
+    // The trees are not read again: a change made since does not show (pristine trees do not change).
+    writeFileSync(join(to, 'fs/same.c'), lines(5, 2));
+    const again = await treeChanges(from, to, 'update', undefined, cacheFile);
+    expect(again).toEqual(direct);
+    expect((await treeChanges(from, to, 'update')).map((c) => c.path)).toContain('fs/same.c');
+    writeFileSync(join(to, 'fs/same.c'), lines(5));
+  });
+
   it('a file diff cannot read is an error that names the batch', async () => {
     await expect(filePatches(from, to, [{ path: 'fs/missing.c', change: 'modify' }], 'update')).rejects.toThrow(/diff -u of fs\/missing\.c failed \(exit 2\)/);
   });
