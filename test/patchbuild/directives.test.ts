@@ -148,7 +148,9 @@ describe('generated klp module', () => {
   it('has one klp_object per target object, NULL for vmlinux, module_init and livepatch modinfo', () => {
     const c = klpModuleSource(spec);
     expect(c).toContain('#include "user/fix.c"');
-    expect(c).toContain('\t{ .old_name = "cmdline_proc_show", .new_func = new_show, .old_sympos = 0 },');
+    // A unique name as position 1 (klp/position.ts).
+    expect(c).toContain('\t{ .old_name = "cmdline_proc_show", .new_func = new_show, .old_sympos = 1 },');
+    expect(c).toContain('\t{ .old_name = "bm_status_read", .new_func = new_read, .old_sympos = 1 },');
     expect(c).toContain('\t{ .old_name = "scanarg", .new_func = new_scan, .old_sympos = 2 },');
     expect(c).toContain('\t{ .name = NULL, .funcs = __suture_funcs_0 },\n\t{ .name = "binfmt_misc", .funcs = __suture_funcs_1 },\n\t{ }');
     expect(c).toContain('\treturn klp_enable_patch(&__suture_patch);');

@@ -52,12 +52,14 @@ describe('klp conversion', () => {
 
   it('plans one rename per unexported symbol and moves only their entries', () => {
     const plan = planKlp(parse(input), dispose);
+    // A unique name is given as position 1 (klp/position.ts: the kernel's walk stops there); the plan keeps its sympos 0.
     expect(plan.renames.map((r) => r.to).sort()).toEqual([
-      '.klp.sym.binfmt_x.mod_exported,0',
-      '.klp.sym.binfmt_x.mod_static,0',
+      '.klp.sym.binfmt_x.mod_exported,1',
+      '.klp.sym.binfmt_x.mod_static,1',
       '.klp.sym.vmlinux.hidden_var,2',
-      '.klp.sym.vmlinux.static_helper,0',
+      '.klp.sym.vmlinux.static_helper,1',
     ]);
+    expect(plan.renames.find((r) => r.name === 'static_helper')!.sympos).toBe(0);
     expect(plan.moves.map((m) => `${m.sectionName} ${m.relocations.length}`).sort()).toEqual([
       '.klp.rela.binfmt_x..data 1',
       '.klp.rela.binfmt_x..text 2',
@@ -92,10 +94,10 @@ describe('klp conversion', () => {
     const syms = readelfDump(output).symtabs.get('.symtab')!;
     const klp = syms.filter((s) => s.name.startsWith('.klp.sym.'));
     expect(klp.map((s) => s.name).sort()).toEqual([
-      '.klp.sym.binfmt_x.mod_exported,0',
-      '.klp.sym.binfmt_x.mod_static,0',
+      '.klp.sym.binfmt_x.mod_exported,1',
+      '.klp.sym.binfmt_x.mod_static,1',
       '.klp.sym.vmlinux.hidden_var,2',
-      '.klp.sym.vmlinux.static_helper,0',
+      '.klp.sym.vmlinux.static_helper,1',
     ]);
     for (const s of klp) expect(s.ndx).toBe('OS [0xff20]');
     expect(syms.find((s) => s.name === 'printk_like')!.ndx).toBe('UND');
@@ -195,9 +197,9 @@ describe('klp conversion', () => {
     expect(conv.sections.some((s) => s.startsWith('.klp.rela.sunrpc_x.'))).toBe(false);
     const r = tool('readelf', ['-W', '-r', out]);
     const sec = r.split('Relocation section ').find((b) => b.startsWith("'.klp.rela.binfmt_x..text'"))!;
-    expect(sec).toContain('.klp.sym.sunrpc_x.mod_exported,0');
-    expect(sec).toContain('.klp.sym.binfmt_x.mod_static,0');
-    expect(conv.check.symbols).toContainEqual({ object: 'sunrpc_x', name: 'mod_exported', sympos: 0 });
+    expect(sec).toContain('.klp.sym.sunrpc_x.mod_exported,1');
+    expect(sec).toContain('.klp.sym.binfmt_x.mod_static,1');
+    expect(conv.check.symbols).toContainEqual({ object: 'sunrpc_x', name: 'mod_exported', sympos: 1 }); // as written: position 1 for a unique name (klp/position.ts)
   });
 
   it('the check refuses a vmlinux symbol named from a module\'s section, as the kernel does', () => {

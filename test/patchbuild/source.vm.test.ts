@@ -93,7 +93,7 @@ describe('suture build --source, in the guest', () => {
       expect.objectContaining({ object: 'vmlinux', name: 'filesystems_proc_show', sympos: 0, newFunction: 'suture_filesystems_proc_show' }),
     ]);
     const sym = (j: any, n: string) => j.symbols.find((s: any) => s.name === n);
-    expect(sym(statics, 'file_systems')).toMatchObject({ object: 'vmlinux', sympos: 0, binding: 'klp', klpSymbol: '.klp.sym.vmlinux.file_systems,0' });
+    expect(sym(statics, 'file_systems')).toMatchObject({ object: 'vmlinux', sympos: 0, binding: 'klp', klpSymbol: '.klp.sym.vmlinux.file_systems,1' });
     expect(sym(statics, 'file_systems_lock')).toMatchObject({ object: 'vmlinux', binding: 'klp' });
     expect(sym(statics, '__get_fs_type')).toMatchObject({ object: 'vmlinux', binding: 'klp', usedBy: ['suture_filesystems_proc_show'] });
     expect(sym(statics, 'put_filesystem')).toMatchObject({ object: 'vmlinux', binding: 'klp' });
@@ -102,7 +102,7 @@ describe('suture build --source, in the guest', () => {
 
     const mod = built['module-binfmt']!.json;
     expect(mod.replaced).toEqual([expect.objectContaining({ object: 'binfmt_misc', name: 'bm_status_read', sympos: 0 })]);
-    expect(sym(mod, 'enabled')).toMatchObject({ object: 'binfmt_misc', sympos: 0, binding: 'klp', klpSymbol: '.klp.sym.binfmt_misc.enabled,0' });
+    expect(sym(mod, 'enabled')).toMatchObject({ object: 'binfmt_misc', sympos: 0, binding: 'klp', klpSymbol: '.klp.sym.binfmt_misc.enabled,1' });
     expect(sym(mod, 'scanarg')).toMatchObject({ object: 'binfmt_misc', sympos: 0, binding: 'klp' });
     // A .klp.rela.<module> section never names a vmlinux klp symbol: the fix's vmlinux symbols are all exports;
     // the one vmlinux klp section is the generated relocation clearing's (text_poke under text_mutex, generate.ts).
@@ -126,7 +126,7 @@ describe('suture build --source, in the guest', () => {
       object: 'mbcache',
       sympos: 0,
       binding: 'klp',
-      klpSymbol: '.klp.sym.mbcache.mb_cache_entry_touch,0',
+      klpSymbol: '.klp.sym.mbcache.mb_cache_entry_touch,1',
     });
     expect(j.klp).toMatchObject({ versionsDropped: ['mb_cache_entry_touch'], dependsDropped: ['mbcache'] });
   });

@@ -55,6 +55,7 @@
  * build checks it: the CRC the shipped patched module was linked against
  * (its `__versions`) must equal Module.symvers (kernel/symbols/module-exports.ts).
  */
+import { kernelSympos } from './position.js';
 import {
   DataSection,
   ElfObject,
@@ -171,7 +172,7 @@ export function moduleRelocationAllowed(target: Section): boolean {
 }
 
 function klpSymbolName(object: string, name: string, sympos: number): string {
-  return `.klp.sym.${object}.${name},${sympos}`;
+  return `.klp.sym.${object}.${name},${kernelSympos(sympos)}`;
 }
 
 /**
