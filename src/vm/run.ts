@@ -57,6 +57,8 @@ export interface VmSpec {
   disk?: { file: string; mountpoint: string };
   /** Streaming events for live display. */
   onEvent?: (e: VmEvent) => void;
+  /** Stops the guest when aborted (a run whose result nobody needs any more): what it returns then means nothing. */
+  signal?: AbortSignal;
 }
 
 export type VmEvent =
@@ -168,6 +170,7 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | KvmFailur
       timeoutMs: spec.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       t0,
       emit: spec.onEvent ?? (() => {}),
+      signal: spec.signal,
     });
     if (s.kvmSilent) return { kvmFailure: `a KVM guest printed nothing within ${KVM_FIRST_OUTPUT_MS / 1000} s` };
     if (accel === 'kvm' && !s.sawAnything && !s.timedOut) {

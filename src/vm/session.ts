@@ -56,6 +56,8 @@ export interface SessionRequest {
   /** When the run started (performance.now()), for the boot time. */
   readonly t0: number;
   readonly emit: (e: VmEvent) => void;
+  /** Stops the guest (QEMU killed) when aborted: a run nobody needs any more. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What a session saw. */
@@ -149,6 +151,9 @@ export async function runSession(req: SessionRequest): Promise<Session> {
       }
     }
   });
+  const cancel = () => abort.abort();
+  if (req.signal?.aborted) abort.abort();
+  req.signal?.addEventListener('abort', cancel, { once: true });
   const poller = setInterval(() => {
     con.poll();
     chan.poll();
@@ -161,6 +166,7 @@ export async function runSession(req: SessionRequest): Promise<Session> {
     clearTimeout(timer);
     if (silentTimer) clearTimeout(silentTimer);
     clearInterval(poller);
+    req.signal?.removeEventListener('abort', cancel);
     con.close();
     chan.close();
   }
