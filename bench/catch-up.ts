@@ -8,9 +8,9 @@
  *   npm run build && npx tsx bench/catch-up.ts [--from K] [--to K] [--cold] [--warm-runs N] [--no-prove]
  *
  * --cold first empties what a catch-up caches (the workspace's orig and
- * patched objects, settled units, pahole's layouts and the include graph, both pristine sources with their
- * downloads) so the first run pays for all of it; the kernel workspace itself
- * stays (`kernel fetch` is timed elsewhere).
+ * patched objects, settled units, pahole's layouts, the include graph and kbuild's directory lists, both
+ * pristine sources with their downloads and the changes between them) so the first run pays for all of it;
+ * the kernel workspace itself stays (`kernel fetch` is timed elsewhere).
  * Each run prints its wall time, the time of each stage, units compiled,
  * fixes by verdict and the VM proof's outcome; then the ratio of warm to
  * the first run.
@@ -42,6 +42,7 @@ if (values.cold) {
   rmSync(join(meta.paths.root, 'patched-objects'), { recursive: true, force: true });
   rmSync(join(meta.paths.root, 'layouts'), { recursive: true, force: true });
   rmSync(join(meta.paths.root, 'include-graph.json'), { force: true });
+  rmSync(join(meta.paths.root, 'kbuild-dirs.json'), { force: true });
   // Both pristine sources: the older side's by its workspace; the newer's by the --to kernel's workspace where
   // there is one (the run itself resolves --to in the archive; without a workspace its source cache stays, said below).
   const versions = [meta.packageVersion];
