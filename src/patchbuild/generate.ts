@@ -7,7 +7,6 @@
  * the author's fix.c in front of it (`prelude`); a diff build declares the
  * new functions extern and links the extracted object beside it.
  */
-import { kernelSympos } from './klp/position.js';
 import { SutureError } from '../util/errors.js';
 import { MODULE_NAME_MAX } from '../kernel/symbols/mod.js';
 
@@ -122,7 +121,7 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
     L.push(`/* ${o.object} */`);
     L.push(`static struct klp_func __suture_funcs_${i}[] = {`);
     for (const f of o.funcs) {
-      L.push(`\t{ .old_name = ${cString(f.oldName)}, .new_func = ${f.newFunction}, .old_sympos = ${kernelSympos(f.sympos)} },`);
+      L.push(`\t{ .old_name = ${cString(f.oldName)}, .new_func = ${f.newFunction}, .old_sympos = ${f.sympos} },`);
     }
     L.push('\t{ }');
     L.push('};');

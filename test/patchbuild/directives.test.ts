@@ -148,9 +148,10 @@ describe('generated klp module', () => {
   it('has one klp_object per target object, NULL for vmlinux, module_init and livepatch modinfo', () => {
     const c = klpModuleSource(spec);
     expect(c).toContain('#include "user/fix.c"');
-    // A unique name as position 1 (klp/position.ts).
-    expect(c).toContain('\t{ .old_name = "cmdline_proc_show", .new_func = new_show, .old_sympos = 1 },');
-    expect(c).toContain('\t{ .old_name = "bm_status_read", .new_func = new_read, .old_sympos = 1 },');
+    // A replaced function keeps the resolver's sympos (0: unique): a replacing patch finds it by (name, sympos),
+    // and kernels before klp_find_func took 0 and 1 alike tell them apart (klp/position.ts).
+    expect(c).toContain('\t{ .old_name = "cmdline_proc_show", .new_func = new_show, .old_sympos = 0 },');
+    expect(c).toContain('\t{ .old_name = "bm_status_read", .new_func = new_read, .old_sympos = 0 },');
     expect(c).toContain('\t{ .old_name = "scanarg", .new_func = new_scan, .old_sympos = 2 },');
     expect(c).toContain('\t{ .name = NULL, .funcs = __suture_funcs_0 },\n\t{ .name = "binfmt_misc", .funcs = __suture_funcs_1 },\n\t{ }');
     expect(c).toContain('\treturn klp_enable_patch(&__suture_patch);');
