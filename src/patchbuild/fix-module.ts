@@ -5,6 +5,7 @@
  * reference vmlinux does not export turned into a klp relocation (link.ts,
  * shared with the patch build).
  */
+import { replaceTakesSympos0And1Alike } from '../kernel/livepatch-source.js';
 import type { ResolvedSymbol, SymbolSources } from '../kernel/symbols/mod.js';
 import type { KernelMetadata } from '../kernel/workspace.js';
 import type { FixSources } from './fix-probe.js';
@@ -52,6 +53,7 @@ export async function linkFix(
       replace: req.replace,
       description: `livepatch built by suture from ${fix.label}`,
       origin: `from ${fix.label} for ${req.meta.name}`,
+      functionsAtPosition1: replaceTakesSympos0And1Alike(req.meta.paths.source),
     }),
   );
   const dispose = symbolDispositions(src, (n) => {

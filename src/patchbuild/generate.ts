@@ -7,6 +7,7 @@
  * the author's fix.c in front of it (`prelude`); a diff build declares the
  * new functions extern and links the extracted object beside it.
  */
+import { kernelSympos } from './klp/position.js';
 import { SutureError } from '../util/errors.js';
 import { MODULE_NAME_MAX } from '../kernel/symbols/mod.js';
 
@@ -62,6 +63,11 @@ export interface KlpModuleSpec {
   readonly importNamespaces?: readonly string[];
   /** A line saying where the module came from, put in the header comment. */
   readonly origin?: string;
+  /**
+   * Name a unique replaced function as position 1 (its one kallsyms walk stops there: klp/position.ts), for a
+   * kernel whose atomic replace takes 0 and 1 alike (kernel/livepatch-source.ts); 0 otherwise.
+   */
+  readonly functionsAtPosition1?: boolean;
 }
 
 /** Check a module name as kbuild and the kernel take it. */
@@ -121,7 +127,7 @@ export function klpModuleSource(spec: KlpModuleSpec): string {
     L.push(`/* ${o.object} */`);
     L.push(`static struct klp_func __suture_funcs_${i}[] = {`);
     for (const f of o.funcs) {
-      L.push(`\t{ .old_name = ${cString(f.oldName)}, .new_func = ${f.newFunction}, .old_sympos = ${f.sympos} },`);
+      L.push(`\t{ .old_name = ${cString(f.oldName)}, .new_func = ${f.newFunction}, .old_sympos = ${spec.functionsAtPosition1 ? kernelSympos(f.sympos) : f.sympos} },`);
     }
     L.push('\t{ }');
     L.push('};');

@@ -5,6 +5,7 @@
  * then every outside reference turned into a klp relocation (link.ts, shared
  * with `suture build --source`).
  */
+import { replaceTakesSympos0And1Alike } from '../kernel/livepatch-source.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KernelMetadata } from '../kernel/workspace.js';
@@ -63,7 +64,7 @@ export async function linkPatchModule(
   }));
   writeFileSync(
     join(moduleDir, 'klp.c'),
-    klpModuleSource({ name: info.name, objects, prelude: suturePrelude(meta, info), declareNewFunctions: true, replace: info.replace, description: info.description, origin: info.origin, importNamespaces: extracted.namespaces }),
+    klpModuleSource({ name: info.name, objects, prelude: suturePrelude(meta, info), declareNewFunctions: true, replace: info.replace, description: info.description, origin: info.origin, importNamespaces: extracted.namespaces, functionsAtPosition1: replaceTakesSympos0And1Alike(meta.paths.source) }),
   );
   writeFileSync(join(moduleDir, 'Kbuild'), kbuildFile(info.name, { objects: ['klp', ...extracted.parts] }));
   await linkLivepatch({

@@ -152,6 +152,10 @@ describe('generated klp module', () => {
     // and kernels before klp_find_func took 0 and 1 alike tell them apart (klp/position.ts).
     expect(c).toContain('\t{ .old_name = "cmdline_proc_show", .new_func = new_show, .old_sympos = 0 },');
     expect(c).toContain('\t{ .old_name = "bm_status_read", .new_func = new_read, .old_sympos = 0 },');
+    // Where the kernel's replace takes 0 and 1 alike, a unique function is named 1 (its kallsyms walk stops there).
+    const one = klpModuleSource({ ...spec, functionsAtPosition1: true });
+    expect(one).toContain('\t{ .old_name = "cmdline_proc_show", .new_func = new_show, .old_sympos = 1 },');
+    expect(one).toContain('\t{ .old_name = "scanarg", .new_func = new_scan, .old_sympos = 2 },');
     expect(c).toContain('\t{ .old_name = "scanarg", .new_func = new_scan, .old_sympos = 2 },');
     expect(c).toContain('\t{ .name = NULL, .funcs = __suture_funcs_0 },\n\t{ .name = "binfmt_misc", .funcs = __suture_funcs_1 },\n\t{ }');
     expect(c).toContain('\treturn klp_enable_patch(&__suture_patch);');

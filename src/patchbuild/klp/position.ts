@@ -19,12 +19,12 @@
  * module klp relocations): its insmod took 45 s with position 0 and 22–26 s
  * with 1; the 501 patched modules loaded after it 91 s and 46 s.
  *
- * A replaced function (klp_func.old_sympos) keeps the resolver's 0: a
- * replacing patch finds the functions of the one it replaces by name and
- * position (klp_find_func), and kernels before the change that takes 0 and 1
- * alike there (Debian's 6.1.187 has it) would see another function, so a
- * cumulative patch could not replace one built with 0 (an older suture's, or
- * kpatch's). Its one walk per function is a small part of the cost.
+ * A replaced function (klp_func.old_sympos) is walked for once, and named
+ * 1 only where the kernel's atomic replace takes 0 and 1 alike
+ * (kernel/livepatch-source.ts): a replacing patch finds the functions of the
+ * one it replaces by name and position (klp_find_func), and a kernel before
+ * that change would see another function, so a cumulative patch could not
+ * replace one built with 0 (an older suture's, kpatch's).
  */
 export function kernelSympos(sympos: number): number {
   return sympos === 0 ? 1 : sympos;
