@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /** Key files on the machine that signs: writing a new pair, reading the secret half. */
-import { closeSync, fstatSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, fsyncSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { closeSync, fstatSync, openSync, readFileSync, writeSync, fsyncSync } from 'node:fs';
+import { basename } from 'node:path';
 import { fsError, SutureError } from '../util/errors.js';
+import { writeAtomic } from '../util/files.js';
+
+export { writeAtomic };
 import { formatPublicKey, formatSecretKey, generateKey, MAX_KEY_FILE_BYTES, parsePublicKey, parseSecretKey, type PublicKey, type SecretKey } from './minisign.js';
 
 /** Write a file that must not exist yet (a key is never overwritten). */
@@ -68,13 +71,3 @@ export function readPublicKey(path: string): PublicKey {
   return parsePublicKey(text, path);
 }
 
-/** Write a file atomically (temporary file beside it, then rename). */
-export function writeAtomic(path: string, data: Uint8Array | string, mode = 0o644): void {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  try {
-    writeFileSync(tmp, data, { mode });
-    renameSync(tmp, path);
-  } catch (e) {
-    throw fsError(e, 'writing', path);
-  }
-}

@@ -6,11 +6,12 @@
  * objects (`ext4-y := inode.o ...`) are read back. No build is needed.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync, existsSync, rmSync, readFileSync, statSync, renameSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync, rmSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
+import { writeAtomic } from '../util/files.js';
 
 export interface DirObjects {
   dir: string;
@@ -81,9 +82,7 @@ export class KbuildObjects {
   close(): void {
     rmSync(dirname(this.probe), { recursive: true, force: true });
     if (this.cacheFile && this.kept && this.keptChanged) {
-      const tmp = `${this.cacheFile}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify(this.kept));
-      renameSync(tmp, this.cacheFile);
+      writeAtomic(this.cacheFile, JSON.stringify(this.kept));
     }
   }
 

@@ -193,6 +193,11 @@ function sideMakeArgs(meta: KernelMetadata): string[] {
   return treeMakeArgs(meta.compiler.command, meta.release, Math.max(1, Math.floor(cpus().length / 2)));
 }
 
+/** Where the patched-object cache keeps why an object did not compile with its changes (either side): it is not tried again. */
+function failedMarker(patchedCache: string, object: string): string {
+  return join(patchedCache, `${object}.failed`);
+}
+
 /** What a unit settled from its preprocessed text leaves in the patched-object cache (its reason inside), so the same changes settle it again without preprocessing. */
 const SETTLED = '.settled';
 
@@ -215,9 +220,8 @@ async function settleUnits(
   for (const u of units) {
     const marker = patchedCache ? join(patchedCache, `${u.object}${SETTLED}`) : undefined;
     if (marker && existsSync(marker)) out.set(u.unit, readFileSync(marker, 'utf8'));
-    else if (!patchedCache) todo.push(u);
     // Compiled both ways with the same changes before, or found not to compile: the caches have it.
-    else if (!(existsSync(join(patchedCache, `${u.object}.failed`)) || (existsSync(join(patchedCache, u.object)) && existsSync(join(origCacheDir(meta), u.object))))) todo.push(u);
+    else if (!patchedCache || !(existsSync(failedMarker(patchedCache, u.object)) || (existsSync(join(patchedCache, u.object)) && existsSync(join(origCacheDir(meta), u.object))))) todo.push(u);
   }
   if (out.size) update(`${out.size} settled before (the same changes, from the workspace cache)`);
   if (!todo.length) return out;
@@ -322,7 +326,7 @@ export async function compileBoth(
   const cached = (obj: string) => join(cache, obj);
   const pcache = opts.patchedCache;
   // An object that did not compile with the same changes before (either side) is not tried again: its reason is kept.
-  const failedBefore = (o: string) => pcache !== undefined && existsSync(join(pcache, `${o}.failed`));
+  const failedBefore = (o: string) => pcache !== undefined && existsSync(failedMarker(pcache, o));
   const origToBuild = objects.filter((o) => !existsSync(cached(o)) && !failedBefore(o));
   const patchedToBuild = pcache ? objects.filter((o) => !existsSync(join(pcache, o)) && !failedBefore(o)) : objects;
   const onLine = progress?.({ orig: origToBuild, patched: patchedToBuild });
@@ -358,10 +362,10 @@ export async function compileBoth(
     for (const [obj, file] of b.files) intoCache(file, join(pcache, obj));
     for (const [obj, why] of failed) {
       mkdirSync(dirname(join(pcache, obj)), { recursive: true });
-      writeFileSync(join(pcache, `${obj}.failed`), why);
+      writeFileSync(failedMarker(pcache, obj), why);
     }
     for (const obj of objects) {
-      const f = join(pcache, `${obj}.failed`);
+      const f = failedMarker(pcache, obj);
       if (!failed.has(obj) && existsSync(f)) failed.set(obj, readFileSync(f, 'utf8'));
     }
   }

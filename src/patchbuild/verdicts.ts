@@ -13,13 +13,14 @@
  * Every refusal of any unit stops the build here, all of them listed.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { BtfStructs } from '../kernel/btf.js';
 import { mapPool } from '../util/pool.js';
 import { SutureError } from '../util/errors.js';
 import { run } from '../util/exec.js';
+import { writeAtomic } from '../util/files.js';
 import { applyAuthorRecords, readAuthorRecords, type CallbackRecord } from './author-records.js';
 import type { CompiledUnit, Side } from './compile.js';
 import { carryUntraceable, type CarriedDiff } from './diff/carry.js';
@@ -65,12 +66,7 @@ export async function layoutRefusals(units: readonly CompiledUnit[], update?: (d
       const r = await run(['pahole', '--anon_include', file], { maxCapture: 64 << 20 });
       if (r.code !== 0) throw new SutureError('environment', `pahole could not read the debug info of ${u.object}`, { details: r.stderr.trim(), hint: 'install dwarves (scripts/setup.sh)' });
       const parsed = parsePahole(r.stdout);
-      if (cached) {
-        mkdirSync(dirname(cached), { recursive: true });
-        const tmp = `${cached}.${process.pid}.tmp`;
-        writeFileSync(tmp, JSON.stringify([...parsed]));
-        renameSync(tmp, cached);
-      }
+      if (cached) writeAtomic(cached, JSON.stringify([...parsed]), 0o644, { mkdir: true });
       return parsed;
     };
     const changed = changedLayouts(await layout('orig'), await layout('patched')).map((c) => changedStructLayout(u.unit, c.type, c.before, c.after));

@@ -203,6 +203,10 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
     // makes it for nothing; it is stopped unasked when the proof's log is clean.
     let baselineRun: Promise<{ vm: VmResult; ms: number }> | undefined;
     const cancel = new AbortController();
+    const stopBaseline = async () => {
+      cancel.abort();
+      await baselineRun?.catch(() => undefined);
+    };
     if (req.baseline !== false) {
       const baseDisk = join(dir, 'baseline.img');
       await ensureDiskImage(baseDisk, 64);
@@ -221,8 +225,7 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
     try {
       vm = await runVm({ ...guest, loads: [req.patch], commands, disk: { file: disk, mountpoint: '/mnt/disk' }, ...(req.onEvent ? { onEvent: req.onEvent } : {}) });
     } catch (e) {
-      cancel.abort();
-      await baselineRun?.catch(() => undefined);
+      await stopBaseline();
       throw e;
     }
     const seen = logProblems(vm.dmesg);
@@ -235,8 +238,7 @@ export async function provePatch(req: ProofRequest): Promise<ProofResult> {
       problems = split.fresh;
       baseline = { outcome: base.vm.outcome, ms: base.ms, preexisting: split.preexisting };
     } else {
-      cancel.abort();
-      await baselineRun?.catch(() => undefined);
+      await stopBaseline();
     }
     const steps = [...vm.kmods, ...vm.loads, ...vm.commands].map((s) => ({ label: s.label, status: s.status, durationMs: s.durationMs, output: s.output }));
     const failed = steps.find((s) => s.status !== 0);

@@ -150,7 +150,6 @@ export class VmlinuxSymbols {
     this.#clones ??= new CloneIndex(this.entries.map((e) => e.name));
     return this.#clones.of(name, limit);
   }
-
 }
 
 /** True for kallsyms type letters of code. */

@@ -6,13 +6,14 @@
  * writes each changed file's hunks, and the patch parser reads them back, so
  * a catch-up and `suture build fix.patch` see changes the same way.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import { sourceReleaseStamp, type SourceRelease } from '../../kernel/source-release.js';
 import { mapPool } from '../../util/pool.js';
 import { SutureError } from '../../util/errors.js';
 import { run } from '../../util/exec.js';
+import { writeAtomic } from '../../util/files.js';
 import { parseSourcePatch, type FilePatch } from '../patch/parse.js';
 
 export interface TreeChange {
@@ -162,12 +163,7 @@ export async function treeChanges(from: string, to: string, label: string, onFil
       return batch.map((f, i): RawChange => ({ ...f, ...(texts[i] !== undefined ? { diff: texts[i] } : {}) }));
     });
     raw = diffs.flat();
-    if (cacheFile) {
-      mkdirSync(dirname(cacheFile), { recursive: true });
-      const tmp = `${cacheFile}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify(raw));
-      renameSync(tmp, cacheFile);
-    }
+    if (cacheFile) writeAtomic(cacheFile, JSON.stringify(raw), 0o644, { mkdir: true });
   }
   return raw.map((c) => ({ path: c.path, change: c.change, patch: parsedDiff(c.diff, label) }));
 }

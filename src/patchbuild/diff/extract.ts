@@ -30,7 +30,7 @@ import {
 } from '../../elf/mod.js';
 import { SutureError } from '../../util/errors.js';
 import { referencedSymbol } from './identity.js';
-import { ObjectIndex, type IndexedSymbol } from './object-index.js';
+import { ObjectIndex, relocationsInRange, type IndexedSymbol } from './object-index.js';
 import { entrySize, specialEntries } from './special-entries.js';
 import { isAnonymousTarget, isIgnoredSection, isSpecialStatic, type Refusal } from './rules.js';
 import { rewriteRuntimeConstants, type RuntimeConstSite } from './runtime-const.js';
@@ -170,22 +170,10 @@ export function extract(patchedBytes: Uint8Array, file: string, req: ExtractRequ
     const keptOffsets = entries.get(spec)!.filter((e) => e.ownerSection && keep.has(e.ownerSection)).map((e) => e.offset);
     const data = new Uint8Array(keptOffsets.length * size);
     const moved: Relocation[] = [];
-    // Each kept entry's relocations by a binary search in offset order (a filter of all per entry was
-    // entries × relocations: seconds for a big object's __jump_table).
     const byOffset = [...relocs].sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
     keptOffsets.forEach((off, i) => {
       data.set(sec.data.subarray(off, off + size), i * size);
-      let lo = 0;
-      let hi = byOffset.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (byOffset[mid]!.offset < BigInt(off)) lo = mid + 1;
-        else hi = mid;
-      }
-      for (let k = lo; k < byOffset.length && byOffset[k]!.offset < BigInt(off + size); k++) {
-        const r = byOffset[k]!;
-        moved.push(new Relocation(BigInt(i * size) + (r.offset - BigInt(off)), r.type, r.symbol, r.addend));
-      }
+      for (const r of relocationsInRange(byOffset, off, off + size)) moved.push(new Relocation(BigInt(i * size) + (r.offset - BigInt(off)), r.type, r.symbol, r.addend));
     });
     sec.data = data;
     for (const rs of rels) rs.relocations.splice(0, rs.relocations.length, ...(rs === rels[0] ? moved : []));

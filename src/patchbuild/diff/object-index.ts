@@ -61,21 +61,7 @@ export class ObjectIndex {
 
   /** Relocations that fall inside [offset, offset+size) of a section. */
   relocationsIn(sec: Section, offset: number, size: number): Relocation[] {
-    // The list is sorted by offset: a binary search to the first, not a filter of all (a special section's
-    // entries are read one by one, so the filter was entries × relocations: seconds on a whole update).
-    const list = this.relocationsOf(sec);
-    const start = BigInt(offset);
-    const end = BigInt(offset + size);
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (list[mid]!.offset < start) lo = mid + 1;
-      else hi = mid;
-    }
-    const out: Relocation[] = [];
-    for (let i = lo; i < list.length && list[i]!.offset < end; i++) out.push(list[i]!);
-    return out;
+    return relocationsInRange(this.relocationsOf(sec), offset, offset + size);
   }
 
   /** The function or object symbol of a section that covers an offset. */
@@ -120,4 +106,24 @@ export function stringAt(sec: Section, offset: number): string {
   let end = offset;
   while (end < b.length && b[end] !== 0) end++;
   return Buffer.from(b.subarray(offset, end)).toString('latin1');
+}
+
+/**
+ * The relocations of a list sorted by offset that fall inside [start, end): a binary search to the first, not a
+ * filter of all (a special section's entries are read one by one, so a filter was entries × relocations:
+ * seconds on a whole update).
+ */
+export function relocationsInRange(sorted: readonly Relocation[], start: number, end: number): Relocation[] {
+  const lo = BigInt(start);
+  const hi = BigInt(end);
+  let a = 0;
+  let b = sorted.length;
+  while (a < b) {
+    const mid = (a + b) >>> 1;
+    if (sorted[mid]!.offset < lo) a = mid + 1;
+    else b = mid;
+  }
+  const out: Relocation[] = [];
+  for (let i = a; i < sorted.length && sorted[i]!.offset < hi; i++) out.push(sorted[i]!);
+  return out;
 }
