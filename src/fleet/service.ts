@@ -758,6 +758,9 @@ export class Fleet {
     }
     await this.db.transaction().execute(async (tx) => {
       await forUpdate(this.d.dialect, tx.selectFrom('fleet_lock').select('id').where('id', '=', 1)).execute();
+      // the time read again once the lock is held: a tick that waited for another server's (which may have finished a
+      // rollout and let its hosts go) must not date what it hands out before what that one wrote
+      const now = this.now();
       // the hosts (unchanging rollout fields only; other ticks wait on fleet_lock), then the rollout's row lock: FOR NO
       // KEY UPDATE, which hosts' own events (FOR KEY SHARE) do not wait for (the file's head says why that is safe)
       const e = { type: 'tick' as const, now, ...(await this.freeHosts(tx, seen, now)), silentMs: this.silentMs, batch: this.handOutBatch };
