@@ -7,7 +7,7 @@
  * CVE-2026-99362). And the bad input, refused before anything is built.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,18 @@ beforeAll(async () => {
 });
 
 const modName = (v: string) => `cu_${v.replace(/[.-]/g, '_')}`;
+/** QEMU processes still running a proof's disk (`suture-proof-*`): none once a catch-up has exited. */
+const proofGuestsLeft = () =>
+  readdirSync('/proc')
+    .filter((pid) => /^\d+$/.test(pid))
+    .map((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      } catch {
+        return ''; // gone meanwhile
+      }
+    })
+    .filter((cmd) => /qemu-system/.test(cmd) && /suture-proof-/.test(cmd));
 const modinfo = (ko: string, field: string) => spawnSync('modinfo', ['-F', field, ko], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
 
 describe('bad input: a clear line each, nothing built', () => {
@@ -159,6 +171,9 @@ describe.each([
     for (const m of c.objects) expect(labels.includes(`insmod ${m}`) || p.modules.some((x: any) => x.name === m && x.loaded), m).toBe(true);
     expect(labels).toEqual(expect.arrayContaining([`load ${modName(c.version)}.ko`, 'smoke workload', `disable and unload ${modName(c.version)}`]));
     expect(p.steps.every((s: any) => s.status === 0)).toBe(true);
+    // the log was clean, so the boot without the patch beside it was stopped unasked: no QEMU of it is left
+    expect(p.baseline).toBeUndefined();
+    expect(proofGuestsLeft()).toEqual([]);
   });
 
   it('an HTML report a person can read', () => {
