@@ -132,7 +132,9 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
           }, opts.timeoutMs)
         : undefined;
     const onAbort = () => child.kill('SIGTERM');
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // a signal aborted before the start (the caller gave up meanwhile) fires no event: killed at once
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e: NodeJS.ErrnoException) => {
       live.delete(child);
       if (timer) clearTimeout(timer);
