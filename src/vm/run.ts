@@ -172,8 +172,10 @@ async function runOnce(spec: VmSpec, accel: Accel): Promise<VmResult | KvmFailur
       emit: spec.onEvent ?? (() => {}),
       signal: spec.signal,
     });
-    if (s.kvmSilent) return { kvmFailure: `a KVM guest printed nothing within ${KVM_FIRST_OUTPUT_MS / 1000} s` };
-    if (accel === 'kvm' && !s.sawAnything && !s.timedOut) {
+    // A guest stopped on purpose (spec.signal) says nothing about KVM, even killed before it printed a byte: never marked bad.
+    const stopped = spec.signal?.aborted === true;
+    if (s.kvmSilent && !stopped) return { kvmFailure: `a KVM guest printed nothing within ${KVM_FIRST_OUTPUT_MS / 1000} s` };
+    if (accel === 'kvm' && !s.sawAnything && !s.timedOut && !stopped) {
       // QEMU itself stopped (an assertion in its KVM code on some hosts) before the guest said anything.
       const last = s.qemu.stderr.trim().split('\n').pop();
       return { kvmFailure: `QEMU under KVM stopped before the guest printed anything (exit ${s.qemu.code ?? 'by signal'}${last ? `: ${last}` : ''})` };

@@ -4,13 +4,14 @@
  * cmdline_proc_show, built with kbuild against the fetched headers, loaded into
  * the real Debian 6.1 kernel under QEMU. The guest's own output is the judge.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureKernel, REFERENCE_KERNEL } from '../helpers/kernel.js';
 import { buildFixtureModule } from '../helpers/modules.js';
 import { suture, sutureJson } from '../helpers/cli.js';
+import { runVm } from '../../src/vm/run.js';
 
 const K = ['--kernel', REFERENCE_KERNEL];
 const LP = '/sys/kernel/livepatch/livepatch_cmdline';
@@ -121,6 +122,18 @@ describe('suture vm run', () => {
     expect(r.status).toBe(10);
     expect(r.stderr).toContain('the kernel has no module named ext5');
     expect(r.stderr).toMatch(/hint: did you mean: .*ext4/);
+  });
+
+  it('a guest stopped on purpose before it printed anything (a proof\'s boot without the patch) does not mark KVM as hanging', async () => {
+    // With a usable /dev/kvm, auto picks KVM and QEMU is killed before the guest prints a byte: that is the
+    // caller's doing, not KVM's, so the state dir gets no kvm-hangs mark (later runs keep KVM) and nothing throws.
+    const meta = await ensureKernel();
+    const stateDir = mkdtempSync(join(tmpdir(), 'suture-vmstate-'));
+    const stop = new AbortController();
+    stop.abort();
+    const r = await runVm({ kernelImage: meta.paths.vmlinuz, kmods: [], loads: [], commands: [{ label: 'never', script: 'true' }], stateDir, signal: stop.signal });
+    expect(r.outcome).not.toBe('ok');
+    expect(existsSync(join(stateDir, 'kvm-hangs'))).toBe(false);
   });
 
   it('vm run without qemu installed says how to install it', () => {
