@@ -3,9 +3,6 @@
 import { closeSync, fstatSync, openSync, readFileSync, writeSync, fsyncSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fsError, SutureError } from '../util/errors.js';
-import { writeAtomic } from '../util/files.js';
-
-export { writeAtomic };
 import { formatPublicKey, formatSecretKey, generateKey, MAX_KEY_FILE_BYTES, parsePublicKey, parseSecretKey, type PublicKey, type SecretKey } from './minisign.js';
 
 /** Write a file that must not exist yet (a key is never overwritten). */
